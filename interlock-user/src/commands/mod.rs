@@ -1,0 +1,2 @@
+//! One module per `interlock` subcommand.
+pub mod count;

@@ -1,0 +1,62 @@
+//! `cargo xtask`: build, set up, test, demo and benchmark Interlock.
+mod cmd;
+mod demo;
+mod docker;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, set up, test and demo Interlock")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the eBPF object (interlock-ebpf) for bpfel-unknown-none.
+    BuildEbpf {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Install what the project needs (Debian/Ubuntu: packages, bpf-linker, docker.io).
+    Setup,
+    /// Run the whole test suite (as root: unit, kernel and Docker tests).
+    Test {
+        /// Run only the tests that need no privileges (no BPF, namespaces or Docker).
+        #[arg(long)]
+        unprivileged: bool,
+        /// Extra arguments passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Show the balancer at work on a built-in example.
+    Demo,
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::BuildEbpf { release } => {
+            let object =
+                xtask::ebpf::build(&root(), release).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("eBPF object: {}", object.display());
+            Ok(())
+        }
+        Command::Setup => setup::run(),
+        Command::Test { unprivileged, args } => test::run(unprivileged, &args),
+        Command::Demo => demo::run(),
+    }
+}

@@ -1,0 +1,55 @@
+//! `cargo xtask test`: the whole suite.
+//!
+//! As root it runs unit tests, the kernel tests (BPF_PROG_TEST_RUN, XDP on veth pairs in
+//! network namespaces) and the Docker tests (a single-node swarm, started when absent).
+//! `--unprivileged` runs only the tests that need nothing.
+
+use anyhow::{bail, Result};
+
+use crate::{cmd, docker, root, setup};
+
+pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
+    if !unprivileged && !cmd::is_root() {
+        bail!(
+            "cargo xtask test needs root: its kernel tests load BPF programs and create network \
+             namespaces, and its Docker tests drive a swarm. Run it as root, or run \
+             `cargo xtask test --unprivileged` for the tests that need no privileges."
+        );
+    }
+    if cmd::is_root() {
+        setup::run()?;
+    }
+    xtask::ebpf::build(&root(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut cargo = cmd::cargo();
+    cargo
+        .current_dir(root())
+        .args(["test", "--workspace", "--exclude", "interlock-ebpf"]);
+    if unprivileged {
+        cargo.args(["--exclude", "interlock-tests"]);
+    } else {
+        docker::ensure_bpffs()?;
+        docker::ensure_swarm()?;
+        remove_stale_namespaces();
+        // The end-to-end tests start the real agent binary.
+        cmd::run(cmd::cargo().current_dir(root()).args([
+            "build",
+            "--package",
+            "interlock-user",
+            "--bin",
+            "interlock",
+        ]))?;
+        cargo.env("INTERLOCK_BIN", root().join("target/debug/interlock"));
+    }
+    if !extra.is_empty() {
+        cargo.arg("--").args(extra);
+    }
+    cmd::run(&mut cargo)
+}
+
+/// Namespaces left by a test run that was killed (tests name theirs `ilt-*`).
+fn remove_stale_namespaces() {
+    let _ = cmd::sh(
+        "for ns in $(ip netns list | awk '/^ilt-/ {print $1}'); do ip netns del \"$ns\"; done",
+    );
+}
