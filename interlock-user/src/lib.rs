@@ -3,5 +3,7 @@
 //!
 //! - `bpf`: the embedded kernel object, loading it, attaching XDP, reading counters.
 //! - `commands`: what each CLI subcommand does.
+//! - `model`: the routing snapshot shared by the control plane and the data planes.
 pub mod bpf;
 pub mod commands;
+pub mod model;

@@ -1,0 +1,7 @@
+//! The routing model: what the control plane learns from Docker and publishes to the
+//! L4 and L7 planes as immutable, versioned snapshots.
+//!
+//! - `snapshot`: the contract between the planes (types only, no I/O).
+pub mod snapshot;
+
+pub use snapshot::*;
