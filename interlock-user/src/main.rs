@@ -1,5 +1,4 @@
 //! The `interlock` binary.
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 use interlock::commands;
 
@@ -21,14 +20,22 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Count(args) => commands::count::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole chain of causes: what failed, and why.
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -53,8 +53,11 @@ impl std::error::Error for Missing {}
 
 /// Finds an executable on PATH (not elsewhere: a tool off PATH counts as missing).
 pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    which_in(name, &std::env::var_os("PATH")?)
+}
+
+fn which_in(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))
 }
@@ -84,7 +87,11 @@ fn nightly_has_rust_src() -> bool {
 
 /// Picks the toolchain, or says what to install.
 pub fn detect() -> Result<(Toolchain, PathBuf), Missing> {
-    let linker = which("bpf-linker").ok_or_else(|| Missing {
+    detect_with_path(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+fn detect_with_path(path: &std::ffi::OsStr) -> Result<(Toolchain, PathBuf), Missing> {
+    let linker = which_in("bpf-linker", path).ok_or_else(|| Missing {
         what: "bpf-linker (the linker for eBPF objects; not found on PATH)".into(),
         install: "`PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --no-default-features \
                   --features llvm-22` on Debian (needs llvm-22-dev), or `cargo install bpf-linker` \
@@ -203,4 +210,27 @@ pub fn build(root: &Path, release: bool) -> Result<PathBuf, Box<dyn std::error::
         .into());
     }
     Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_bpf_linker_is_named_with_its_install_command() {
+        let err = detect_with_path(std::ffi::OsStr::new("/nonexistent")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bpf-linker"), "{msg}");
+        assert!(msg.contains("cargo install bpf-linker"), "{msg}");
+        assert!(msg.contains("cargo xtask setup"), "{msg}");
+    }
+
+    #[test]
+    fn which_finds_only_executables_on_the_given_path() {
+        assert!(which_in("sh", std::ffi::OsStr::new("/bin:/usr/bin")).is_some());
+        assert!(
+            which_in("passwd", std::ffi::OsStr::new("/etc")).is_none(),
+            "/etc/passwd is not executable"
+        );
+    }
 }

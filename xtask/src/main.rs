@@ -1,4 +1,5 @@
 //! `cargo xtask`: build, set up, test, demo and benchmark Interlock.
+mod bench;
 mod cmd;
 mod demo;
 mod docker;
@@ -37,6 +38,9 @@ enum Command {
     },
     /// Show the balancer at work on a built-in example.
     Demo,
+    /// Run a benchmark and print its BENCH line.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -47,8 +51,19 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    // Errors are printed as one chain of causes, without a backtrace: they are for operators.
+    match dispatch(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::BuildEbpf { release } => {
             let object =
                 xtask::ebpf::build(&root(), release).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -58,5 +73,6 @@ fn main() -> Result<()> {
         Command::Setup => setup::run(),
         Command::Test { unprivileged, args } => test::run(unprivileged, &args),
         Command::Demo => demo::run(),
+        Command::Bench(which) => bench::run(which),
     }
 }

@@ -1,0 +1,26 @@
+//! `cargo xtask bench <what>`: benchmarks that print `BENCH` lines, each with a reference
+//! measured in the same run. Never timed assertions: tests assert behaviour, benches measure.
+mod control;
+mod l4;
+mod l7;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// XDP fast path: BPF_PROG_TEST_RUN ns/packet and veth throughput vs nftables and HAProxy.
+    L4,
+    /// HTTP proxy: wrk against interlock, nginx and HAProxy in front of the same backend.
+    L7,
+    /// Control plane: event-to-snapshot latency and full resync time on a real swarm.
+    Control,
+}
+
+pub fn run(which: Bench) -> Result<()> {
+    match which {
+        Bench::L4 => l4::run(),
+        Bench::L7 => l7::run(),
+        Bench::Control => control::run(),
+    }
+}
