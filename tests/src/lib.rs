@@ -14,3 +14,10 @@ pub fn require_root() {
          or use `cargo xtask test --unprivileged` for the tests that need nothing"
     );
 }
+
+/// Prints one line to the real stderr, past the test harness's output capture, so a passing
+/// end-to-end test still shows what it saw (attach mode, counts) in `cargo xtask test`'s output.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "[e2e] {line}");
+}
