@@ -2,6 +2,8 @@
 //! L4 and L7 planes as immutable, versioned snapshots.
 //!
 //! - `snapshot`: the contract between the planes (types only, no I/O).
+pub mod assemble;
+pub mod labels;
 pub mod snapshot;
 
 pub use snapshot::*;
