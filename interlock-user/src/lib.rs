@@ -3,7 +3,11 @@
 //!
 //! - `bpf`: the embedded kernel object, loading it, attaching XDP, reading counters.
 //! - `commands`: what each CLI subcommand does.
+//! - `docker`: reading the engine (services, tasks, networks, secrets, events).
+//! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
 pub mod bpf;
 pub mod commands;
+pub mod control;
+pub mod docker;
 pub mod model;

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Attach the packet-counting XDP program to an interface and print counts per IP protocol.
     Count(commands::count::CountArgs),
+    /// Run the control plane alone (watch Docker or follow a leader) and print snapshots.
+    Control(commands::control::ControlCommand),
 }
 
 #[tokio::main]
@@ -29,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Count(args) => commands::count::run(args).await,
+        Command::Control(cmd) => commands::control::run(cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

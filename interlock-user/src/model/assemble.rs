@@ -67,7 +67,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { service_cluster: None, secrets_dir: PathBuf::from("/run/secrets") }
+        Options {
+            service_cluster: None,
+            secrets_dir: PathBuf::from("/run/secrets"),
+        }
     }
 }
 
@@ -82,7 +85,11 @@ pub struct ServiceError {
 
 impl std::fmt::Display for ServiceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let effect = if self.kept_last_good { "keeping its last good routes" } else { "service not routed" };
+        let effect = if self.kept_last_good {
+            "keeping its last good routes"
+        } else {
+            "service not routed"
+        };
         write!(f, "service {}: {} ({effect})", self.service, self.error)
     }
 }
@@ -106,7 +113,10 @@ pub struct Assembler {
 
 impl Assembler {
     pub fn new(options: Options) -> Assembler {
-        Assembler { options, last_good: HashMap::new() }
+        Assembler {
+            options,
+            last_good: HashMap::new(),
+        }
     }
 
     pub fn assemble(&mut self, state: &ClusterState) -> Assembly {
@@ -115,7 +125,10 @@ impl Assembler {
         services.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         let mut tasks: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
         for task in state.tasks.iter().filter(|t| t.running) {
-            tasks.entry(task.service_id.as_str()).or_default().push(task);
+            tasks
+                .entry(task.service_id.as_str())
+                .or_default()
+                .push(task);
         }
         let mut claims = Claims::default();
         let mut networks = BTreeSet::new();
@@ -124,11 +137,12 @@ impl Assembler {
 
         for svc in services {
             let (parsed, warnings) = labels::parse(&svc.labels);
-            out.warnings.extend(warnings.into_iter().map(|error| ServiceError {
-                service: svc.name.clone(),
-                error,
-                kept_last_good: false,
-            }));
+            out.warnings
+                .extend(warnings.into_iter().map(|error| ServiceError {
+                    service: svc.name.clone(),
+                    error,
+                    kept_last_good: false,
+                }));
             let resolved = parsed.and_then(|l| match l {
                 Some(l) => self.resolve(svc, l, state).map(Some),
                 None => Ok(None),
@@ -144,11 +158,12 @@ impl Assembler {
                 }
                 Err(errors) => {
                     let last = self.last_good.get(&svc.id).cloned();
-                    out.errors.extend(errors.into_iter().map(|error| ServiceError {
-                        service: svc.name.clone(),
-                        error,
-                        kept_last_good: last.is_some(),
-                    }));
+                    out.errors
+                        .extend(errors.into_iter().map(|error| ServiceError {
+                            service: svc.name.clone(),
+                            error,
+                            kept_last_good: last.is_some(),
+                        }));
                     match last {
                         Some(l) => l,
                         None => continue,
@@ -158,14 +173,28 @@ impl Assembler {
             if labels.service_cluster != self.options.service_cluster {
                 continue;
             }
-            let Some((network_id, network_name)) = pick_network(svc, &labels, state).ok() else { continue };
-            let service = ServiceRef { id: svc.id.clone(), name: svc.name.clone() };
-            let addrs = backend_addrs(svc, &labels, &network_id, tasks.get(svc.id.as_str()).map(Vec::as_slice).unwrap_or(&[]));
+            let Some((network_id, network_name)) = pick_network(svc, &labels, state).ok() else {
+                continue;
+            };
+            let service = ServiceRef {
+                id: svc.id.clone(),
+                name: svc.name.clone(),
+            };
+            let addrs = backend_addrs(
+                svc,
+                &labels,
+                &network_id,
+                tasks.get(svc.id.as_str()).map(Vec::as_slice).unwrap_or(&[]),
+            );
             let before = (out.http.len(), out.l4.len());
             if let Some(http) = &labels.http {
                 let route = self.http_route(&service, http, &addrs);
                 if let Err(error) = claims.claim_http(&route) {
-                    out.errors.push(ServiceError { service: svc.name.clone(), error, kept_last_good: false });
+                    out.errors.push(ServiceError {
+                        service: svc.name.clone(),
+                        error,
+                        kept_last_good: false,
+                    });
                     continue;
                 }
                 out.http.push(route);
@@ -176,11 +205,18 @@ impl Assembler {
                     vip: l4.vip,
                     port: l4.port,
                     protocol: l4.protocol,
-                    backends: addrs.iter().map(|(id, ip)| backend(id, *ip, l4.target_port)).collect(),
+                    backends: addrs
+                        .iter()
+                        .map(|(id, ip)| backend(id, *ip, l4.target_port))
+                        .collect(),
                 };
                 if let Err(error) = claims.claim_l4(&l4_service) {
                     out.http.truncate(before.0);
-                    out.errors.push(ServiceError { service: svc.name.clone(), error, kept_last_good: false });
+                    out.errors.push(ServiceError {
+                        service: svc.name.clone(),
+                        error,
+                        kept_last_good: false,
+                    });
                     continue;
                 }
                 out.l4.push(l4_service);
@@ -192,7 +228,12 @@ impl Assembler {
     }
 
     /// Checks what labels refer to in Docker: the network and the secrets.
-    fn resolve(&self, svc: &ServiceInfo, l: ServiceLabels, state: &ClusterState) -> Result<ServiceLabels, Vec<LabelError>> {
+    fn resolve(
+        &self,
+        svc: &ServiceInfo,
+        l: ServiceLabels,
+        state: &ClusterState,
+    ) -> Result<ServiceLabels, Vec<LabelError>> {
         let mut errors = Vec::new();
         if let Err(e) = pick_network(svc, &l, state) {
             errors.push(e);
@@ -200,7 +241,11 @@ impl Assembler {
         if let Some((cert, key)) = l.http.as_ref().and_then(|h| h.ssl_secrets.as_ref()) {
             for (label, name) in [(labels::SSL_CERT, cert), (labels::SSL_KEY, key)] {
                 if !state.secrets.contains(name) {
-                    errors.push(LabelError::new(label, name, "no Docker secret with this name"));
+                    errors.push(LabelError::new(
+                        label,
+                        name,
+                        "no Docker secret with this name",
+                    ));
                 }
             }
         }
@@ -211,7 +256,12 @@ impl Assembler {
         }
     }
 
-    fn http_route(&self, service: &ServiceRef, h: &labels::HttpLabels, addrs: &[(String, Ipv4Addr)]) -> HttpRoute {
+    fn http_route(
+        &self,
+        service: &ServiceRef,
+        h: &labels::HttpLabels,
+        addrs: &[(String, Ipv4Addr)],
+    ) -> HttpRoute {
         let tls = match (&h.ssl_secrets, h.ssl_passthrough) {
             (Some((cert, key)), _) => TlsMode::Terminate {
                 cert: self.options.secrets_dir.join(cert),
@@ -232,45 +282,100 @@ impl Assembler {
             redirects: h.redirects.clone(),
             default_backend: h.default_backend,
             health_check: h.health_check.clone(),
-            backends: addrs.iter().map(|(id, ip)| backend(id, *ip, h.port)).collect(),
+            backends: addrs
+                .iter()
+                .map(|(id, ip)| backend(id, *ip, h.port))
+                .collect(),
         }
     }
 }
 
 fn backend(id: &str, ip: Ipv4Addr, port: u16) -> Backend {
-    Backend { addr: SocketAddr::from((ip, port)), weight: 1, id: id.to_string() }
+    Backend {
+        addr: SocketAddr::from((ip, port)),
+        weight: 1,
+        id: id.to_string(),
+    }
 }
 
 /// The network to reach the service on: the label's (by name or id), else its only network.
-fn pick_network(svc: &ServiceInfo, l: &ServiceLabels, state: &ClusterState) -> Result<(String, String), LabelError> {
-    let name_of = |id: &str| state.networks.iter().find(|n| n.id == id).map(|n| n.name.clone());
+fn pick_network(
+    svc: &ServiceInfo,
+    l: &ServiceLabels,
+    state: &ClusterState,
+) -> Result<(String, String), LabelError> {
+    let name_of = |id: &str| {
+        state
+            .networks
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.name.clone())
+    };
     // The ingress network carries the routing mesh, never task-to-proxy traffic.
-    let candidates: Vec<&String> =
-        svc.networks.iter().filter(|id| name_of(id).as_deref() != Some("ingress")).collect();
+    let candidates: Vec<&String> = svc
+        .networks
+        .iter()
+        .filter(|id| name_of(id).as_deref() != Some("ingress"))
+        .collect();
     match &l.network {
         Some(wanted) => candidates
             .iter()
             .find(|id| **id == wanted || name_of(id).as_deref() == Some(wanted.as_str()))
-            .map(|id| (id.to_string(), name_of(id).unwrap_or_else(|| id.to_string())))
-            .ok_or_else(|| LabelError::new(labels::NETWORK, wanted, "the service is not attached to this network")),
+            .map(|id| {
+                (
+                    id.to_string(),
+                    name_of(id).unwrap_or_else(|| id.to_string()),
+                )
+            })
+            .ok_or_else(|| {
+                LabelError::new(
+                    labels::NETWORK,
+                    wanted,
+                    "the service is not attached to this network",
+                )
+            }),
         None => match candidates.as_slice() {
-            [only] => Ok((only.to_string(), name_of(only).unwrap_or_else(|| only.to_string()))),
-            [] => Err(LabelError::new(labels::NETWORK, "", "the service is on no overlay network the proxy can reach")),
-            _ => Err(LabelError::new(labels::NETWORK, "", "the service is on several networks: name one with this label")),
+            [only] => Ok((
+                only.to_string(),
+                name_of(only).unwrap_or_else(|| only.to_string()),
+            )),
+            [] => Err(LabelError::new(
+                labels::NETWORK,
+                "",
+                "the service is on no overlay network the proxy can reach",
+            )),
+            _ => Err(LabelError::new(
+                labels::NETWORK,
+                "",
+                "the service is on several networks: name one with this label",
+            )),
         },
     }
 }
 
 /// (id, address) of each backend: running tasks' addresses, or the service VIP.
-fn backend_addrs(svc: &ServiceInfo, l: &ServiceLabels, network_id: &str, tasks: &[&TaskInfo]) -> Vec<(String, Ipv4Addr)> {
+fn backend_addrs(
+    svc: &ServiceInfo,
+    l: &ServiceLabels,
+    network_id: &str,
+    tasks: &[&TaskInfo],
+) -> Vec<(String, Ipv4Addr)> {
     match l.backend_mode {
-        BackendMode::Vip => {
-            svc.vips.iter().filter(|(n, _)| n == network_id).map(|(_, ip)| (svc.id.clone(), *ip)).collect()
-        }
+        BackendMode::Vip => svc
+            .vips
+            .iter()
+            .filter(|(n, _)| n == network_id)
+            .map(|(_, ip)| (svc.id.clone(), *ip))
+            .collect(),
         BackendMode::Task => {
             let mut addrs: Vec<(String, Ipv4Addr)> = tasks
                 .iter()
-                .filter_map(|t| t.addresses.iter().find(|(n, _)| n == network_id).map(|(_, ip)| (t.id.clone(), *ip)))
+                .filter_map(|t| {
+                    t.addresses
+                        .iter()
+                        .find(|(n, _)| n == network_id)
+                        .map(|(_, ip)| (t.id.clone(), *ip))
+                })
                 .collect();
             addrs.sort();
             addrs
@@ -291,7 +396,12 @@ type HttpPolicy = (TlsMode, bool, bool, super::snapshot::Stickiness);
 
 impl Claims {
     fn claim_http(&mut self, r: &HttpRoute) -> Result<(), LabelError> {
-        let policy = (r.tls.clone(), r.ssl_only, r.strip_prefix, r.stickiness.clone());
+        let policy = (
+            r.tls.clone(),
+            r.ssl_only,
+            r.strip_prefix,
+            r.stickiness.clone(),
+        );
         for host in &r.hosts {
             if let Some((owner, theirs)) = self.http.get(&(host.clone(), r.path_prefix.clone())) {
                 if *theirs != policy && *owner != r.service.name {
@@ -305,11 +415,17 @@ impl Claims {
         }
         if r.default_backend {
             if let Some(owner) = &self.default_backend {
-                return Err(LabelError::new(labels::DEFAULT_BACKEND, "true", format!("older service {owner} is the default backend")));
+                return Err(LabelError::new(
+                    labels::DEFAULT_BACKEND,
+                    "true",
+                    format!("older service {owner} is the default backend"),
+                ));
             }
         }
         for host in &r.hosts {
-            self.http.entry((host.clone(), r.path_prefix.clone())).or_insert((r.service.name.clone(), policy.clone()));
+            self.http
+                .entry((host.clone(), r.path_prefix.clone()))
+                .or_insert((r.service.name.clone(), policy.clone()));
         }
         if r.default_backend {
             self.default_backend = Some(r.service.name.clone());
@@ -323,7 +439,10 @@ impl Claims {
             return Err(LabelError::new(
                 labels::L4_PORT,
                 &s.port.to_string(),
-                format!("{:?} port {} is already balanced for older service {owner}", s.protocol, s.port),
+                format!(
+                    "{:?} port {} is already balanced for older service {owner}",
+                    s.protocol, s.port
+                ),
             ));
         }
         self.l4.insert(key, s.service.name.clone());

@@ -36,9 +36,28 @@ pub const L4_PROTOCOL: &str = "com.docker.lb.l4.protocol";
 pub const L4_VIP: &str = "com.docker.lb.l4.vip";
 
 const KNOWN: &[&str] = &[
-    HOSTS, PORT, NETWORK, CONTEXT_ROOT, CONTEXT_ROOT_REWRITE, SSL_CERT, SSL_KEY, SSL_PASSTHROUGH, SSL_ONLY,
-    WEBSOCKET_ENDPOINTS, STICKY_COOKIE, IP_HASH, REDIRECTS, SERVICE_CLUSTER, BACKEND_MODE, DEFAULT_BACKEND,
-    HEALTH_PATH, HEALTH_INTERVAL_MS, L4_PORT, L4_TARGET_PORT, L4_PROTOCOL, L4_VIP,
+    HOSTS,
+    PORT,
+    NETWORK,
+    CONTEXT_ROOT,
+    CONTEXT_ROOT_REWRITE,
+    SSL_CERT,
+    SSL_KEY,
+    SSL_PASSTHROUGH,
+    SSL_ONLY,
+    WEBSOCKET_ENDPOINTS,
+    STICKY_COOKIE,
+    IP_HASH,
+    REDIRECTS,
+    SERVICE_CLUSTER,
+    BACKEND_MODE,
+    DEFAULT_BACKEND,
+    HEALTH_PATH,
+    HEALTH_INTERVAL_MS,
+    L4_PORT,
+    L4_TARGET_PORT,
+    L4_PROTOCOL,
+    L4_VIP,
 ];
 
 /// One bad label value: which label, what it said, why it is refused.
@@ -52,7 +71,11 @@ pub struct LabelError {
 
 impl LabelError {
     pub fn new(label: &str, value: &str, reason: impl Into<String>) -> LabelError {
-        LabelError { label: label.into(), value: value.into(), reason: reason.into() }
+        LabelError {
+            label: label.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -115,7 +138,10 @@ pub fn parse(labels: &BTreeMap<String, String>) -> (Parsed, Vec<LabelError>) {
     if !labels.contains_key(HOSTS) && !labels.contains_key(L4_PORT) {
         return (Ok(None), warnings);
     }
-    let mut p = Parser { labels, errors: Vec::new() };
+    let mut p = Parser {
+        labels,
+        errors: Vec::new(),
+    };
     let service = ServiceLabels {
         http: labels.contains_key(HOSTS).then(|| p.http()),
         l4: labels.contains_key(L4_PORT).then(|| p.l4()),
@@ -130,7 +156,11 @@ pub fn parse(labels: &BTreeMap<String, String>) -> (Parsed, Vec<LabelError>) {
             }
         },
     };
-    let parsed = if p.errors.is_empty() { Ok(Some(service)) } else { Err(p.errors) };
+    let parsed = if p.errors.is_empty() {
+        Ok(Some(service))
+    } else {
+        Err(p.errors)
+    };
     (parsed, warnings)
 }
 
@@ -174,7 +204,11 @@ impl Parser<'_> {
     fn http(&mut self) -> HttpLabels {
         let hosts_value = self.get(HOSTS).unwrap_or_default().to_string();
         let mut hosts = Vec::new();
-        for host in hosts_value.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        for host in hosts_value
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
             match normalize_host(host) {
                 Ok(h) => hosts.push(h),
                 Err(reason) => self.error(HOSTS, &hosts_value, format!("host {host:?}: {reason}")),
@@ -185,7 +219,11 @@ impl Parser<'_> {
         }
         let port = match self.get(PORT) {
             None => {
-                self.error(PORT, "", "missing: the container port to send traffic to is required with hosts");
+                self.error(
+                    PORT,
+                    "",
+                    "missing: the container port to send traffic to is required with hosts",
+                );
                 0
             }
             Some(_) => self.port(PORT).unwrap_or(0),
@@ -202,17 +240,31 @@ impl Parser<'_> {
         };
         let ssl_secrets = match (self.get(SSL_CERT), self.get(SSL_KEY)) {
             (None, None) => None,
-            (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => Some((cert.to_string(), key.to_string())),
+            (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+                Some((cert.to_string(), key.to_string()))
+            }
             (cert, key) => {
-                let (label, value) = if cert.is_none_or(str::is_empty) { (SSL_CERT, cert) } else { (SSL_KEY, key) };
+                let (label, value) = if cert.is_none_or(str::is_empty) {
+                    (SSL_CERT, cert)
+                } else {
+                    (SSL_KEY, key)
+                };
                 let value = value.unwrap_or_default().to_string();
-                self.error(label, &value, "ssl_cert and ssl_key must both name a secret");
+                self.error(
+                    label,
+                    &value,
+                    "ssl_cert and ssl_key must both name a secret",
+                );
                 None
             }
         };
         let ssl_passthrough = self.flag(SSL_PASSTHROUGH);
         if ssl_passthrough && ssl_secrets.is_some() {
-            self.error(SSL_PASSTHROUGH, "true", "passthrough cannot be combined with ssl_cert/ssl_key");
+            self.error(
+                SSL_PASSTHROUGH,
+                "true",
+                "passthrough cannot be combined with ssl_cert/ssl_key",
+            );
         }
         let sticky = self.get(STICKY_COOKIE).map(str::to_string);
         let ip_hash = self.flag(IP_HASH);
@@ -249,7 +301,9 @@ impl Parser<'_> {
     }
 
     fn paths(&mut self, label: &str) -> Vec<String> {
-        let Some(value) = self.get(label).map(str::to_string) else { return Vec::new() };
+        let Some(value) = self.get(label).map(str::to_string) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for path in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match normalize_prefix(path) {
@@ -261,18 +315,25 @@ impl Parser<'_> {
     }
 
     fn redirects(&mut self) -> Vec<Redirect> {
-        let Some(value) = self.get(REDIRECTS).map(str::to_string) else { return Vec::new() };
+        let Some(value) = self.get(REDIRECTS).map(str::to_string) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let parts: Vec<&str> = pair.split(',').map(str::trim).collect();
             match parts.as_slice() {
                 [source, target] if is_url_or_path(source) && is_url_or_path(target) => {
-                    out.push(Redirect { source: source.to_string(), target: target.to_string() })
+                    out.push(Redirect {
+                        source: source.to_string(),
+                        target: target.to_string(),
+                    })
                 }
                 _ => self.error(
                     REDIRECTS,
                     &value,
-                    format!("{pair:?} is not `<source>,<target>` with each an http(s) URL or a path"),
+                    format!(
+                        "{pair:?} is not `<source>,<target>` with each an http(s) URL or a path"
+                    ),
                 ),
             }
         }
@@ -290,7 +351,11 @@ impl Parser<'_> {
             Some(v) => match v.parse::<u64>() {
                 Ok(ms) if (100..=3_600_000).contains(&ms) => ms,
                 _ => {
-                    self.error(HEALTH_INTERVAL_MS, &v, "expected milliseconds between 100 and 3600000");
+                    self.error(
+                        HEALTH_INTERVAL_MS,
+                        &v,
+                        "expected milliseconds between 100 and 3600000",
+                    );
                     2000
                 }
             },
@@ -300,8 +365,16 @@ impl Parser<'_> {
 
     fn l4(&mut self) -> L4Labels {
         let port = self.port(L4_PORT).unwrap_or(0);
-        let target_port = if self.get(L4_TARGET_PORT).is_some() { self.port(L4_TARGET_PORT).unwrap_or(0) } else { port };
-        let protocol = match self.get(L4_PROTOCOL).map(str::to_ascii_lowercase).as_deref() {
+        let target_port = if self.get(L4_TARGET_PORT).is_some() {
+            self.port(L4_TARGET_PORT).unwrap_or(0)
+        } else {
+            port
+        };
+        let protocol = match self
+            .get(L4_PROTOCOL)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("tcp") => L4Protocol::Tcp,
             Some("udp") => L4Protocol::Udp,
             Some(other) => {
@@ -310,14 +383,24 @@ impl Parser<'_> {
                 L4Protocol::Tcp
             }
         };
-        let vip = self.get(L4_VIP).map(str::to_string).and_then(|v| match v.parse::<Ipv4Addr>() {
-            Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => Some(ip),
-            _ => {
-                self.error(L4_VIP, &v, "expected a unicast IPv4 address");
-                None
-            }
-        });
-        L4Labels { port, target_port, protocol, vip }
+        let vip = self
+            .get(L4_VIP)
+            .map(str::to_string)
+            .and_then(|v| match v.parse::<Ipv4Addr>() {
+                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {
+                    Some(ip)
+                }
+                _ => {
+                    self.error(L4_VIP, &v, "expected a unicast IPv4 address");
+                    None
+                }
+            });
+        L4Labels {
+            port,
+            target_port,
+            protocol,
+            vip,
+        }
     }
 }
 
@@ -335,7 +418,9 @@ pub fn normalize_host(host: &str) -> Result<String, &'static str> {
         !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
     if !labels_ok {
         return Err("not a valid host name (letters, digits, '-', '.', optional leading '*.')");
@@ -352,15 +437,23 @@ pub fn normalize_prefix(path: &str) -> Result<String, &'static str> {
         return Err("must be a plain path (no query, fragment, spaces or '..')");
     }
     let trimmed = path.trim_end_matches('/');
-    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    })
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_url_or_path(s: &str) -> bool {
-    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
     match rest {
         Some(rest) => !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '),
         None => s.starts_with('/') && !s.contains(' '),
@@ -372,11 +465,17 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn ok(pairs: &[(&str, &str)]) -> ServiceLabels {
-        parse(&labels(pairs)).0.expect("valid labels").expect("routing labels present")
+        parse(&labels(pairs))
+            .0
+            .expect("valid labels")
+            .expect("routing labels present")
     }
 
     fn errs(pairs: &[(&str, &str)]) -> Vec<LabelError> {
@@ -401,7 +500,10 @@ mod tests {
             (SSL_ONLY, "true"),
             (WEBSOCKET_ENDPOINTS, "/ws,/live"),
             (STICKY_COOKIE, "SESSION"),
-            (REDIRECTS, "http://old.example.org,http://app.example.org;/legacy,/app"),
+            (
+                REDIRECTS,
+                "http://old.example.org,http://app.example.org;/legacy,/app",
+            ),
             (SERVICE_CLUSTER, "edge"),
             (BACKEND_MODE, "vip"),
             (DEFAULT_BACKEND, "true"),
@@ -413,12 +515,27 @@ mod tests {
         assert_eq!(http.port, 8080);
         assert_eq!(http.path_prefix, "/app");
         assert!(http.strip_prefix && http.ssl_only && http.default_backend);
-        assert_eq!(http.ssl_secrets, Some(("app-cert".into(), "app-key".into())));
+        assert_eq!(
+            http.ssl_secrets,
+            Some(("app-cert".into(), "app-key".into()))
+        );
         assert_eq!(http.websocket_endpoints, vec!["/ws", "/live"]);
         assert_eq!(http.stickiness, Stickiness::Cookie("SESSION".into()));
         assert_eq!(http.redirects.len(), 2);
-        assert_eq!(http.redirects[1], Redirect { source: "/legacy".into(), target: "/app".into() });
-        assert_eq!(http.health_check, Some(HealthCheck { path: "/healthz".into(), interval_ms: 500 }));
+        assert_eq!(
+            http.redirects[1],
+            Redirect {
+                source: "/legacy".into(),
+                target: "/app".into()
+            }
+        );
+        assert_eq!(
+            http.health_check,
+            Some(HealthCheck {
+                path: "/healthz".into(),
+                interval_ms: 500
+            })
+        );
         assert_eq!(s.network.as_deref(), Some("appnet"));
         assert_eq!(s.service_cluster.as_deref(), Some("edge"));
         assert_eq!(s.backend_mode, BackendMode::Vip);
@@ -431,16 +548,35 @@ mod tests {
         assert_eq!(http.path_prefix, "/");
         assert!(!http.strip_prefix && !http.ssl_only && !http.ssl_passthrough);
         assert_eq!(http.stickiness, Stickiness::None);
-        assert!(ok(&[(HOSTS, "a.example"), (PORT, "80"), (IP_HASH, "1")]).http.unwrap().stickiness == Stickiness::ClientIp);
+        assert!(
+            ok(&[(HOSTS, "a.example"), (PORT, "80"), (IP_HASH, "1")])
+                .http
+                .unwrap()
+                .stickiness
+                == Stickiness::ClientIp
+        );
     }
 
     #[test]
     fn l4_labels() {
         let s = ok(&[(L4_PORT, "5432")]);
         let l4 = s.l4.unwrap();
-        assert_eq!((l4.port, l4.target_port, l4.protocol, l4.vip), (5432, 5432, L4Protocol::Tcp, None));
-        let l4 = ok(&[(L4_PORT, "53"), (L4_TARGET_PORT, "5353"), (L4_PROTOCOL, "UDP"), (L4_VIP, "192.0.2.10")]).l4.unwrap();
-        assert_eq!((l4.target_port, l4.protocol, l4.vip), (5353, L4Protocol::Udp, Some(Ipv4Addr::new(192, 0, 2, 10))));
+        assert_eq!(
+            (l4.port, l4.target_port, l4.protocol, l4.vip),
+            (5432, 5432, L4Protocol::Tcp, None)
+        );
+        let l4 = ok(&[
+            (L4_PORT, "53"),
+            (L4_TARGET_PORT, "5353"),
+            (L4_PROTOCOL, "UDP"),
+            (L4_VIP, "192.0.2.10"),
+        ])
+        .l4
+        .unwrap();
+        assert_eq!(
+            (l4.target_port, l4.protocol, l4.vip),
+            (5353, L4Protocol::Udp, Some(Ipv4Addr::new(192, 0, 2, 10)))
+        );
     }
 
     #[test]
@@ -452,25 +588,92 @@ mod tests {
             (&[(HOSTS, "bad host!"), (PORT, "80")], HOSTS),
             (&[(HOSTS, "a.example:80"), (PORT, "80")], HOSTS),
             (&[(HOSTS, ""), (PORT, "80")], HOSTS),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (CONTEXT_ROOT, "app")], CONTEXT_ROOT),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (CONTEXT_ROOT, "/a/../b")], CONTEXT_ROOT),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (SSL_CERT, "c")], SSL_KEY),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (SSL_ONLY, "maybe")], SSL_ONLY),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, "http://a.example")], REDIRECTS),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, "ftp://x,/y")], REDIRECTS),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (STICKY_COOKIE, "a b")], STICKY_COOKIE),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (STICKY_COOKIE, "s"), (IP_HASH, "true")], STICKY_COOKIE),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (BACKEND_MODE, "dns")], BACKEND_MODE),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (SSL_PASSTHROUGH, "true"), (SSL_CERT, "c"), (SSL_KEY, "k")], SSL_PASSTHROUGH),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (HEALTH_PATH, "health")], HEALTH_PATH),
-            (&[(HOSTS, "a.example"), (PORT, "80"), (HEALTH_PATH, "/h"), (HEALTH_INTERVAL_MS, "1")], HEALTH_INTERVAL_MS),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (CONTEXT_ROOT, "app")],
+                CONTEXT_ROOT,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "80"),
+                    (CONTEXT_ROOT, "/a/../b"),
+                ],
+                CONTEXT_ROOT,
+            ),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (SSL_CERT, "c")],
+                SSL_KEY,
+            ),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (SSL_ONLY, "maybe")],
+                SSL_ONLY,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "80"),
+                    (REDIRECTS, "http://a.example"),
+                ],
+                REDIRECTS,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "80"),
+                    (REDIRECTS, "ftp://x,/y"),
+                ],
+                REDIRECTS,
+            ),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (STICKY_COOKIE, "a b")],
+                STICKY_COOKIE,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "80"),
+                    (STICKY_COOKIE, "s"),
+                    (IP_HASH, "true"),
+                ],
+                STICKY_COOKIE,
+            ),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (BACKEND_MODE, "dns")],
+                BACKEND_MODE,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "80"),
+                    (SSL_PASSTHROUGH, "true"),
+                    (SSL_CERT, "c"),
+                    (SSL_KEY, "k"),
+                ],
+                SSL_PASSTHROUGH,
+            ),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (HEALTH_PATH, "health")],
+                HEALTH_PATH,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "80"),
+                    (HEALTH_PATH, "/h"),
+                    (HEALTH_INTERVAL_MS, "1"),
+                ],
+                HEALTH_INTERVAL_MS,
+            ),
             (&[(L4_PORT, "x")], L4_PORT),
             (&[(L4_PORT, "53"), (L4_PROTOCOL, "sctp")], L4_PROTOCOL),
             (&[(L4_PORT, "53"), (L4_VIP, "224.0.0.1")], L4_VIP),
         ];
         for (pairs, label) in cases {
             let errors = errs(pairs);
-            assert!(errors.iter().any(|e| e.label == *label), "{pairs:?}: expected an error on {label}, got {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.label == *label),
+                "{pairs:?}: expected an error on {label}, got {errors:?}"
+            );
             assert!(errors.iter().all(|e| !e.reason.is_empty()));
         }
     }
@@ -478,12 +681,19 @@ mod tests {
     #[test]
     fn error_message_names_label_value_and_reason() {
         let e = &errs(&[(HOSTS, "a.example"), (PORT, "99999")])[0];
-        assert_eq!(e.to_string(), "label com.docker.lb.port=\"99999\": expected a port number between 1 and 65535");
+        assert_eq!(
+            e.to_string(),
+            "label com.docker.lb.port=\"99999\": expected a port number between 1 and 65535"
+        );
     }
 
     #[test]
     fn unknown_labels_are_warnings() {
-        let (parsed, warnings) = parse(&labels(&[(HOSTS, "a.example"), (PORT, "80"), ("com.docker.lb.hostz", "x")]));
+        let (parsed, warnings) = parse(&labels(&[
+            (HOSTS, "a.example"),
+            (PORT, "80"),
+            ("com.docker.lb.hostz", "x"),
+        ]));
         assert!(parsed.is_ok());
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].label, "com.docker.lb.hostz");

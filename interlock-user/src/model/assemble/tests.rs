@@ -3,7 +3,10 @@ use crate::model::labels::*;
 use crate::model::snapshot::{L4Protocol, Stickiness};
 
 fn net(id: &str, name: &str) -> NetworkInfo {
-    NetworkInfo { id: id.into(), name: name.into() }
+    NetworkInfo {
+        id: id.into(),
+        name: name.into(),
+    }
 }
 
 fn svc(id: &str, created: &str, networks: &[&str], labels: &[(&str, &str)]) -> ServiceInfo {
@@ -11,9 +14,16 @@ fn svc(id: &str, created: &str, networks: &[&str], labels: &[(&str, &str)]) -> S
         id: id.into(),
         name: format!("svc-{id}"),
         created_at: created.into(),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         networks: networks.iter().map(|n| n.to_string()).collect(),
-        vips: networks.iter().enumerate().map(|(i, n)| (n.to_string(), Ipv4Addr::new(10, 9, i as u8, 2))).collect(),
+        vips: networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), Ipv4Addr::new(10, 9, i as u8, 2)))
+            .collect(),
     }
 }
 
@@ -30,8 +40,14 @@ fn state(services: Vec<ServiceInfo>, tasks: Vec<TaskInfo>) -> ClusterState {
     ClusterState {
         services,
         tasks,
-        networks: vec![net("n1", "appnet"), net("n2", "othernet"), net("ing", "ingress")],
-        secrets: ["cert".to_string(), "key".to_string()].into_iter().collect(),
+        networks: vec![
+            net("n1", "appnet"),
+            net("n2", "othernet"),
+            net("ing", "ingress"),
+        ],
+        secrets: ["cert".to_string(), "key".to_string()]
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -41,13 +57,25 @@ const WEB: &[(&str, &str)] = &[(HOSTS, "web.example"), (PORT, "8080")];
 fn running_tasks_become_backends_on_the_service_network() {
     let s = state(
         vec![svc("a", "1", &["n1", "ing"], WEB)],
-        vec![task("t1", "a", "n1", 5, true), task("t2", "a", "n1", 6, true), task("t3", "a", "n1", 7, false)],
+        vec![
+            task("t1", "a", "n1", 5, true),
+            task("t2", "a", "n1", 6, true),
+            task("t3", "a", "n1", 7, false),
+        ],
     );
     let out = Assembler::default().assemble(&s);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(out.http.len(), 1);
-    let addrs: Vec<String> = out.http[0].backends.iter().map(|b| b.addr.to_string()).collect();
-    assert_eq!(addrs, vec!["10.0.0.5:8080", "10.0.0.6:8080"], "the stopped task is not a backend");
+    let addrs: Vec<String> = out.http[0]
+        .backends
+        .iter()
+        .map(|b| b.addr.to_string())
+        .collect();
+    assert_eq!(
+        addrs,
+        vec!["10.0.0.5:8080", "10.0.0.6:8080"],
+        "the stopped task is not a backend"
+    );
     assert_eq!(out.networks, vec!["appnet"]);
 }
 
@@ -68,20 +96,30 @@ fn network_must_be_named_when_several_and_must_exist() {
 
     let mut labels = WEB.to_vec();
     labels.push((NETWORK, "othernet"));
-    let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1", "n2"], &labels)], vec![task("t", "a", "n2", 9, true)]));
+    let out = Assembler::default().assemble(&state(
+        vec![svc("a", "1", &["n1", "n2"], &labels)],
+        vec![task("t", "a", "n2", 9, true)],
+    ));
     assert_eq!(out.http[0].backends[0].addr.to_string(), "10.0.0.9:8080");
 
     let mut labels = WEB.to_vec();
     labels.push((NETWORK, "nosuchnet"));
     let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], &labels)], vec![]));
     assert!(out.http.is_empty());
-    assert!(out.errors[0].to_string().contains("nosuchnet"), "{}", out.errors[0]);
+    assert!(
+        out.errors[0].to_string().contains("nosuchnet"),
+        "{}",
+        out.errors[0]
+    );
 }
 
 #[test]
 fn one_bad_service_leaves_the_others_alone() {
     let s = state(
-        vec![svc("a", "1", &["n1"], WEB), svc("b", "2", &["n1"], &[(HOSTS, "b.example"), (PORT, "99999")])],
+        vec![
+            svc("a", "1", &["n1"], WEB),
+            svc("b", "2", &["n1"], &[(HOSTS, "b.example"), (PORT, "99999")]),
+        ],
         vec![],
     );
     let out = Assembler::default().assemble(&s);
@@ -96,17 +134,30 @@ fn one_bad_service_leaves_the_others_alone() {
 #[test]
 fn a_bad_update_keeps_the_last_good_routes() {
     let mut assembler = Assembler::default();
-    let good = state(vec![svc("a", "1", &["n1"], WEB)], vec![task("t1", "a", "n1", 5, true)]);
+    let good = state(
+        vec![svc("a", "1", &["n1"], WEB)],
+        vec![task("t1", "a", "n1", 5, true)],
+    );
     assert_eq!(assembler.assemble(&good).http.len(), 1);
     let bad = state(
-        vec![svc("a", "1", &["n1"], &[(HOSTS, "web.example"), (PORT, "nope")])],
-        vec![task("t1", "a", "n1", 5, true), task("t2", "a", "n1", 6, true)],
+        vec![svc(
+            "a",
+            "1",
+            &["n1"],
+            &[(HOSTS, "web.example"), (PORT, "nope")],
+        )],
+        vec![
+            task("t1", "a", "n1", 5, true),
+            task("t2", "a", "n1", 6, true),
+        ],
     );
     let out = assembler.assemble(&bad);
     assert_eq!(out.http.len(), 1, "the last good routes stay");
     assert_eq!(out.http[0].backends.len(), 2, "with the current tasks");
     assert!(out.errors[0].kept_last_good);
-    assert!(out.errors[0].to_string().contains("keeping its last good routes"));
+    assert!(out.errors[0]
+        .to_string()
+        .contains("keeping its last good routes"));
 }
 
 #[test]
@@ -122,15 +173,25 @@ fn missing_secret_is_an_error_and_present_secrets_become_paths() {
     let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], &labels)], vec![]));
     assert_eq!(
         out.http[0].tls,
-        TlsMode::Terminate { cert: "/run/secrets/cert".into(), key: "/run/secrets/key".into() }
+        TlsMode::Terminate {
+            cert: "/run/secrets/cert".into(),
+            key: "/run/secrets/key".into()
+        }
     );
 }
 
 #[test]
 fn same_host_and_settings_is_a_canary_split() {
     let s = state(
-        vec![svc("blue", "1", &["n1"], WEB), svc("green", "2", &["n1"], WEB)],
-        vec![task("b1", "blue", "n1", 1, true), task("g1", "green", "n1", 2, true), task("g2", "green", "n1", 3, true)],
+        vec![
+            svc("blue", "1", &["n1"], WEB),
+            svc("green", "2", &["n1"], WEB),
+        ],
+        vec![
+            task("b1", "blue", "n1", 1, true),
+            task("g1", "green", "n1", 2, true),
+            task("g2", "green", "n1", 3, true),
+        ],
     );
     let out = Assembler::default().assemble(&s);
     assert!(out.errors.is_empty());
@@ -143,7 +204,13 @@ fn conflicting_claims_go_to_the_older_service() {
     let mut sticky = WEB.to_vec();
     sticky.push((STICKY_COOKIE, "S"));
     // "new" is listed first but created later: the older one wins whatever the order.
-    let s = state(vec![svc("new", "2026-02", &["n1"], &sticky), svc("old", "2026-01", &["n1"], WEB)], vec![]);
+    let s = state(
+        vec![
+            svc("new", "2026-02", &["n1"], &sticky),
+            svc("old", "2026-01", &["n1"], WEB),
+        ],
+        vec![],
+    );
     let out = Assembler::default().assemble(&s);
     assert_eq!(out.http.len(), 1);
     assert_eq!(out.http[0].service.name, "svc-old");
@@ -152,15 +219,23 @@ fn conflicting_claims_go_to_the_older_service() {
     assert!(out.errors[0].to_string().contains("svc-old"));
 
     let l4 = &[(L4_PORT, "5432")];
-    let out = Assembler::default().assemble(&state(vec![svc("x", "2", &["n1"], l4), svc("y", "1", &["n1"], l4)], vec![]));
+    let out = Assembler::default().assemble(&state(
+        vec![svc("x", "2", &["n1"], l4), svc("y", "1", &["n1"], l4)],
+        vec![],
+    ));
     assert_eq!(out.l4.len(), 1);
     assert_eq!(out.l4[0].service.name, "svc-y");
     assert_eq!(out.l4[0].protocol, L4Protocol::Tcp);
 
-    let mut dflt = vec![(HOSTS, "other.example"), (PORT, "80"), (DEFAULT_BACKEND, "true")];
+    let mut dflt = vec![
+        (HOSTS, "other.example"),
+        (PORT, "80"),
+        (DEFAULT_BACKEND, "true"),
+    ];
     let first = svc("d1", "1", &["n1"], &dflt);
     dflt[0] = (HOSTS, "third.example");
-    let out = Assembler::default().assemble(&state(vec![first, svc("d2", "2", &["n1"], &dflt)], vec![]));
+    let out =
+        Assembler::default().assemble(&state(vec![first, svc("d2", "2", &["n1"], &dflt)], vec![]));
     assert_eq!(out.http.len(), 1);
     assert_eq!(out.errors[0].error.label, DEFAULT_BACKEND);
 }
@@ -169,18 +244,43 @@ fn conflicting_claims_go_to_the_older_service() {
 fn service_cluster_selects_services() {
     let mut edge = WEB.to_vec();
     edge.push((SERVICE_CLUSTER, "edge"));
-    let s = state(vec![svc("a", "1", &["n1"], WEB), svc("b", "2", &["n1"], &edge)], vec![]);
+    let s = state(
+        vec![svc("a", "1", &["n1"], WEB), svc("b", "2", &["n1"], &edge)],
+        vec![],
+    );
     let out = Assembler::default().assemble(&s);
-    assert_eq!(out.http.iter().map(|r| r.service.name.as_str()).collect::<Vec<_>>(), vec!["svc-a"]);
-    let mut edge_assembler = Assembler::new(Options { service_cluster: Some("edge".into()), ..Options::default() });
+    assert_eq!(
+        out.http
+            .iter()
+            .map(|r| r.service.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["svc-a"]
+    );
+    let mut edge_assembler = Assembler::new(Options {
+        service_cluster: Some("edge".into()),
+        ..Options::default()
+    });
     let out = edge_assembler.assemble(&s);
-    assert_eq!(out.http.iter().map(|r| r.service.name.as_str()).collect::<Vec<_>>(), vec!["svc-b"]);
+    assert_eq!(
+        out.http
+            .iter()
+            .map(|r| r.service.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["svc-b"]
+    );
 }
 
 #[test]
 fn l4_backends_use_the_target_port() {
-    let labels = &[(L4_PORT, "53"), (L4_TARGET_PORT, "5353"), (L4_PROTOCOL, "udp")];
-    let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], labels)], vec![task("t", "a", "n1", 4, true)]));
+    let labels = &[
+        (L4_PORT, "53"),
+        (L4_TARGET_PORT, "5353"),
+        (L4_PROTOCOL, "udp"),
+    ];
+    let out = Assembler::default().assemble(&state(
+        vec![svc("a", "1", &["n1"], labels)],
+        vec![task("t", "a", "n1", 4, true)],
+    ));
     assert_eq!(out.l4[0].port, 53);
     assert_eq!(out.l4[0].backends[0].addr.to_string(), "10.0.0.4:5353");
     assert!(out.http.is_empty());

@@ -1,0 +1,9 @@
+//! Talking to the Docker engine: reading services, tasks, networks and secrets into a
+//! `model::assemble::ClusterState`, and watching its event stream. I/O only; what the
+//! state means is decided in `model/`.
+mod events;
+mod raw;
+mod read;
+
+pub use events::{watch_events, Dirty};
+pub use read::DockerSource;
