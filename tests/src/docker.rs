@@ -1,0 +1,178 @@
+//! Swarm objects for tests (a FROM-scratch backend image, overlay networks, services), each
+//! named `ilt-*` and removed on drop, and a control-plane agent whose snapshots can be awaited.
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use interlock::model::Snapshot;
+
+use crate::agent::{interlock_bin, AgentProcess};
+use crate::netns::run;
+
+/// The test backend: busybox httpd serving /www, built FROM scratch (no registry here).
+pub const BACKEND_IMAGE: &str = "interlock-test-backend:1";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// `ilt-<what>-<pid>-<n>`: unique per process and call.
+pub fn unique(what: &str) -> String {
+    format!(
+        "ilt-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `docker <args>` and returns its trimmed stdout.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let out = run(Command::new("docker").args(args))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Builds the backend image once (from Debian's busybox-static).
+pub fn ensure_backend_image() -> Result<()> {
+    if docker(&["image", "inspect", BACKEND_IMAGE]).is_ok() {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("ilt-image-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("www"))?;
+    std::fs::copy("/bin/busybox", dir.join("busybox"))
+        .context("copying /bin/busybox (package busybox-static)")?;
+    std::fs::write(dir.join("www/index.html"), "ok\n")?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /busybox\nCOPY www /www\nCMD [\"/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
+    )?;
+    let built = docker(&[
+        "build",
+        "-q",
+        "-t",
+        BACKEND_IMAGE,
+        dir.to_str().unwrap_or("."),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    built.map(|_| ())
+}
+
+/// An attachable overlay network, removed on drop.
+pub struct Network {
+    pub name: String,
+}
+
+impl Network {
+    pub fn new() -> Result<Network> {
+        let name = unique("net");
+        docker(&[
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            &name,
+        ])?;
+        Ok(Network { name })
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        // Services must be gone first; retry briefly while their tasks detach.
+        for _ in 0..20 {
+            if docker(&["network", "rm", &self.name]).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A swarm service, removed on drop.
+pub struct Service {
+    pub name: String,
+}
+
+impl Service {
+    /// `docker service create` with the given extra arguments (labels, network, replicas).
+    pub fn create(extra: &[&str]) -> Result<Service> {
+        let name = unique("svc");
+        let mut args = vec!["service", "create", "--detach", "--quiet", "--name", &name];
+        args.extend_from_slice(extra);
+        args.push(BACKEND_IMAGE);
+        docker(&args)?;
+        Ok(Service { name })
+    }
+
+    pub fn update(&self, extra: &[&str]) -> Result<()> {
+        let mut args = vec!["service", "update", "--detach", "--quiet"];
+        args.extend_from_slice(extra);
+        args.push(&self.name);
+        docker(&args).map(|_| ())
+    }
+
+    pub fn id(&self) -> Result<String> {
+        docker(&["service", "inspect", "--format", "{{.ID}}", &self.name])
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = docker(&["service", "rm", &self.name]);
+    }
+}
+
+/// `interlock control --print` as a child; its stdout lines are snapshots.
+pub struct ControlAgent {
+    pub process: AgentProcess,
+}
+
+impl ControlAgent {
+    pub fn start(args: &[&str]) -> Result<ControlAgent> {
+        let mut cmd = Command::new(interlock_bin());
+        cmd.args(["control", "--print"]).args(args);
+        Ok(ControlAgent {
+            process: AgentProcess::spawn(cmd)?,
+        })
+    }
+
+    /// Every snapshot printed so far, oldest first.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.process
+            .output()
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits for a snapshot that satisfies `pred`; returns it with the time it took to appear.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Snapshot> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.snapshots().into_iter().rev().find(|s| pred(s)) {
+                if self
+                    .snapshots()
+                    .last()
+                    .is_some_and(|last| last.version == s.version)
+                {
+                    return Ok(s);
+                }
+            }
+            if Instant::now() > deadline {
+                let last = self.snapshots().pop();
+                bail!("no snapshot with {what} within {timeout:?}; last: {last:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The HTTP route of service `name` in a snapshot.
+pub fn route<'a>(s: &'a Snapshot, name: &str) -> Option<&'a interlock::model::HttpRoute> {
+    s.http.iter().find(|r| r.service.name == name)
+}

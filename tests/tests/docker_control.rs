@@ -1,0 +1,285 @@
+//! The control plane against a real dockerd in swarm mode: snapshots follow services being
+//! created, scaled, relabelled and removed; dead tasks leave; bad labels stay contained;
+//! a follower mirrors its leader.
+use std::time::Duration;
+
+use interlock_tests::docker::{
+    docker, ensure_backend_image, route, unique, ControlAgent, Network, Service,
+};
+use interlock_tests::{report, require_root};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn setup() -> Network {
+    require_root();
+    ensure_backend_image().expect("building the FROM-scratch backend image");
+    Network::new().expect("creating an overlay network")
+}
+
+fn backend_ips(s: &interlock::model::Snapshot, service: &str) -> Vec<String> {
+    route(s, service)
+        .map(|r| r.backends.iter().map(|b| b.addr.ip().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn snapshots_follow_service_lifecycle() {
+    let net = setup();
+    let agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
+    let host = format!("{}.example", unique("app"));
+    let svc = Service::create(&[
+        "--network",
+        &net.name,
+        "--replicas",
+        "2",
+        "--label",
+        &format!("com.docker.lb.hosts={host}"),
+        "--label",
+        "com.docker.lb.port=80",
+    ])
+    .unwrap();
+    let name = svc.name.clone();
+
+    let s = agent
+        .wait_for("2 backends", WAIT, |s| backend_ips(s, &name).len() == 2)
+        .unwrap();
+    let r = route(&s, &name).unwrap();
+    assert_eq!(r.hosts, vec![host.clone()]);
+    assert!(r.backends.iter().all(|b| b.addr.port() == 80));
+    assert_eq!(s.networks, vec![net.name.clone()]);
+
+    svc.update(&["--replicas", "3"]).unwrap();
+    agent
+        .wait_for("3 backends after scale-up", WAIT, |s| {
+            backend_ips(s, &name).len() == 3
+        })
+        .unwrap();
+
+    svc.update(&[
+        "--label-add",
+        "com.docker.lb.context_root=/app",
+        "--label-add",
+        "com.docker.lb.context_root_rewrite=true",
+    ])
+    .unwrap();
+    agent
+        .wait_for("the new context root", WAIT, |s| {
+            route(s, &name).is_some_and(|r| r.path_prefix == "/app" && r.strip_prefix)
+        })
+        .unwrap();
+
+    // A task's container dies: its address leaves within the poll interval (+ slack).
+    let containers = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={name}"),
+    ])
+    .unwrap();
+    let victim = containers
+        .lines()
+        .next()
+        .expect("a running container")
+        .to_string();
+    let ip = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        &victim,
+    ])
+    .unwrap();
+    let ip = ip
+        .split_whitespace()
+        .next()
+        .expect("the container has an overlay address")
+        .to_string();
+    docker(&["kill", &victim]).unwrap();
+    let gone = agent.wait_for(
+        "the killed task's address gone",
+        Duration::from_secs(5),
+        |s| !backend_ips(s, &name).contains(&ip),
+    );
+    assert!(gone.is_ok(), "{gone:?}");
+
+    svc.update(&["--replicas", "0"]).unwrap();
+    agent
+        .wait_for("no backends at 0 replicas", WAIT, |s| {
+            route(s, &name).is_some_and(|r| r.backends.is_empty())
+        })
+        .unwrap();
+    drop(svc);
+    agent
+        .wait_for("the route removed with the service", WAIT, |s| {
+            route(s, &name).is_none()
+        })
+        .unwrap();
+    report(&format!(
+        "docker_control: lifecycle followed through {} snapshots",
+        agent.snapshots().len()
+    ));
+}
+
+#[test]
+fn bad_labels_affect_only_their_own_service() {
+    let net = setup();
+    let host = format!("{}.example", unique("good"));
+    let good = Service::create(&[
+        "--network",
+        &net.name,
+        "--replicas",
+        "1",
+        "--label",
+        &format!("com.docker.lb.hosts={host}"),
+        "--label",
+        "com.docker.lb.port=80",
+    ])
+    .unwrap();
+    let bad_cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            vec![
+                "com.docker.lb.hosts=p.example".into(),
+                "com.docker.lb.port=70000".into(),
+            ],
+            "com.docker.lb.port",
+            "70000",
+        ),
+        (
+            vec![
+                "com.docker.lb.hosts=n.example".into(),
+                "com.docker.lb.port=80".into(),
+                "com.docker.lb.network=nosuchnet".into(),
+            ],
+            "com.docker.lb.network",
+            "nosuchnet",
+        ),
+        (
+            vec![
+                "com.docker.lb.hosts=s.example".into(),
+                "com.docker.lb.port=80".into(),
+                "com.docker.lb.ssl_cert=nosuchcert".into(),
+                "com.docker.lb.ssl_key=nosuchkey".into(),
+            ],
+            "com.docker.lb.ssl_cert",
+            "nosuchcert",
+        ),
+        (
+            vec![
+                "com.docker.lb.hosts=r.example".into(),
+                "com.docker.lb.port=80".into(),
+                "com.docker.lb.redirects=http://a.example".into(),
+            ],
+            "com.docker.lb.redirects",
+            "http://a.example",
+        ),
+        (
+            // Same host and path as the good (older) service, but sticky: a conflict it loses.
+            vec![
+                format!("com.docker.lb.hosts={host}"),
+                "com.docker.lb.port=80".into(),
+                "com.docker.lb.sticky_session_cookie=S".into(),
+            ],
+            "com.docker.lb.hosts",
+            host.as_str(),
+        ),
+    ];
+    let mut agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
+    let mut bad = Vec::new();
+    for (labels, _, _) in &bad_cases {
+        let mut args: Vec<String> = vec![
+            "--network".into(),
+            net.name.clone(),
+            "--replicas".into(),
+            "0".into(),
+        ];
+        for l in labels {
+            args.push("--label".into());
+            args.push(l.clone());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        bad.push(Service::create(&refs).unwrap());
+    }
+    let good_name = good.name.clone();
+    agent
+        .wait_for("the good route with its task", WAIT, |s| {
+            backend_ips(s, &good_name).len() == 1
+        })
+        .unwrap();
+    for (svc, (_, label, value)) in bad.iter().zip(&bad_cases) {
+        let line = agent.process.wait_for_line(
+            &format!("service {}: label {label}=\"{value}\"", svc.name),
+            WAIT,
+        );
+        assert!(
+            line.is_ok(),
+            "an error line names {} and {label}={value}: {line:?}",
+            svc.name
+        );
+    }
+    let s = agent.snapshots().pop().unwrap();
+    assert_eq!(
+        s.http.len(),
+        1,
+        "only the good service is routed: {:?}",
+        s.http
+    );
+    assert_eq!(route(&s, &good_name).unwrap().hosts, vec![host.clone()]);
+    report(&format!(
+        "docker_control: {} bad-label cases reported, the good route intact",
+        bad_cases.len()
+    ));
+}
+
+#[test]
+fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
+    let net = setup();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut leader = ControlAgent::start(&[
+        "--role",
+        "leader",
+        "--poll-ms",
+        "500",
+        "--snapshot-listen",
+        &listen,
+    ])
+    .unwrap();
+    let mut follower = ControlAgent::start(&["--role", "follower", "--leader", &listen]).unwrap();
+    let svc = Service::create(&[
+        "--network",
+        &net.name,
+        "--replicas",
+        "1",
+        "--label",
+        &format!("com.docker.lb.hosts={}.example", unique("f")),
+        "--label",
+        "com.docker.lb.port=80",
+    ])
+    .unwrap();
+    let name = svc.name.clone();
+    let on_leader = leader
+        .wait_for("the service on the leader", WAIT, |s| {
+            backend_ips(s, &name).len() == 1
+        })
+        .unwrap();
+    let on_follower = follower
+        .wait_for("the same snapshot on the follower", WAIT, |s| {
+            s.version == on_leader.version
+        })
+        .unwrap();
+    assert_eq!(on_follower, on_leader);
+
+    leader.process.kill();
+    follower
+        .process
+        .wait_for_line("keeping snapshot version", WAIT)
+        .unwrap();
+    let last = follower.snapshots().pop().unwrap();
+    assert_eq!(last, on_leader, "the follower keeps the last good snapshot");
+    report(&format!(
+        "docker_control: follower mirrored leader snapshot v{}",
+        on_leader.version
+    ));
+}
