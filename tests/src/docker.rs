@@ -78,7 +78,7 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         // Services must be gone first; retry briefly while their tasks detach.
-        for _ in 0..20 {
+        for _ in 0..60 {
             if docker(&["network", "rm", &self.name]).is_ok() {
                 return;
             }

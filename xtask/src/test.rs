@@ -30,7 +30,7 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
     } else {
         docker::ensure_bpffs()?;
         docker::ensure_swarm()?;
-        remove_stale_namespaces();
+        remove_stale_test_objects();
         // The end-to-end tests start the real agent binary.
         cmd::run(cmd::cargo().current_dir(root()).args([
             "build",
@@ -47,9 +47,14 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
     cmd::run(&mut cargo)
 }
 
-/// Namespaces left by a test run that was killed (tests name theirs `ilt-*`).
-fn remove_stale_namespaces() {
+/// Namespaces and swarm objects left by a test run that was killed (tests name theirs `ilt-*`).
+fn remove_stale_test_objects() {
     let _ = cmd::sh(
         "for ns in $(ip netns list | awk '/^ilt-/ {print $1}'); do ip netns del \"$ns\"; done",
+    );
+    let _ =
+        cmd::sh("docker service ls -q --filter name=ilt- | xargs -r docker service rm >/dev/null");
+    let _ = cmd::sh(
+        "docker network ls -q --filter name=ilt- | xargs -r docker network rm >/dev/null 2>&1",
     );
 }

@@ -1,0 +1,130 @@
+//! dockerd restarted under a running control plane: it keeps its last snapshot while the
+//! engine is away (never publishes an empty one), then resyncs and follows new changes.
+//! Its own test binary: it takes the engine away from every other Docker test.
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use interlock_tests::docker::{
+    docker, ensure_backend_image, route, unique, ControlAgent, Network, Service,
+};
+use interlock_tests::{report, require_root};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn engine_up() -> bool {
+    docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).is_ok_and(|s| s == "active")
+}
+
+fn start_dockerd() {
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            "setsid dockerd >>/var/log/dockerd.log 2>&1 < /dev/null &",
+        ])
+        .status();
+}
+
+fn dockerd_running() -> bool {
+    Command::new("pgrep")
+        .args(["-x", "dockerd"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn wait_engine(up: bool) {
+    let deadline = Instant::now() + WAIT;
+    // Down means the process is gone too: a new dockerd refuses to start beside a stopping one.
+    while engine_up() != up || (!up && dockerd_running()) {
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not come {}",
+            if up { "up" } else { "down" }
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Leaves dockerd running in swarm mode whatever happens in the test.
+struct EngineGuard;
+
+impl Drop for EngineGuard {
+    fn drop(&mut self) {
+        if !engine_up() {
+            if Command::new("pgrep")
+                .args(["-x", "dockerd"])
+                .status()
+                .map(|s| !s.success())
+                .unwrap_or(true)
+            {
+                start_dockerd();
+            }
+            wait_engine(true);
+        }
+    }
+}
+
+#[test]
+fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
+    require_root();
+    ensure_backend_image().unwrap();
+    let _engine = EngineGuard;
+    let net = Network::new().unwrap();
+    let svc = Service::create(&[
+        "--network",
+        &net.name,
+        "--replicas",
+        "1",
+        "--label",
+        &format!("com.docker.lb.hosts={}.example", unique("r")),
+        "--label",
+        "com.docker.lb.port=80",
+    ])
+    .unwrap();
+    let name = svc.name.clone();
+    let mut agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
+    let before = agent
+        .wait_for("the service routed", WAIT, |s| {
+            route(s, &name).is_some_and(|r| r.backends.len() == 1)
+        })
+        .unwrap();
+
+    let stopped = Command::new("pkill")
+        .args(["-TERM", "-x", "dockerd"])
+        .status()
+        .unwrap();
+    assert!(stopped.success(), "dockerd was running");
+    wait_engine(false);
+    agent
+        .process
+        .wait_for_line("Docker unreachable, keeping the last snapshot", WAIT)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = agent.snapshots();
+    assert!(
+        during.iter().all(|s| route(s, &name).is_some()),
+        "no snapshot without the route while Docker is away"
+    );
+
+    start_dockerd();
+    wait_engine(true);
+    // After the restart the task comes back (maybe with a new address); then a change made
+    // now must be picked up.
+    agent
+        .wait_for("resynced after the restart", WAIT, |s| {
+            route(s, &name).is_some_and(|r| r.backends.len() == 1) && s.version > before.version
+                || route(s, &name).is_some_and(|r| r.backends.len() == 1)
+        })
+        .unwrap();
+    svc.update(&["--replicas", "2"]).unwrap();
+    let after = agent
+        .wait_for("the scale-up after the restart", WAIT, |s| {
+            route(s, &name).is_some_and(|r| r.backends.len() == 2)
+        })
+        .unwrap();
+    assert!(after.version > before.version);
+    report(&format!(
+        "docker_restart: kept v{} while dockerd was down, resynced to v{}",
+        before.version, after.version
+    ));
+}
