@@ -96,7 +96,15 @@ impl Service {
     /// `docker service create` with the given extra arguments (labels, network, replicas).
     pub fn create(extra: &[&str]) -> Result<Service> {
         let name = unique("svc");
-        let mut args = vec!["service", "create", "--detach", "--quiet", "--name", &name];
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--no-resolve-image",
+            "--name",
+            &name,
+        ];
         args.extend_from_slice(extra);
         args.push(BACKEND_IMAGE);
         docker(&args)?;

@@ -68,7 +68,6 @@ impl Drop for EngineGuard {
 fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
     require_root();
     ensure_backend_image().unwrap();
-    let _engine = EngineGuard;
     let net = Network::new().unwrap();
     let svc = Service::create(&[
         "--network",
@@ -89,6 +88,8 @@ fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
         })
         .unwrap();
 
+    // Declared after the swarm objects so it is dropped first: they are removed with a live engine.
+    let _engine = EngineGuard;
     let stopped = Command::new("pkill")
         .args(["-TERM", "-x", "dockerd"])
         .status()

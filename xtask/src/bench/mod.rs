@@ -5,6 +5,9 @@ mod l4;
 mod l7;
 
 use anyhow::Result;
+
+/// The image bench services reference (they run 0 replicas, so it only has to exist as a name).
+pub const BACKEND_IMAGE_FOR_BENCH: &str = "interlock-test-backend:1";
 use clap::Subcommand;
 
 #[derive(Subcommand)]
