@@ -5,9 +5,11 @@
 //! - `commands`: what each CLI subcommand does.
 //! - `docker`: reading the engine (services, tasks, networks, secrets, events).
 //! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
+//! - `l7`: the HTTP reverse proxy (routes, balancing, TLS, passthrough, metrics).
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
 pub mod bpf;
 pub mod commands;
 pub mod control;
 pub mod docker;
+pub mod l7;
 pub mod model;

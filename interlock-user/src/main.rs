@@ -19,6 +19,8 @@ enum Command {
     Count(commands::count::CountArgs),
     /// Run the control plane alone (watch Docker or follow a leader) and print snapshots.
     Control(commands::control::ControlCommand),
+    /// Run the HTTP proxy, with routes from the control plane (or a snapshot file).
+    Proxy(Box<commands::proxy::ProxyArgs>),
 }
 
 #[tokio::main]
@@ -32,6 +34,7 @@ async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Count(args) => commands::count::run(args).await,
         Command::Control(cmd) => commands::control::run(cmd).await,
+        Command::Proxy(args) => commands::proxy::run(*args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

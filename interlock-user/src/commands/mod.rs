@@ -1,3 +1,4 @@
 //! One module per `interlock` subcommand.
 pub mod control;
 pub mod count;
+pub mod proxy;

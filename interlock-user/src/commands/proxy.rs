@@ -1,0 +1,152 @@
+//! `interlock proxy`: the HTTP plane. Routes come from the control plane (watching Docker
+//! or following a leader, same flags as `interlock control`) or, with `--routes FILE`, from
+//! a snapshot JSON file that is reloaded when it changes.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::control::{self as control_cmd, ControlArgs};
+use crate::l7::{self, proxy::Proxy, server, tls::TlsFront};
+use crate::model::{Snapshot, SnapshotRx};
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Plain HTTP listen address.
+    #[arg(long, default_value = "0.0.0.0:80", env = "INTERLOCK_HTTP")]
+    pub http: SocketAddr,
+    /// HTTPS listen address (TLS termination by SNI, and passthrough).
+    #[arg(long, env = "INTERLOCK_HTTPS")]
+    pub https: Option<SocketAddr>,
+    /// Admin listener: /metrics, /healthz. Keep it on loopback or a management network.
+    #[arg(long, default_value = "127.0.0.1:9090", env = "INTERLOCK_ADMIN")]
+    pub admin: SocketAddr,
+    /// Serve the routes of this snapshot JSON file instead of running the control plane.
+    #[arg(long)]
+    pub routes: Option<PathBuf>,
+    /// Value of the x-proxy-id response header (default: the host name).
+    #[arg(long, env = "INTERLOCK_PROXY_ID")]
+    pub proxy_id: Option<String>,
+    #[arg(long, default_value_t = 20_000, env = "INTERLOCK_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request head.
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout_s: u64,
+    /// Seconds a backend has to answer with a response head.
+    #[arg(long, default_value_t = 60)]
+    pub upstream_timeout_s: u64,
+    /// Seconds open connections get to finish on SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    pub drain_grace_s: u64,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+pub async fn run(args: ProxyArgs) -> Result<()> {
+    let rx = match &args.routes {
+        Some(file) => watch_routes_file(file.clone())?,
+        None => control_cmd::start(&args.control).await?,
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
+    let proxy_id = args.proxy_id.clone().unwrap_or_else(host_name);
+    let proxy = Arc::new(Proxy::new(
+        metrics,
+        &proxy_id,
+        Duration::from_secs(3),
+        Duration::from_secs(args.upstream_timeout_s),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut listeners = vec![server::Listener {
+        tcp: bind(args.http).await?,
+        tls: None,
+    }];
+    let tls = match args.https {
+        Some(addr) => {
+            let front = Arc::new(TlsFront::new()?);
+            listeners.push(server::Listener {
+                tcp: bind(addr).await?,
+                tls: Some(front.clone()),
+            });
+            Some(front)
+        }
+        None => None,
+    };
+    tokio::spawn(l7::follow_snapshots(
+        rx.clone(),
+        proxy.clone(),
+        tls,
+        stop_rx.clone(),
+    ));
+    tokio::spawn(l7::health::run(rx, proxy.clone()));
+    let admin = bind(args.admin).await?;
+    tokio::spawn(l7::admin::serve(
+        admin,
+        Arc::new(Mutex::new(registry)),
+        proxy.clone(),
+    ));
+    tracing::info!(http = %args.http, https = ?args.https, admin = %args.admin, "proxy listening");
+
+    let limits = server::Limits {
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_s),
+        drain_grace: Duration::from_secs(args.drain_grace_s),
+        ..server::Limits::default()
+    };
+    let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));
+    super::count::shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; draining");
+    let _ = stop_tx.send(true);
+    let _ = serving.await;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "interlock".into())
+}
+
+/// A snapshot channel fed from a JSON file, re-read when its modification time changes.
+fn watch_routes_file(path: PathBuf) -> Result<SnapshotRx> {
+    let first = read_snapshot(&path)?;
+    let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(async move {
+        let mut last = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if now == last {
+                continue;
+            }
+            last = now;
+            match read_snapshot(&path) {
+                Ok(s) => {
+                    tx.send_replace(Arc::new(s));
+                }
+                Err(e) => tracing::error!("keeping the current routes: {e:#}"),
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn read_snapshot(path: &PathBuf) -> Result<Snapshot> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading routes file {}", path.display()))?;
+    let mut s: Snapshot = serde_json::from_str(&text)
+        .with_context(|| format!("parsing routes file {}", path.display()))?;
+    s.version = s.version.max(1);
+    Ok(s)
+}

@@ -1,0 +1,292 @@
+//! Choosing a backend for a request: power of two choices on in-flight requests, sticky by
+//! cookie value or client IP (rendezvous hashing), with passive ejection after consecutive
+//! connect failures and active health checks marking backends down.
+//!
+//! Backend state is keyed by address in a registry that outlives route-table swaps, so a
+//! backend keeps its in-flight count and health across snapshots.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Consecutive connect failures that eject a backend.
+const EJECT_AFTER: u32 = 3;
+/// First ejection period; doubles with each further failure, up to `MAX_EJECTION`.
+const BASE_EJECTION: Duration = Duration::from_secs(1);
+const MAX_EJECTION: Duration = Duration::from_secs(30);
+
+/// Live state of one backend address.
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    in_flight: AtomicU32,
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since `epoch` until which the backend is ejected.
+    ejected_until_ms: AtomicU64,
+    /// False while an active health check fails.
+    healthy: AtomicBool,
+    epoch: Instant,
+}
+
+impl Backend {
+    fn new(addr: SocketAddr, epoch: Instant) -> Backend {
+        Backend {
+            addr,
+            in_flight: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            epoch,
+        }
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+    }
+
+    pub fn record_success(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// A connect failure; ejects the backend after `EJECT_AFTER` in a row. Returns true when ejected.
+    pub fn record_connect_failure(&self) -> bool {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < EJECT_AFTER {
+            return false;
+        }
+        let factor = 1u32 << (failures - EJECT_AFTER).min(5);
+        let period = (BASE_EJECTION * factor).min(MAX_EJECTION);
+        self.ejected_until_ms
+            .store(self.now_ms() + period.as_millis() as u64, Ordering::Relaxed);
+        true
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// Decrements the backend's in-flight count when dropped (request finished or abandoned).
+#[derive(Debug)]
+pub struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// All backends ever routed to, by address; entries of vanished backends are pruned on swap.
+#[derive(Debug)]
+pub struct Registry {
+    backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
+    epoch: Instant,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            backends: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Registry {
+    /// The states for `addrs`, created when new; states of other addresses are dropped.
+    pub fn sync(
+        &self,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+    ) -> HashMap<SocketAddr, Arc<Backend>> {
+        let mut map = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        let live: HashMap<SocketAddr, Arc<Backend>> = addrs
+            .into_iter()
+            .map(|a| {
+                (
+                    a,
+                    map.entry(a)
+                        .or_insert_with(|| Arc::new(Backend::new(a, self.epoch)))
+                        .clone(),
+                )
+            })
+            .collect();
+        map.retain(|a, _| live.contains_key(a));
+        live
+    }
+}
+
+/// Picks among `candidates` (a route's backends), skipping `tried` ones.
+/// `sticky`: a hash of the cookie value or client IP; the same key maps to the same backend
+/// while it is available. Unavailable backends are used only when nothing else is left.
+pub fn pick(
+    candidates: &[Arc<Backend>],
+    sticky: Option<u64>,
+    tried: &[SocketAddr],
+) -> Option<Arc<Backend>> {
+    let untried = |b: &&Arc<Backend>| !tried.contains(&b.addr);
+    let usable = || candidates.iter().filter(untried).filter(|b| b.available());
+    let chosen = match sticky {
+        Some(key) => usable().max_by_key(|b| rendezvous(key, b.addr)).cloned(),
+        None => power_of_two(candidates, |b| untried(&b) && b.available()),
+    };
+    chosen.or_else(|| {
+        // Everything ejected or unhealthy: better to try than to fail without trying.
+        let rest = || candidates.iter().filter(untried);
+        match sticky {
+            Some(key) => rest().max_by_key(|b| rendezvous(key, b.addr)),
+            None => rest().min_by_key(|b| b.in_flight()),
+        }
+        .cloned()
+    })
+}
+
+fn power_of_two(
+    candidates: &[Arc<Backend>],
+    ok: impl Fn(&Arc<Backend>) -> bool,
+) -> Option<Arc<Backend>> {
+    let n = candidates.len();
+    if n == 0 {
+        return None;
+    }
+    // Two random probes; fall back to a scan when they hit unusable backends.
+    let a = &candidates[fastrand::usize(..n)];
+    let b = &candidates[fastrand::usize(..n)];
+    let pick = match (ok(a), ok(b)) {
+        (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => candidates
+            .iter()
+            .filter(|c| ok(c))
+            .min_by_key(|c| c.in_flight()),
+    };
+    pick.cloned()
+}
+
+fn rendezvous(key: u64, addr: SocketAddr) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    addr.hash(&mut h);
+    h.finish()
+}
+
+/// Hash of a stickiness key (cookie value, client IP).
+pub fn sticky_key(value: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(n: u16) -> Vec<Arc<Backend>> {
+        let reg = Registry::default();
+        let map = reg.sync((0..n).map(|i| SocketAddr::from(([10, 0, 0, 1], 8000 + i))));
+        let mut v: Vec<_> = map.into_values().collect();
+        v.sort_by_key(|b| b.addr);
+        v
+    }
+
+    #[test]
+    fn power_of_two_prefers_the_less_loaded() {
+        let b = backends(2);
+        let _busy: Vec<InFlight> = (0..5).map(|_| b[0].start()).collect();
+        let picks: Vec<SocketAddr> = (0..200)
+            .map(|_| pick(&b, None, &[]).unwrap().addr)
+            .collect();
+        let to_idle = picks.iter().filter(|a| **a == b[1].addr).count();
+        assert!(
+            to_idle > 140,
+            "the idle backend gets most picks: {to_idle}/200"
+        );
+    }
+
+    #[test]
+    fn spreads_evenly_when_idle() {
+        let b = backends(4);
+        let mut counts = HashMap::new();
+        for _ in 0..4000 {
+            *counts.entry(pick(&b, None, &[]).unwrap().addr).or_insert(0) += 1;
+        }
+        assert!(
+            counts.values().all(|c| (800..1200).contains(c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn sticky_keys_stay_and_move_only_when_their_backend_goes() {
+        let b = backends(5);
+        let key = sticky_key("session-42");
+        let first = pick(&b, Some(key), &[]).unwrap().addr;
+        assert!((0..50).all(|_| pick(&b, Some(key), &[]).unwrap().addr == first));
+        let others: Vec<Arc<Backend>> = b.iter().filter(|x| x.addr != first).cloned().collect();
+        let moved = pick(&others, Some(key), &[]).unwrap().addr;
+        assert_ne!(moved, first);
+        // Another key on an untouched backend keeps it when `first` disappears.
+        let other_key = (0..100u64)
+            .map(sticky_key)
+            .find(|k| pick(&b, Some(*k), &[]).unwrap().addr != first)
+            .unwrap();
+        assert_eq!(
+            pick(&b, Some(other_key), &[]).unwrap().addr,
+            pick(&others, Some(other_key), &[]).unwrap().addr
+        );
+    }
+
+    #[test]
+    fn tried_and_ejected_backends_are_skipped() {
+        let b = backends(3);
+        for _ in 0..EJECT_AFTER {
+            b[0].record_connect_failure();
+        }
+        assert!(!b[0].available());
+        for _ in 0..100 {
+            let p = pick(&b, None, &[b[1].addr]).unwrap();
+            assert_eq!(p.addr, b[2].addr);
+        }
+        b[2].set_healthy(false);
+        assert_eq!(
+            pick(&b, None, &[b[1].addr]).unwrap().addr,
+            b[0].addr,
+            "last resort: try the ejected one"
+        );
+        assert!(pick(&b, None, &[b[0].addr, b[1].addr, b[2].addr]).is_none());
+        b[0].record_success();
+    }
+
+    #[test]
+    fn registry_keeps_state_across_syncs_and_prunes() {
+        let reg = Registry::default();
+        let a = SocketAddr::from(([10, 0, 0, 1], 1));
+        let first = reg.sync([a]);
+        let _guard = first[&a].start();
+        let second = reg.sync([a, SocketAddr::from(([10, 0, 0, 2], 1))]);
+        assert_eq!(second[&a].in_flight(), 1);
+        assert_eq!(reg.sync([]).len(), 0);
+    }
+}

@@ -1,0 +1,76 @@
+//! Proxy errors that say where the failure came from and whether a retry on another backend
+//! is safe (nothing reached the backend).
+use std::net::SocketAddr;
+
+use hyper::StatusCode;
+
+/// Which side failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("no route for host {host:?}")]
+    NoRoute { host: String },
+    #[error("route {route} has no backend")]
+    NoBackend { route: String },
+    #[error("connecting to {addr} failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("a pooled connection to {addr} closed before the request was sent")]
+    StaleConnection { addr: SocketAddr },
+    #[error("upstream {addr} failed: {source}")]
+    Upstream {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("upstream {addr} did not answer in time")]
+    UpstreamTimeout { addr: SocketAddr },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::NoRoute { .. } => Side::Client,
+            ProxyError::Internal(_) => Side::Internal,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// True when the request never reached the backend, so another backend may take it.
+    pub fn retry_safe(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout { .. }
+                | ProxyError::StaleConnection { .. }
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. }
+            | ProxyError::StaleConnection { .. }
+            | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Prometheus metrics of the HTTP plane.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub retries: Family<BackendLabels, Counter>,
+    pub backend_up: Family<BackendLabels, Gauge>,
+    pub connections: Gauge,
+    pub limits: Family<LimitLabels, Counter>,
+    pub route_swaps: Counter,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            retries: Family::default(),
+            backend_up: Family::default(),
+            connections: Gauge::default(),
+            limits: Family::default(),
+            route_swaps: Counter::default(),
+        };
+        registry.register(
+            "interlock_http_requests",
+            "HTTP requests by route and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "interlock_http_request_duration_seconds",
+            "Request latency by route",
+            m.latency.clone(),
+        );
+        registry.register(
+            "interlock_http_retries",
+            "Requests retried on another backend after a connect failure",
+            m.retries.clone(),
+        );
+        registry.register(
+            "interlock_backend_up",
+            "1 when a backend is healthy and not ejected",
+            m.backend_up.clone(),
+        );
+        registry.register(
+            "interlock_http_connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "interlock_limit_reached",
+            "Requests or connections refused by a limit",
+            m.limits.clone(),
+        );
+        registry.register(
+            "interlock_route_table_swaps",
+            "Route tables swapped in",
+            m.route_swaps.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,469 @@
+//! The request path: route lookup, redirects, backend choice with retries, forwarding with
+//! streamed bodies, websocket upgrades, response headers, access log and metrics.
+//!
+//! The live route table sits behind an `ArcSwap`: a new snapshot swaps it in one store;
+//! requests in flight keep the table (and backends) they started with.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST, LOCATION};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+
+use super::balance::{self, Backend, Registry};
+use super::error::ProxyError;
+use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
+use super::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels};
+use super::routes::{self, Lookup, Route, RouteTable};
+use super::upstream::Upstream;
+use super::ProxyBody;
+use crate::model::{Snapshot, Stickiness};
+
+/// At most this many backends are tried for one request (connect failures only).
+const MAX_ATTEMPTS: usize = 3;
+
+/// A route table with the live state of every backend it names.
+pub struct LiveTable {
+    pub table: RouteTable,
+    /// Keyed by the route's address in memory: one lookup per request.
+    backends: HashMap<usize, Arc<[Arc<Backend>]>>,
+}
+
+impl LiveTable {
+    pub fn backends_of(&self, route: &Arc<Route>) -> Arc<[Arc<Backend>]> {
+        self.backends
+            .get(&(Arc::as_ptr(route) as usize))
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+}
+
+pub struct Proxy {
+    live: ArcSwap<LiveTable>,
+    registry: Registry,
+    upstream: Arc<Upstream>,
+    pub metrics: Arc<Metrics>,
+    proxy_id: HeaderValue,
+}
+
+/// Whether the request came in over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        proxy_id: &str,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Proxy {
+        Proxy {
+            live: ArcSwap::from_pointee(LiveTable {
+                table: RouteTable::default(),
+                backends: HashMap::new(),
+            }),
+            registry: Registry::default(),
+            upstream: Arc::new(Upstream::new(connect_timeout, response_timeout)),
+            metrics,
+            proxy_id: HeaderValue::from_str(proxy_id)
+                .unwrap_or(HeaderValue::from_static("interlock")),
+        }
+    }
+
+    /// Compiles and swaps in the routes of `snapshot`.
+    pub fn apply(&self, snapshot: &Snapshot) {
+        let table = RouteTable::compile(snapshot);
+        let states = self
+            .registry
+            .sync(table.routes().flat_map(|r| r.backends.iter().copied()));
+        let backends = table
+            .routes()
+            .map(|r| {
+                let list: Vec<Arc<Backend>> = r
+                    .backends
+                    .iter()
+                    .filter_map(|a| states.get(a).cloned())
+                    .collect();
+                (Arc::as_ptr(r) as usize, Arc::from(list))
+            })
+            .collect();
+        self.upstream.retain(|a| states.contains_key(a));
+        self.live.store(Arc::new(LiveTable { table, backends }));
+        self.metrics.route_swaps.inc();
+    }
+
+    pub fn table(&self) -> arc_swap::Guard<Arc<LiveTable>> {
+        self.live.load()
+    }
+
+    /// Every backend state currently routed to, for health checks and metrics.
+    pub fn backend_states(&self) -> Vec<Arc<Backend>> {
+        let live = self.live.load();
+        let mut all: Vec<Arc<Backend>> = live
+            .backends
+            .values()
+            .flat_map(|b| b.iter().cloned())
+            .collect();
+        all.sort_by_key(|b| b.addr);
+        all.dedup_by_key(|b| b.addr);
+        all
+    }
+
+    /// Handles one request; never fails: errors become responses.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        scheme: Scheme,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let request_id = headers::request_id(req.headers());
+        let method = req.method().clone();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let host = request_host(&req).map(str::to_string);
+        let (route_name, mut response, upstream) =
+            match self.route_and_forward(req, client, scheme, &host).await {
+                Ok((route, resp, upstream)) => (route, resp, upstream),
+                Err((route, e)) => {
+                    if !matches!(e, ProxyError::NoRoute { .. }) {
+                        tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
+                    }
+                    (route, error_response(&e), None)
+                }
+            };
+        let elapsed = started.elapsed();
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        response
+            .headers_mut()
+            .insert(X_PROXY_ID.clone(), self.proxy_id.clone());
+        let status = response.status().as_u16();
+        let route_label = route_name.as_deref().unwrap_or("-").to_string();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route_label.clone(),
+                status,
+            })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                route: route_label.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "interlock::access",
+            client = %client.ip(),
+            method = %method,
+            host = host.as_deref().unwrap_or("-"),
+            path = %path,
+            route = %route_label,
+            upstream = upstream.map(|a| a.to_string()).as_deref().unwrap_or("-"),
+            status,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = request_id.to_str().unwrap_or("-"),
+        );
+        response
+    }
+
+    /// Routes and forwards; on error returns the route name (when one was chosen) and why.
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        scheme: Scheme,
+        host: &Option<String>,
+    ) -> Result<
+        (Option<Arc<str>>, Response<ProxyBody>, Option<SocketAddr>),
+        (Option<Arc<str>>, ProxyError),
+    > {
+        headers::check_request(req.headers(), host.as_deref()).map_err(|e| (None, e))?;
+        let host = host.as_deref().unwrap_or_default();
+        let live = self.live.load_full();
+        let path = req.uri().path().to_string();
+        let route = match live.table.lookup(scheme.as_str(), host, &path) {
+            Lookup::Route(route) => route,
+            Lookup::Redirect(target) => return Ok((None, redirect(&target), None)),
+            Lookup::NotFound => {
+                return Err((
+                    None,
+                    ProxyError::NoRoute {
+                        host: routes::normalize_host(host),
+                    },
+                ))
+            }
+        };
+        let name = Some(route.name.clone());
+        if route.ssl_only && scheme == Scheme::Http {
+            let target = format!(
+                "https://{}{}",
+                routes::normalize_host(host),
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+            );
+            return Ok((name, redirect(&target), None));
+        }
+        let upgrade = headers::upgrade_requested(req.headers());
+        if upgrade.is_some()
+            && !route.websocket_endpoints.is_empty()
+            && !route
+                .websocket_endpoints
+                .iter()
+                .any(|p| routes::prefix_matches(p, &path))
+        {
+            return Err((
+                name,
+                ProxyError::BadRequest("upgrade not allowed on this path"),
+            ));
+        }
+        let sticky = match &route.stickiness {
+            Stickiness::None => None,
+            Stickiness::Cookie(cookie) => {
+                headers::cookie(req.headers(), cookie).map(balance::sticky_key)
+            }
+            Stickiness::ClientIp => Some(balance::sticky_key(client.ip())),
+        };
+        let backends = live.backends_of(&route);
+        if backends.is_empty() {
+            return Err((
+                name,
+                ProxyError::NoBackend {
+                    route: route.name.to_string(),
+                },
+            ));
+        }
+        let mut req = self
+            .upstream_request(req, &route, client, scheme, host, upgrade.as_ref())
+            .map_err(|e| (name.clone(), e))?;
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut last_error = None;
+        while tried.len() < MAX_ATTEMPTS.min(backends.len()) {
+            let Some(backend) = balance::pick(&backends, sticky, &tried) else {
+                break;
+            };
+            tried.push(backend.addr);
+            let in_flight = backend.start();
+            let sent_at = Instant::now();
+            match self.upstream.send(backend.addr, req).await {
+                Ok(resp) => {
+                    backend.record_success();
+                    let resp = self.downstream_response(
+                        resp,
+                        backend.addr,
+                        sent_at.elapsed(),
+                        client_upgrade,
+                        in_flight,
+                    );
+                    return Ok((name, resp, Some(backend.addr)));
+                }
+                Err((e, unsent)) => {
+                    if matches!(
+                        e,
+                        ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+                    ) && backend.record_connect_failure()
+                    {
+                        tracing::warn!(backend = %backend.addr, "backend ejected after consecutive connect failures");
+                    }
+                    match unsent {
+                        Some(r) if e.retry_safe() => {
+                            self.metrics
+                                .retries
+                                .get_or_create(&BackendLabels {
+                                    backend: backend.addr.to_string(),
+                                })
+                                .inc();
+                            req = r;
+                            last_error = Some(e);
+                        }
+                        _ => return Err((name, e)),
+                    }
+                }
+            }
+        }
+        Err((
+            name,
+            last_error.unwrap_or(ProxyError::NoBackend {
+                route: route.name.to_string(),
+            }),
+        ))
+    }
+
+    /// The request as the backend sees it: origin-form URI (rewritten), HTTP/1.1, no
+    /// hop-by-hop headers, forwarding headers set; the body streamed through.
+    fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        route: &Route,
+        client: SocketAddr,
+        scheme: Scheme,
+        host: &str,
+        upgrade: Option<&HeaderValue>,
+    ) -> Result<Request<ProxyBody>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let rewritten = routes::rewrite_path(&route.path_prefix, route.strip_prefix, path);
+        parts.uri = rewritten
+            .parse::<Uri>()
+            .map_err(|_| ProxyError::BadRequest("unparsable path"))?;
+        parts.version = Version::HTTP_11;
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = upgrade {
+            parts.headers.insert(
+                hyper::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
+            parts
+                .headers
+                .insert(hyper::header::UPGRADE, protocol.clone());
+        }
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/2 carries the host in :authority.
+            if let Ok(v) = HeaderValue::from_str(host) {
+                parts.headers.insert(HOST, v);
+            }
+        }
+        headers::set_forwarded(&mut parts.headers, client.ip(), scheme.as_str(), host);
+        Ok(Request::from_parts(parts, body.boxed()))
+    }
+
+    fn downstream_response(
+        &self,
+        resp: Response<Incoming>,
+        upstream: SocketAddr,
+        took: Duration,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        in_flight: balance::InFlight,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = resp.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        let mut in_flight = Some(in_flight);
+        if switching {
+            match client_upgrade {
+                Some(client_upgrade) => {
+                    let backend_upgrade =
+                        hyper::upgrade::on(Response::from_parts(parts.clone(), ()));
+                    tokio::spawn(splice_upgraded(
+                        client_upgrade,
+                        backend_upgrade,
+                        in_flight.take(),
+                    ));
+                }
+                None => {
+                    return error_response(&ProxyError::Internal(
+                        "backend switched protocols unasked".into(),
+                    ))
+                }
+            }
+        } else {
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
+        if let Ok(v) = HeaderValue::from_str(&upstream.to_string()) {
+            parts.headers.insert(X_UPSTREAM_ADDR.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", took.as_secs_f64())) {
+            parts.headers.insert(X_UPSTREAM_RESPONSE_TIME.clone(), v);
+        }
+        if switching {
+            return Response::from_parts(parts, empty());
+        }
+        // Count the request in flight until its body has been read.
+        let body = body.map_frame(move |f| {
+            let _ = &in_flight;
+            f
+        });
+        Response::from_parts(parts, body.boxed())
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and backend connection.
+async fn splice_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    _in_flight: Option<balance::InFlight>,
+) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut backend = hyper_util::rt::TokioIo::new(backend);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+}
+
+/// The Host a request is for: the URI authority (HTTP/2, absolute-form) or the Host header.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn text_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn redirect(target: &str) -> Response<ProxyBody> {
+    let mut resp = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
+    if let Ok(v) = HeaderValue::from_str(target) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+fn error_response(e: &ProxyError) -> Response<ProxyBody> {
+    let body = match e {
+        ProxyError::NoRoute { .. } => "no route for this host\n".to_string(),
+        ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
+        other => format!("{}\n", other.status().canonical_reason().unwrap_or("error")),
+    };
+    text_response(e.status(), &body)
+}

@@ -1,0 +1,409 @@
+//! The route table: a snapshot's HTTP routes compiled once into lookup structures, so a
+//! request costs one host lookup and a scan of that host's few prefixes. Pure: no I/O.
+//!
+//! Order: exact host, then the longest matching wildcard (`*.example.com` matches one or more
+//! labels in front), then within the host the longest segment-aligned path prefix; then the
+//! default backend; else no route (404). Host is compared without port, case-insensitively.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::model::{HttpRoute, Redirect, Snapshot, Stickiness, TlsMode};
+
+/// What requests matching one (host, path prefix) get. Routes of several services with the
+/// same host and prefix (canary) are merged: their backends share the traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Service names, for logs and metrics (`a+b` for a canary pair).
+    pub name: Arc<str>,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub tls: TlsMode,
+    pub ssl_only: bool,
+    pub websocket_endpoints: Vec<String>,
+    pub stickiness: Stickiness,
+    pub backends: Vec<SocketAddr>,
+}
+
+/// A host's routes, longest prefix first.
+#[derive(Debug, Clone, Default)]
+struct HostRoutes {
+    routes: Vec<Arc<Route>>,
+}
+
+impl HostRoutes {
+    fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| prefix_matches(&r.path_prefix, path))
+    }
+}
+
+/// The compiled table; immutable, swapped whole when a new snapshot arrives.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub version: u64,
+    exact: HashMap<String, HostRoutes>,
+    /// (suffix including the dot, e.g. ".example.com", routes), longest suffix first.
+    wildcard: Vec<(String, HostRoutes)>,
+    default: Option<Arc<Route>>,
+    /// Redirects: (source, target); a source is a URL (`http://host/path`) or a path.
+    redirects: Vec<Redirect>,
+}
+
+/// What a request resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Route(Arc<Route>),
+    Redirect(String),
+    NotFound,
+}
+
+impl RouteTable {
+    pub fn compile(snapshot: &Snapshot) -> RouteTable {
+        // (host, prefix) -> merged route
+        let mut merged: HashMap<(String, String), Route> = HashMap::new();
+        let mut redirects = Vec::new();
+        let mut default: Option<Route> = None;
+        for r in &snapshot.http {
+            redirects.extend(r.redirects.iter().cloned());
+            for host in &r.hosts {
+                merge(
+                    merged
+                        .entry((host.clone(), r.path_prefix.clone()))
+                        .or_insert_with(|| route_of(r)),
+                    r,
+                );
+            }
+            if r.default_backend {
+                merge(default.get_or_insert_with(|| route_of(r)), r);
+            }
+        }
+        let mut exact: HashMap<String, HostRoutes> = HashMap::new();
+        let mut wildcard: HashMap<String, HostRoutes> = HashMap::new();
+        for ((host, _), route) in merged {
+            let route = Arc::new(route);
+            match host.strip_prefix('*') {
+                Some(suffix) => wildcard
+                    .entry(suffix.to_string())
+                    .or_default()
+                    .routes
+                    .push(route),
+                None => exact.entry(host).or_default().routes.push(route),
+            }
+        }
+        for h in exact.values_mut().chain(wildcard.values_mut()) {
+            h.routes.sort_by(|a, b| {
+                b.path_prefix
+                    .len()
+                    .cmp(&a.path_prefix.len())
+                    .then(a.path_prefix.cmp(&b.path_prefix))
+            });
+        }
+        let mut wildcard: Vec<(String, HostRoutes)> = wildcard.into_iter().collect();
+        wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        RouteTable {
+            version: snapshot.version,
+            exact,
+            wildcard,
+            default: default.map(Arc::new),
+            redirects,
+        }
+    }
+
+    /// Resolves a request. `host` may carry a port and any case; `scheme` is "http" or "https".
+    pub fn lookup(&self, scheme: &str, host: &str, path: &str) -> Lookup {
+        let host = normalize_host(host);
+        if let Some(target) = self.redirect(scheme, &host, path) {
+            return Lookup::Redirect(target);
+        }
+        let found = self
+            .exact
+            .get(host.as_str())
+            .and_then(|h| h.find(path))
+            .or_else(|| {
+                self.wildcard
+                    .iter()
+                    .filter(|(suffix, _)| host.ends_with(suffix.as_str()))
+                    .find_map(|(_, h)| h.find(path))
+            })
+            .or(self.default.as_ref());
+        match found {
+            Some(route) => Lookup::Route(route.clone()),
+            None => Lookup::NotFound,
+        }
+    }
+
+    /// Whether any route terminates TLS or passes it through for this SNI name.
+    pub fn tls_for(&self, sni: &str) -> Option<&TlsMode> {
+        let host = normalize_host(sni);
+        let routes = self.exact.get(host.as_str()).or_else(|| {
+            self.wildcard
+                .iter()
+                .find(|(suffix, _)| host.ends_with(suffix.as_str()))
+                .map(|(_, h)| h)
+        })?;
+        routes
+            .routes
+            .iter()
+            .map(|r| &r.tls)
+            .find(|t| **t != TlsMode::None)
+    }
+
+    /// Backends of the passthrough route for an SNI name.
+    pub fn passthrough_backends(&self, sni: &str) -> Option<Arc<Route>> {
+        let host = normalize_host(sni);
+        let routes = self.exact.get(host.as_str()).or_else(|| {
+            self.wildcard
+                .iter()
+                .find(|(suffix, _)| host.ends_with(suffix.as_str()))
+                .map(|(_, h)| h)
+        })?;
+        routes
+            .routes
+            .iter()
+            .find(|r| r.tls == TlsMode::Passthrough)
+            .cloned()
+    }
+
+    /// Every distinct route (for health checks and metrics).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.iter().map(|(_, h)| h))
+            .flat_map(|h| h.routes.iter())
+            .chain(self.default.iter())
+    }
+
+    fn redirect(&self, scheme: &str, host: &str, path: &str) -> Option<String> {
+        let url = format!("{scheme}://{host}{path}");
+        self.redirects.iter().find_map(|r| {
+            let matched = if r.source.starts_with('/') {
+                r.source == path
+            } else {
+                r.source.trim_end_matches('/') == url.trim_end_matches('/')
+            };
+            matched.then(|| r.target.clone())
+        })
+    }
+}
+
+fn route_of(r: &HttpRoute) -> Route {
+    Route {
+        name: Arc::from(r.service.name.as_str()),
+        path_prefix: r.path_prefix.clone(),
+        strip_prefix: r.strip_prefix,
+        tls: r.tls.clone(),
+        ssl_only: r.ssl_only,
+        websocket_endpoints: r.websocket_endpoints.clone(),
+        stickiness: r.stickiness.clone(),
+        backends: Vec::new(),
+    }
+}
+
+fn merge(into: &mut Route, r: &HttpRoute) {
+    if !into.name.split('+').any(|n| n == r.service.name) {
+        into.name = Arc::from(format!("{}+{}", into.name, r.service.name));
+    }
+    for b in &r.backends {
+        for _ in 0..b.weight.clamp(1, 100) {
+            into.backends.push(b.addr);
+        }
+    }
+    into.backends.sort();
+}
+
+/// Lower-cased host without port (`Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`).
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `/app` matches `/app`, `/app/`, `/app/x`, not `/apple`; `/` matches everything.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && matches!(
+                path.as_bytes().get(prefix.len()),
+                None | Some(b'/') | Some(b'?')
+            ))
+}
+
+/// The path to forward: with `strip`, the prefix removed (`/app/x` -> `/x`, `/app` -> `/`).
+pub fn rewrite_path(prefix: &str, strip: bool, path_and_query: &str) -> String {
+    if !strip || prefix == "/" {
+        return path_and_query.to_string();
+    }
+    let rest = &path_and_query[prefix.len().min(path_and_query.len())..];
+    if rest.is_empty() || rest.starts_with('?') {
+        format!("/{rest}")
+    } else {
+        rest.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Backend, ServiceRef};
+
+    fn route(name: &str, hosts: &[&str], prefix: &str, port: u16) -> HttpRoute {
+        HttpRoute {
+            service: ServiceRef {
+                id: name.into(),
+                name: name.into(),
+            },
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            path_prefix: prefix.into(),
+            strip_prefix: false,
+            tls: TlsMode::None,
+            ssl_only: false,
+            websocket_endpoints: vec![],
+            stickiness: Stickiness::None,
+            redirects: vec![],
+            default_backend: false,
+            health_check: None,
+            backends: vec![Backend {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                weight: 1,
+                id: name.into(),
+            }],
+        }
+    }
+
+    fn table(routes: Vec<HttpRoute>) -> RouteTable {
+        RouteTable::compile(&Snapshot {
+            version: 1,
+            http: routes,
+            ..Snapshot::default()
+        })
+    }
+
+    fn name(t: &RouteTable, host: &str, path: &str) -> String {
+        match t.lookup("http", host, path) {
+            Lookup::Route(r) => r.name.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn exact_then_wildcard_then_default() {
+        let mut dflt = route("dflt", &["fallback.example"], "/", 3);
+        dflt.default_backend = true;
+        let t = table(vec![
+            route("exact", &["api.example.com"], "/", 1),
+            route("wild", &["*.example.com"], "/", 2),
+            route("deeper", &["*.eu.example.com"], "/", 4),
+            dflt,
+        ]);
+        assert_eq!(name(&t, "API.Example.com:8080", "/x"), "exact");
+        assert_eq!(name(&t, "www.example.com", "/"), "wild");
+        assert_eq!(
+            name(&t, "a.b.example.com", "/"),
+            "wild",
+            "wildcards match several labels"
+        );
+        assert_eq!(
+            name(&t, "x.eu.example.com", "/"),
+            "deeper",
+            "the longest wildcard wins"
+        );
+        assert_eq!(
+            name(&t, "example.com", "/"),
+            "dflt",
+            "*.example.com does not match the bare domain"
+        );
+        assert_eq!(name(&t, "other.org", "/"), "dflt");
+        assert_eq!(
+            table(vec![route("a", &["a.example"], "/", 1)]).lookup("http", "b.example", "/"),
+            Lookup::NotFound
+        );
+    }
+
+    #[test]
+    fn longest_segment_aligned_prefix() {
+        let t = table(vec![
+            route("root", &["h.example"], "/", 1),
+            route("app", &["h.example"], "/app", 2),
+            route("api", &["h.example"], "/app/api", 3),
+        ]);
+        assert_eq!(name(&t, "h.example", "/app/api/v1"), "api");
+        assert_eq!(name(&t, "h.example", "/app/apis"), "app");
+        assert_eq!(name(&t, "h.example", "/app"), "app");
+        assert_eq!(name(&t, "h.example", "/app?x=1"), "app");
+        assert_eq!(name(&t, "h.example", "/apple"), "root");
+    }
+
+    #[test]
+    fn canary_routes_merge_their_backends() {
+        let t = table(vec![
+            route("blue", &["h.example"], "/", 1),
+            route("green", &["h.example"], "/", 2),
+        ]);
+        let Lookup::Route(r) = t.lookup("http", "h.example", "/") else {
+            panic!("routed")
+        };
+        assert_eq!(r.backends.len(), 2);
+        assert_eq!(&*r.name, "blue+green");
+    }
+
+    #[test]
+    fn redirects_by_url_or_path() {
+        let mut r = route("a", &["new.example"], "/", 1);
+        r.redirects = vec![
+            Redirect {
+                source: "http://old.example".into(),
+                target: "http://new.example".into(),
+            },
+            Redirect {
+                source: "/legacy".into(),
+                target: "/app".into(),
+            },
+        ];
+        let t = table(vec![r]);
+        assert_eq!(
+            t.lookup("http", "old.example", "/"),
+            Lookup::Redirect("http://new.example".into())
+        );
+        assert_eq!(
+            t.lookup("http", "new.example", "/legacy"),
+            Lookup::Redirect("/app".into())
+        );
+        assert!(matches!(
+            t.lookup("http", "new.example", "/"),
+            Lookup::Route(_)
+        ));
+    }
+
+    #[test]
+    fn rewrite_strips_the_prefix() {
+        assert_eq!(rewrite_path("/app", true, "/app/x?y=1"), "/x?y=1");
+        assert_eq!(rewrite_path("/app", true, "/app"), "/");
+        assert_eq!(rewrite_path("/app", true, "/app?q"), "/?q");
+        assert_eq!(rewrite_path("/app", false, "/app/x"), "/app/x");
+        assert_eq!(rewrite_path("/", true, "/x"), "/x");
+    }
+
+    #[test]
+    fn hosts_normalize() {
+        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
+        assert_eq!(normalize_host("example.com."), "example.com");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn tls_mode_by_sni() {
+        let mut pass = route("p", &["pass.example"], "/", 1);
+        pass.tls = TlsMode::Passthrough;
+        let t = table(vec![pass, route("plain", &["plain.example"], "/", 2)]);
+        assert_eq!(t.tls_for("PASS.example"), Some(&TlsMode::Passthrough));
+        assert!(t.passthrough_backends("pass.example").is_some());
+        assert_eq!(t.tls_for("plain.example"), None);
+    }
+}

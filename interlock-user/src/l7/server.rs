@@ -1,0 +1,182 @@
+//! Client-facing listeners: accept with a connection limit, serve HTTP/1.1 and HTTP/2 (h2c
+//! prior knowledge on plain listeners, ALPN on TLS ones) with hyper-util's auto builder, and
+//! drain gracefully on shutdown.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::metrics::LimitLabels;
+use super::proxy::{Proxy, Scheme};
+use super::tls::TlsFront;
+
+/// Resource bounds for client connections.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// A client must send a request's head within this time (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1) in bytes; HTTP/2 header lists are bounded the same.
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// On shutdown, open connections get this long to finish.
+    pub drain_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            drain_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A listener and what it speaks.
+pub struct Listener {
+    pub tcp: TcpListener,
+    /// `Some` for the HTTPS listener (TLS termination and SNI passthrough).
+    pub tls: Option<Arc<TlsFront>>,
+}
+
+/// Serves `listeners` until `shutdown` turns true, then drains for `limits.drain_grace`.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    proxy: Arc<Proxy>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let (proxy, limits, graceful, permits, mut stop) = (
+            proxy.clone(),
+            limits.clone(),
+            graceful.clone(),
+            permits.clone(),
+            shutdown.clone(),
+        );
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.tcp.accept() => a,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    proxy
+                        .metrics
+                        .limits
+                        .get_or_create(&LimitLabels {
+                            limit: "max_connections",
+                        })
+                        .inc();
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (proxy, limits, graceful, tls) = (
+                    proxy.clone(),
+                    limits.clone(),
+                    graceful.clone(),
+                    listener.tls.clone(),
+                );
+                tokio::spawn(async move {
+                    proxy.metrics.connections.inc();
+                    match tls {
+                        None => {
+                            serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful)
+                                .await
+                        }
+                        Some(tls) => {
+                            if let Some(stream) = tls.accept(stream, peer, &proxy).await {
+                                serve_connection(
+                                    stream,
+                                    peer,
+                                    Scheme::Https,
+                                    &proxy,
+                                    &limits,
+                                    &graceful,
+                                )
+                                .await;
+                            }
+                        }
+                    }
+                    proxy.metrics.connections.dec();
+                    drop(permit);
+                });
+            }
+        }));
+    }
+    let _ = shutdown.wait_for(|s| *s).await;
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    tracing::info!(
+        "draining client connections (up to {:?})",
+        limits.drain_grace
+    );
+    if tokio::time::timeout(limits.drain_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain grace period over; closing the remaining connections");
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection, with the limits applied.
+pub async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    scheme: Scheme,
+    proxy: &Arc<Proxy>,
+    limits: &Limits,
+    graceful: &GracefulShutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(256);
+    let proxy = proxy.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, scheme).await) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    if let Err(e) = graceful.watch(conn).await {
+        tracing::debug!(%peer, "client connection ended: {e}");
+    }
+}

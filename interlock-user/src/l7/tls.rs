@@ -1,0 +1,234 @@
+//! The HTTPS front: peek at the ClientHello's SNI; splice passthrough routes to a backend
+//! untouched; terminate the rest with rustls, choosing the certificate by SNI from the
+//! routes' PEM files (Docker secrets), reloaded when the files change.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::balance;
+use super::proxy::Proxy;
+use super::rewind::Rewind;
+use super::sni::{self, Hello};
+use crate::model::{Snapshot, TlsMode};
+
+/// How long a client may take to send its ClientHello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Certificates by host name (`*.example.com` entries for wildcards).
+#[derive(Debug, Default)]
+struct CertMap {
+    by_host: HashMap<String, Arc<CertifiedKey>>,
+    /// The files each entry was loaded from, with their modification times.
+    files: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+#[derive(Debug, Default)]
+struct Resolver {
+    certs: ArcSwap<CertMap>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?.to_ascii_lowercase();
+        let certs = self.certs.load();
+        if let Some(c) = certs.by_host.get(&name) {
+            return Some(c.clone());
+        }
+        // Longest wildcard suffix first.
+        let mut best: Option<(&String, &Arc<CertifiedKey>)> = None;
+        for (host, cert) in &certs.by_host {
+            if let Some(suffix) = host.strip_prefix('*') {
+                if name.ends_with(suffix) && best.is_none_or(|(b, _)| b.len() < host.len()) {
+                    best = Some((host, cert));
+                }
+            }
+        }
+        best.map(|(_, c)| c.clone())
+    }
+}
+
+pub struct TlsFront {
+    resolver: Arc<Resolver>,
+    acceptor: TlsAcceptor,
+    /// (host, cert file, key file) of the current snapshot.
+    wanted: ArcSwap<Vec<(String, PathBuf, PathBuf)>>,
+}
+
+impl TlsFront {
+    pub fn new() -> anyhow::Result<TlsFront> {
+        let resolver = Arc::new(Resolver::default());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsFront {
+            resolver,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            wanted: ArcSwap::from_pointee(Vec::new()),
+        })
+    }
+
+    /// Takes the certificates a new snapshot names, and loads them.
+    pub fn apply(&self, snapshot: &Snapshot) {
+        let mut wanted = Vec::new();
+        for r in &snapshot.http {
+            if let TlsMode::Terminate { cert, key } = &r.tls {
+                wanted.extend(
+                    r.hosts
+                        .iter()
+                        .map(|h| (h.clone(), cert.clone(), key.clone())),
+                );
+            }
+        }
+        self.wanted.store(Arc::new(wanted));
+        self.reload();
+    }
+
+    /// Reloads the certificates when a file changed (call periodically).
+    pub fn reload_if_changed(&self) {
+        let changed = self
+            .resolver
+            .certs
+            .load()
+            .files
+            .iter()
+            .any(|(path, mtime)| modified(path) != *mtime);
+        if changed {
+            tracing::info!("certificate files changed; reloading");
+            self.reload();
+        }
+    }
+
+    fn reload(&self) {
+        let wanted = self.wanted.load();
+        let mut map = CertMap::default();
+        let mut loaded: HashMap<(PathBuf, PathBuf), Option<Arc<CertifiedKey>>> = HashMap::new();
+        for (host, cert, key) in wanted.iter() {
+            let entry = loaded
+                .entry((cert.clone(), key.clone()))
+                .or_insert_with(|| match load(cert, key) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        tracing::error!(host = %host, "TLS certificate not loaded: {e:#}");
+                        None
+                    }
+                });
+            if let Some(c) = entry {
+                map.by_host.insert(host.clone(), c.clone());
+            }
+            for path in [cert, key] {
+                map.files.push((path.clone(), modified(path)));
+            }
+        }
+        self.resolver.certs.store(Arc::new(map));
+    }
+
+    /// Takes a new client connection: passthrough (handled here, returns `None`) or a
+    /// terminated TLS stream for the HTTP server.
+    pub async fn accept(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        proxy: &Arc<Proxy>,
+    ) -> Option<TlsStream<Rewind<TcpStream>>> {
+        let mut buf = Vec::with_capacity(2048);
+        let sni = loop {
+            match sni::parse(&buf) {
+                Hello::Complete(sni) => break sni,
+                Hello::Invalid(why) => {
+                    tracing::debug!(%peer, "not a TLS ClientHello: {why}");
+                    return None;
+                }
+                Hello::Incomplete => {}
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(HELLO_TIMEOUT, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        if let Some(name) = &sni {
+            let live = proxy.table();
+            if let Some(route) = live.table.passthrough_backends(name) {
+                let backends = live.backends_of(&route);
+                drop(live);
+                passthrough(stream, buf, &backends, peer).await;
+                return None;
+            }
+        }
+        match self.acceptor.accept(Rewind::new(buf, stream)).await {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                tracing::debug!(%peer, sni = sni.as_deref().unwrap_or("-"), "TLS handshake failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Splices a passthrough connection to a backend (trying up to three on connect failures).
+async fn passthrough(
+    mut client: TcpStream,
+    hello: Vec<u8>,
+    backends: &[Arc<balance::Backend>],
+    peer: SocketAddr,
+) {
+    let mut tried = Vec::new();
+    while tried.len() < 3.min(backends.len()) {
+        let Some(backend) = balance::pick(backends, Some(balance::sticky_key(peer.ip())), &tried)
+        else {
+            break;
+        };
+        tried.push(backend.addr);
+        let Ok(Ok(mut upstream)) =
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(backend.addr)).await
+        else {
+            backend.record_connect_failure();
+            continue;
+        };
+        backend.record_success();
+        let _in_flight = backend.start();
+        if tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello)
+            .await
+            .is_ok()
+        {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        return;
+    }
+    tracing::warn!(%peer, "TLS passthrough: no backend reachable");
+}
+
+fn modified(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn load(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<CertifiedKey> {
+    use anyhow::Context;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing certificates in {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key {}", key.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .context("unsupported private key type")?;
+    Ok(CertifiedKey::new(chain, signing))
+}

@@ -1,0 +1,268 @@
+//! Real loopback sockets for the L7 tests: hyper backends that say who they are, the proxy
+//! served in-process on port 0, and a client.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use interlock::l7::metrics::Metrics;
+use interlock::l7::proxy::Proxy;
+use interlock::l7::server::{self, Limits, Listener};
+use interlock::l7::tls::TlsFront;
+use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot, Stickiness, TlsMode};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A backend answering `name=<name> path=<path> xff=<x-forwarded-for> host=<host>`,
+/// echoing POST bodies, and switching `Upgrade` requests to a raw byte echo.
+pub struct TestBackend {
+    pub addr: SocketAddr,
+    pub name: String,
+    /// Paths of the requests it received.
+    pub seen: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestBackend {
+    pub async fn start(name: &str) -> TestBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (name_c, seen_c) = (name.to_string(), seen.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (name, seen) = (name_c.clone(), seen_c.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        answer(req, name.clone(), seen.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        TestBackend {
+            addr,
+            name: name.into(),
+            seen,
+            task,
+        }
+    }
+
+    /// Stops accepting: new connections are refused (like a task that died).
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    mut req: Request<Incoming>,
+    name: String,
+    seen: Arc<Mutex<Vec<String>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    seen.lock().unwrap().push(path.clone());
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, "upgrade".parse().unwrap());
+        resp.headers_mut()
+            .insert(hyper::header::UPGRADE, "websocket".parse().unwrap());
+        return Ok(resp);
+    }
+    let header = |h: &str| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let text = format!(
+        "name={name} path={path} xff={} proto={} host={}",
+        header("x-forwarded-for"),
+        header("x-forwarded-proto"),
+        header("host")
+    );
+    if req.method() == hyper::Method::POST {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Ok(Response::new(Full::new(body)));
+    }
+    Ok(Response::new(Full::new(Bytes::from(text))))
+}
+
+/// A route for `hosts` (+ prefix) to `backends`.
+pub fn route(service: &str, hosts: &[&str], prefix: &str, backends: &[&TestBackend]) -> HttpRoute {
+    HttpRoute {
+        service: ServiceRef {
+            id: service.into(),
+            name: service.into(),
+        },
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        path_prefix: prefix.into(),
+        strip_prefix: false,
+        tls: TlsMode::None,
+        ssl_only: false,
+        websocket_endpoints: vec![],
+        stickiness: Stickiness::None,
+        redirects: vec![],
+        default_backend: false,
+        health_check: None,
+        backends: backends
+            .iter()
+            .map(|b| Backend {
+                addr: b.addr,
+                weight: 1,
+                id: b.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn snapshot(version: u64, http: Vec<HttpRoute>) -> Snapshot {
+    Snapshot {
+        version,
+        http,
+        ..Snapshot::default()
+    }
+}
+
+/// The proxy on loopback: plain HTTP and HTTPS listeners on port 0.
+pub struct TestProxy {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    pub tls: Arc<TlsFront>,
+    stop: watch::Sender<bool>,
+    pub serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    pub async fn start(snapshot: &Snapshot) -> TestProxy {
+        Self::start_with(snapshot, Limits::default()).await
+    }
+
+    pub async fn start_with(snapshot: &Snapshot, limits: Limits) -> TestProxy {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        let proxy = Arc::new(Proxy::new(
+            metrics,
+            "test-proxy",
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        ));
+        let tls = Arc::new(TlsFront::new().unwrap());
+        proxy.apply(snapshot);
+        tls.apply(snapshot);
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (http_addr, https_addr) = (http.local_addr().unwrap(), https.local_addr().unwrap());
+        let (stop, stop_rx) = watch::channel(false);
+        let listeners = vec![
+            Listener {
+                tcp: http,
+                tls: None,
+            },
+            Listener {
+                tcp: https,
+                tls: Some(tls.clone()),
+            },
+        ];
+        let serving = Some(tokio::spawn(server::serve(
+            listeners,
+            proxy.clone(),
+            limits,
+            stop_rx,
+        )));
+        TestProxy {
+            http: http_addr,
+            https: https_addr,
+            proxy,
+            tls,
+            stop,
+            serving,
+        }
+    }
+
+    pub fn apply(&self, snapshot: &Snapshot) {
+        self.proxy.apply(snapshot);
+        self.tls.apply(snapshot);
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub type TestClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET `http://<proxy>/<path>` with `Host: host`; returns status, headers and body text.
+pub async fn get(
+    client: &TestClient,
+    proxy: SocketAddr,
+    host: &str,
+    path: &str,
+) -> (StatusCode, hyper::HeaderMap, String) {
+    let req = Request::get(format!("http://{proxy}{path}"))
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.expect("the proxy answers");
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// The value of `key=` in a backend's answer.
+pub fn field<'a>(body: &'a str, key: &str) -> &'a str {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")[..]))
+        .unwrap_or("")
+}
