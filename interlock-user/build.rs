@@ -7,15 +7,12 @@
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let manifest_dir = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
-    );
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir
         .parent()
         .expect("interlock-user lives in the workspace root")
         .to_path_buf();
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("interlock.bpf.o");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("interlock.bpf.o");
 
     println!("cargo:rerun-if-env-changed=INTERLOCK_EBPF_OBJECT");
     let object = match std::env::var_os("INTERLOCK_EBPF_OBJECT") {
@@ -32,9 +29,7 @@ fn main() {
             match xtask::ebpf::build(&root, true) {
                 Ok(object) => object,
                 Err(e) => {
-                    eprintln!(
-                        "error: interlock embeds its eBPF program and building it failed:\n  {e}"
-                    );
+                    eprintln!("error: interlock embeds its eBPF program and building it failed:\n  {e}");
                     eprintln!("Run `cargo xtask setup` (Debian) or `cargo xtask build-ebpf` to see what is missing.");
                     std::process::exit(1);
                 }

@@ -2,9 +2,7 @@
 //!
 //! The first kernel program: it proves the build, load, attach, map and log chain.
 
-use aya_ebpf::{
-    bindings::xdp_action, macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext};
 use aya_log_ebpf::info;
 use interlock_common::{ProtoStats, PROTO_SLOTS, PROTO_SLOT_NON_IP};
 
@@ -15,18 +13,13 @@ static PROTO_STATS: PerCpuArray<ProtoStats> = PerCpuArray::with_max_entries(PROT
 
 #[xdp]
 pub fn interlock_count(ctx: XdpContext) -> u32 {
-    let slot = ip_protocol(&ctx)
-        .map(u32::from)
-        .unwrap_or(PROTO_SLOT_NON_IP);
+    let slot = ip_protocol(&ctx).map(u32::from).unwrap_or(PROTO_SLOT_NON_IP);
     let len = (ctx.data_end() - ctx.data()) as u64;
     if let Some(stats) = PROTO_STATS.get_ptr_mut(slot) {
         let stats = unsafe { &mut *stats };
         if stats.packets == 0 {
             // Once per protocol and CPU: enough to show kernel logs reach the agent.
-            info!(
-                &ctx,
-                "first packet of IP protocol {} on this CPU ({} bytes)", slot, len
-            );
+            info!(&ctx, "first packet of IP protocol {} on this CPU ({} bytes)", slot, len);
         }
         stats.packets += 1;
         stats.bytes += len;

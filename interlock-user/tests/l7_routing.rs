@@ -54,10 +54,7 @@ async fn routes_by_host_then_longest_prefix_with_rewrite_and_headers() {
     let (_, _, body) = get(&c, proxy.http, "shop.example", "/app").await;
     assert_eq!(field(&body, "path"), "/");
     let (_, _, body) = get(&c, proxy.http, "shop.example", "/app/api/v1").await;
-    assert_eq!(
-        (field(&body, "name"), field(&body, "path")),
-        ("api", "/app/api/v1")
-    );
+    assert_eq!((field(&body, "name"), field(&body, "path")), ("api", "/app/api/v1"));
     let (_, _, body) = get(&c, proxy.http, "shop.example", "/apple").await;
     assert_eq!(field(&body, "name"), "web", "prefixes match whole segments");
     let (_, _, body) = get(&c, proxy.http, "eu.shop.example", "/").await;
@@ -87,10 +84,7 @@ async fn routes_by_host_then_longest_prefix_with_rewrite_and_headers() {
 
 #[tokio::test]
 async fn default_backend_redirects_and_ssl_only() {
-    let (a, fallback) = (
-        TestBackend::start("a").await,
-        TestBackend::start("fallback").await,
-    );
+    let (a, fallback) = (TestBackend::start("a").await, TestBackend::start("fallback").await);
     let mut r = route("a", &["a.example"], "/", &[&a]);
     r.redirects = vec![Redirect {
         source: "http://old.example".into(),
@@ -181,20 +175,17 @@ async fn h2c_prior_knowledge_and_streamed_post_bodies() {
     let proxy = TestProxy::start(&snapshot(1, vec![route("b", &["h2.example"], "/", &[&b])])).await;
     // HTTP/2 with prior knowledge on the plain port; the host travels in :authority.
     let tcp = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let req = Request::get("http://h2.example/path")
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = h2.send_request(req).await.unwrap();
     assert_eq!(resp.version(), hyper::Version::HTTP_2);
-    let body =
-        String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    let body = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
     assert_eq!(field(&body, "name"), "b");
 
     let big = Bytes::from(vec![b'x'; 4 << 20]);
@@ -221,7 +212,9 @@ async fn websocket_upgrade_is_spliced_both_ways() {
     r.websocket_endpoints = vec!["/ws".into()];
     let proxy = TestProxy::start(&snapshot(1, vec![r])).await;
     let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -239,7 +232,9 @@ async fn websocket_upgrade_is_spliced_both_ways() {
     }
     // Upgrades outside the websocket endpoints are refused.
     let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
-    s.write_all(b"GET /other HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /other HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"HTTP/1.1 400");
@@ -248,11 +243,7 @@ async fn websocket_upgrade_is_spliced_both_ways() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let b = TestBackend::start("m").await;
-    let proxy = TestProxy::start(&snapshot(
-        1,
-        vec![route("metered", &["m.example"], "/", &[&b])],
-    ))
-    .await;
+    let proxy = TestProxy::start(&snapshot(1, vec![route("metered", &["m.example"], "/", &[&b])])).await;
     let c = client();
     for _ in 0..3 {
         get(&c, proxy.http, "m.example", "/").await;
@@ -261,18 +252,11 @@ async fn metrics_count_requests_by_route_and_status() {
     let mut out = String::new();
     let mut registry = prometheus_client::registry::Registry::default();
     // The proxy's own registry is private to the test proxy; encode its metric families.
-    registry.register(
-        "t_requests",
-        "requests",
-        proxy.proxy.metrics.requests.clone(),
-    );
+    registry.register("t_requests", "requests", proxy.proxy.metrics.requests.clone());
     prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
     assert!(
         out.contains("t_requests_total{route=\"metered\",status=\"200\"} 3"),
         "{out}"
     );
-    assert!(
-        out.contains("t_requests_total{route=\"-\",status=\"404\"} 1"),
-        "{out}"
-    );
+    assert!(out.contains("t_requests_total{route=\"-\",status=\"404\"} 1"), "{out}");
 }

@@ -31,20 +31,13 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `cmd` (usually `NetNs::command(interlock_bin())` plus arguments).
     pub fn spawn(mut cmd: Command) -> Result<AgentProcess> {
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("NO_COLOR", "1");
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {cmd:?}"))?;
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).env("NO_COLOR", "1");
+        let mut child = cmd.spawn().with_context(|| format!("cannot start {cmd:?}"))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, new_line) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        for stream in [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ] {
+        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
             let lines = lines.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -55,11 +48,7 @@ impl AgentProcess {
                 }
             });
         }
-        Ok(AgentProcess {
-            child,
-            lines,
-            new_line,
-        })
+        Ok(AgentProcess { child, lines, new_line })
     }
 
     /// Every line printed so far.
@@ -86,9 +75,7 @@ impl AgentProcess {
             if left.is_zero() {
                 bail!("the agent did not print {needle:?} within {timeout:?}");
             }
-            let _ = self
-                .new_line
-                .recv_timeout(left.min(Duration::from_millis(200)));
+            let _ = self.new_line.recv_timeout(left.min(Duration::from_millis(200)));
         }
     }
 

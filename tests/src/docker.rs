@@ -37,20 +37,13 @@ pub fn ensure_backend_image() -> Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("ilt-image-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("www"))?;
-    std::fs::copy("/bin/busybox", dir.join("busybox"))
-        .context("copying /bin/busybox (package busybox-static)")?;
+    std::fs::copy("/bin/busybox", dir.join("busybox")).context("copying /bin/busybox (package busybox-static)")?;
     std::fs::write(dir.join("www/index.html"), "ok\n")?;
     std::fs::write(
         dir.join("Dockerfile"),
         "FROM scratch\nCOPY busybox /busybox\nCOPY www /www\nCMD [\"/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
     )?;
-    let built = docker(&[
-        "build",
-        "-q",
-        "-t",
-        BACKEND_IMAGE,
-        dir.to_str().unwrap_or("."),
-    ]);
+    let built = docker(&["build", "-q", "-t", BACKEND_IMAGE, dir.to_str().unwrap_or(".")]);
     let _ = std::fs::remove_dir_all(&dir);
     built.map(|_| ())
 }
@@ -63,14 +56,7 @@ pub struct Network {
 impl Network {
     pub fn new() -> Result<Network> {
         let name = unique("net");
-        docker(&[
-            "network",
-            "create",
-            "--driver",
-            "overlay",
-            "--attachable",
-            &name,
-        ])?;
+        docker(&["network", "create", "--driver", "overlay", "--attachable", &name])?;
         Ok(Network { name })
     }
 }
@@ -154,20 +140,11 @@ impl ControlAgent {
     }
 
     /// Waits for a snapshot that satisfies `pred`; returns it with the time it took to appear.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&Snapshot) -> bool,
-    ) -> Result<Snapshot> {
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Snapshot) -> bool) -> Result<Snapshot> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.snapshots().into_iter().rev().find(|s| pred(s)) {
-                if self
-                    .snapshots()
-                    .last()
-                    .is_some_and(|last| last.version == s.version)
-                {
+                if self.snapshots().last().is_some_and(|last| last.version == s.version) {
                     return Ok(s);
                 }
             }

@@ -19,14 +19,9 @@ pub fn ip(args: &[&str]) -> Result<()> {
 
 /// Runs a command and fails naming it and its stderr when it fails.
 pub fn run(cmd: &mut Command) -> Result<Output> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
 }
@@ -68,9 +63,7 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
 
@@ -86,8 +79,7 @@ pub fn veth_pair(a: &NetNs, a_addr: &str, b: &NetNs, b_addr: &str) -> Result<(Ve
     let a_if = unique("va");
     let b_if = unique("vb");
     ip(&[
-        "link", "add", &a_if, "netns", &a.name, "type", "veth", "peer", "name", &b_if, "netns",
-        &b.name,
+        "link", "add", &a_if, "netns", &a.name, "type", "veth", "peer", "name", &b_if, "netns", &b.name,
     ])?;
     for (ns, iface, addr) in [(a, &a_if, a_addr), (b, &b_if, b_addr)] {
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", iface])?;

@@ -3,9 +3,7 @@
 //! a follower mirrors its leader.
 use std::time::Duration;
 
-use interlock_tests::docker::{
-    docker, ensure_backend_image, route, unique, ControlAgent, Network, Service,
-};
+use interlock_tests::docker::{docker, ensure_backend_image, route, unique, ControlAgent, Network, Service};
 use interlock_tests::{report, require_root};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -50,9 +48,7 @@ fn snapshots_follow_service_lifecycle() {
 
     svc.update(&["--replicas", "3"]).unwrap();
     agent
-        .wait_for("3 backends after scale-up", WAIT, |s| {
-            backend_ips(s, &name).len() == 3
-        })
+        .wait_for("3 backends after scale-up", WAIT, |s| backend_ips(s, &name).len() == 3)
         .unwrap();
 
     svc.update(&[
@@ -76,11 +72,7 @@ fn snapshots_follow_service_lifecycle() {
         &format!("label=com.docker.swarm.service.name={name}"),
     ])
     .unwrap();
-    let victim = containers
-        .lines()
-        .next()
-        .expect("a running container")
-        .to_string();
+    let victim = containers.lines().next().expect("a running container").to_string();
     let ip = docker(&[
         "inspect",
         "--format",
@@ -94,11 +86,9 @@ fn snapshots_follow_service_lifecycle() {
         .expect("the container has an overlay address")
         .to_string();
     docker(&["kill", &victim]).unwrap();
-    let gone = agent.wait_for(
-        "the killed task's address gone",
-        Duration::from_secs(5),
-        |s| !backend_ips(s, &name).contains(&ip),
-    );
+    let gone = agent.wait_for("the killed task's address gone", Duration::from_secs(5), |s| {
+        !backend_ips(s, &name).contains(&ip)
+    });
     assert!(gone.is_ok(), "{gone:?}");
 
     svc.update(&["--replicas", "0"]).unwrap();
@@ -185,12 +175,7 @@ fn bad_labels_affect_only_their_own_service() {
     let mut agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
     let mut bad = Vec::new();
     for (labels, _, _) in &bad_cases {
-        let mut args: Vec<String> = vec![
-            "--network".into(),
-            net.name.clone(),
-            "--replicas".into(),
-            "0".into(),
-        ];
+        let mut args: Vec<String> = vec!["--network".into(), net.name.clone(), "--replicas".into(), "0".into()];
         for l in labels {
             args.push("--label".into());
             args.push(l.clone());
@@ -205,10 +190,9 @@ fn bad_labels_affect_only_their_own_service() {
         })
         .unwrap();
     for (svc, (_, label, value)) in bad.iter().zip(&bad_cases) {
-        let line = agent.process.wait_for_line(
-            &format!("service {}: label {label}=\"{value}\"", svc.name),
-            WAIT,
-        );
+        let line = agent
+            .process
+            .wait_for_line(&format!("service {}: label {label}=\"{value}\"", svc.name), WAIT);
         assert!(
             line.is_ok(),
             "an error line names {} and {label}={value}: {line:?}",
@@ -216,12 +200,7 @@ fn bad_labels_affect_only_their_own_service() {
         );
     }
     let s = agent.snapshots().pop().unwrap();
-    assert_eq!(
-        s.http.len(),
-        1,
-        "only the good service is routed: {:?}",
-        s.http
-    );
+    assert_eq!(s.http.len(), 1, "only the good service is routed: {:?}", s.http);
     assert_eq!(route(&s, &good_name).unwrap().hosts, vec![host.clone()]);
     report(&format!(
         "docker_control: {} bad-label cases reported, the good route intact",
@@ -237,15 +216,8 @@ fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
         l.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let mut leader = ControlAgent::start(&[
-        "--role",
-        "leader",
-        "--poll-ms",
-        "500",
-        "--snapshot-listen",
-        &listen,
-    ])
-    .unwrap();
+    let mut leader =
+        ControlAgent::start(&["--role", "leader", "--poll-ms", "500", "--snapshot-listen", &listen]).unwrap();
     let mut follower = ControlAgent::start(&["--role", "follower", "--leader", &listen]).unwrap();
     let svc = Service::create(&[
         "--network",
@@ -260,9 +232,7 @@ fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
     .unwrap();
     let name = svc.name.clone();
     let on_leader = leader
-        .wait_for("the service on the leader", WAIT, |s| {
-            backend_ips(s, &name).len() == 1
-        })
+        .wait_for("the service on the leader", WAIT, |s| backend_ips(s, &name).len() == 1)
         .unwrap();
     let on_follower = follower
         .wait_for("the same snapshot on the follower", WAIT, |s| {

@@ -4,9 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use interlock_tests::docker::{
-    docker, ensure_backend_image, route, unique, ControlAgent, Network, Service,
-};
+use interlock_tests::docker::{docker, ensure_backend_image, route, unique, ControlAgent, Network, Service};
 use interlock_tests::{report, require_root};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -17,10 +15,7 @@ fn engine_up() -> bool {
 
 fn start_dockerd() {
     let _ = Command::new("sh")
-        .args([
-            "-c",
-            "setsid dockerd >>/var/log/dockerd.log 2>&1 < /dev/null &",
-        ])
+        .args(["-c", "setsid dockerd >>/var/log/dockerd.log 2>&1 < /dev/null &"])
         .status();
 }
 
@@ -90,10 +85,7 @@ fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
 
     // Declared after the swarm objects so it is dropped first: they are removed with a live engine.
     let _engine = EngineGuard;
-    let stopped = Command::new("pkill")
-        .args(["-TERM", "-x", "dockerd"])
-        .status()
-        .unwrap();
+    let stopped = Command::new("pkill").args(["-TERM", "-x", "dockerd"]).status().unwrap();
     assert!(stopped.success(), "dockerd was running");
     wait_engine(false);
     agent

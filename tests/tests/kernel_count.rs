@@ -12,12 +12,8 @@ fn counts(lines: &[String]) -> Vec<(String, u64)> {
     lines
         .iter()
         .filter_map(|l| {
-            let proto = l
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("proto="))?;
-            let packets = l
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("packets="))?;
+            let proto = l.split_whitespace().find_map(|w| w.strip_prefix("proto="))?;
+            let packets = l.split_whitespace().find_map(|w| w.strip_prefix("packets="))?;
             Some((proto.to_string(), packets.parse().ok()?))
         })
         .collect()
@@ -52,25 +48,12 @@ fn xdp_counts_packets_per_protocol_on_a_veth() {
     let output = agent.output();
     let counts = counts(&output);
     eprintln!("counts: {counts:?}");
-    let icmp = counts
-        .iter()
-        .find(|(p, _)| p == "ICMP(1)")
-        .map(|c| c.1)
-        .unwrap_or(0);
-    let udp = counts
-        .iter()
-        .find(|(p, _)| p == "UDP(17)")
-        .map(|c| c.1)
-        .unwrap_or(0);
-    assert!(
-        icmp >= 4,
-        "4 echo requests cross the program, counted {icmp}"
-    );
+    let icmp = counts.iter().find(|(p, _)| p == "ICMP(1)").map(|c| c.1).unwrap_or(0);
+    let udp = counts.iter().find(|(p, _)| p == "UDP(17)").map(|c| c.1).unwrap_or(0);
+    assert!(icmp >= 4, "4 echo requests cross the program, counted {icmp}");
     assert!(udp >= 1, "the UDP datagram is counted, counted {udp}");
     assert!(
-        output
-            .iter()
-            .any(|l| l.contains("first packet of IP protocol 1")),
+        output.iter().any(|l| l.contains("first packet of IP protocol 1")),
         "the kernel program's log line reaches the agent's log"
     );
     report(&format!(

@@ -49,9 +49,7 @@ pub fn run() -> Result<()> {
     for line in [
         format!("ip netns add {CLIENT_NS}"),
         format!("ip netns add {LB_NS}"),
-        format!(
-            "ip link add {CLIENT_IF} netns {CLIENT_NS} type veth peer name {LB_IF} netns {LB_NS}"
-        ),
+        format!("ip link add {CLIENT_IF} netns {CLIENT_NS} type veth peer name {LB_IF} netns {LB_NS}"),
         format!("ip -n {CLIENT_NS} addr add {CLIENT_ADDR}/24 dev {CLIENT_IF}"),
         format!("ip -n {LB_NS} addr add {LB_ADDR}/24 dev {LB_IF}"),
         format!("ip -n {CLIENT_NS} link set {CLIENT_IF} up"),
@@ -60,9 +58,7 @@ pub fn run() -> Result<()> {
     ] {
         cmd::sh(&line)?;
     }
-    println!(
-        "demo: veth pair {CLIENT_NS}/{CLIENT_IF} ({CLIENT_ADDR}) <-> {LB_NS}/{LB_IF} ({LB_ADDR})"
-    );
+    println!("demo: veth pair {CLIENT_NS}/{CLIENT_IF} ({CLIENT_ADDR}) <-> {LB_NS}/{LB_IF} ({LB_ADDR})");
 
     let mut child = Command::new("ip")
         .args(["netns", "exec", LB_NS])
@@ -71,9 +67,7 @@ pub fn run() -> Result<()> {
         .spawn()?;
     std::thread::sleep(Duration::from_millis(1500));
     println!("demo: sending ICMP, TCP and UDP from the client namespace");
-    let _ = cmd::ok(&format!(
-        "ip netns exec {CLIENT_NS} ping -c 5 -i 0.2 {LB_ADDR}"
-    ));
+    let _ = cmd::ok(&format!("ip netns exec {CLIENT_NS} ping -c 5 -i 0.2 {LB_ADDR}"));
     let _ = cmd::ok(&format!(
         "ip netns exec {CLIENT_NS} bash -c 'echo hi > /dev/tcp/{LB_ADDR}/80'"
     ));

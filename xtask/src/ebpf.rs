@@ -80,9 +80,7 @@ fn nightly_has_rust_src() -> bool {
         return false;
     }
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot)
-        .join("lib/rustlib/src/rust/library/core")
-        .is_dir()
+    Path::new(&sysroot).join("lib/rustlib/src/rust/library/core").is_dir()
 }
 
 /// Picks the toolchain, or says what to install.
@@ -101,9 +99,8 @@ fn detect_with_path(path: &std::ffi::OsStr) -> Result<(Toolchain, PathBuf), Miss
     if nightly_has_rust_src() {
         return Ok((Toolchain::RustupNightly, linker));
     }
-    let debian_ok = Path::new(DEBIAN_RUSTC).exists()
-        && Path::new(DEBIAN_CARGO).exists()
-        && Path::new(DEBIAN_LIBRARY_SRC).is_dir();
+    let debian_ok =
+        Path::new(DEBIAN_RUSTC).exists() && Path::new(DEBIAN_CARGO).exists() && Path::new(DEBIAN_LIBRARY_SRC).is_dir();
     if debian_ok {
         return Ok((Toolchain::Debian, linker));
     }
@@ -196,18 +193,13 @@ pub fn build(root: &Path, release: bool) -> Result<PathBuf, Box<dyn std::error::
         .status()
         .map_err(|e| format!("could not run cargo for the eBPF build ({toolchain:?}): {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "building {PACKAGE} for {TARGET} with the {toolchain:?} toolchain failed ({status})"
-        )
-        .into());
+        return Err(
+            format!("building {PACKAGE} for {TARGET} with the {toolchain:?} toolchain failed ({status})").into(),
+        );
     }
     let object = object_path(root, release);
     if !object.exists() {
-        return Err(format!(
-            "the eBPF build succeeded but {} is missing",
-            object.display()
-        )
-        .into());
+        return Err(format!("the eBPF build succeeded but {} is missing", object.display()).into());
     }
     Ok(object)
 }

@@ -65,8 +65,7 @@ fn main() -> std::process::ExitCode {
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::BuildEbpf { release } => {
-            let object =
-                xtask::ebpf::build(&root(), release).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let object = xtask::ebpf::build(&root(), release).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("eBPF object: {}", object.display());
             Ok(())
         }

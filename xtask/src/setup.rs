@@ -39,11 +39,7 @@ pub fn run() -> Result<()> {
 
 /// Installs the given Debian packages that are not installed yet (one `apt-get update` first).
 pub fn ensure_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| !package_installed(p))
-        .collect();
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !package_installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -69,9 +65,7 @@ fn package_installed(package: &str) -> bool {
 fn cargo_bin_dir() -> PathBuf {
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"));
     home.join("bin")
 }
 
@@ -82,10 +76,7 @@ fn ensure_bpf_linker() -> Result<()> {
     let installed = cargo_bin_dir().join("bpf-linker");
     if !installed.exists() {
         eprintln!("setup: building bpf-linker against LLVM 22 (about a minute)");
-        let path = format!(
-            "/usr/lib/llvm-22/bin:{}",
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
         cmd::run(cmd::cargo().env("PATH", path).args([
             "install",
             "bpf-linker",

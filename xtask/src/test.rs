@@ -49,12 +49,7 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
 
 /// Namespaces and swarm objects left by a test run that was killed (tests name theirs `ilt-*`).
 fn remove_stale_test_objects() {
-    let _ = cmd::sh(
-        "for ns in $(ip netns list | awk '/^ilt-/ {print $1}'); do ip netns del \"$ns\"; done",
-    );
-    let _ =
-        cmd::sh("docker service ls -q --filter name=ilt- | xargs -r docker service rm >/dev/null");
-    let _ = cmd::sh(
-        "docker network ls -q --filter name=ilt- | xargs -r docker network rm >/dev/null 2>&1",
-    );
+    let _ = cmd::sh("for ns in $(ip netns list | awk '/^ilt-/ {print $1}'); do ip netns del \"$ns\"; done");
+    let _ = cmd::sh("docker service ls -q --filter name=ilt- | xargs -r docker service rm >/dev/null");
+    let _ = cmd::sh("docker network ls -q --filter name=ilt- | xargs -r docker network rm >/dev/null 2>&1");
 }

@@ -22,12 +22,7 @@ impl fmt::Display for AttachedMode {
 }
 
 /// Loads program `name` and attaches it to `iface`. `force_skb` skips the driver attempt.
-pub fn attach_xdp(
-    bpf: &mut Ebpf,
-    name: &str,
-    iface: &str,
-    force_skb: bool,
-) -> Result<(XdpLinkId, AttachedMode)> {
+pub fn attach_xdp(bpf: &mut Ebpf, name: &str, iface: &str, force_skb: bool) -> Result<(XdpLinkId, AttachedMode)> {
     let program: &mut Xdp = bpf
         .program_mut(name)
         .with_context(|| format!("the eBPF object has no program {name}"))?
@@ -44,8 +39,8 @@ pub fn attach_xdp(
             }
         }
     }
-    let link = program.attach(iface, XdpMode::Skb).with_context(|| {
-        format!("attaching {name} to interface {iface} failed (does it exist?)")
-    })?;
+    let link = program
+        .attach(iface, XdpMode::Skb)
+        .with_context(|| format!("attaching {name} to interface {iface} failed (does it exist?)"))?;
     Ok((link, AttachedMode::Skb))
 }

@@ -38,9 +38,7 @@ pub fn read_proto_stats(bpf: &Ebpf) -> Result<Vec<ProtoCount>> {
         let per_cpu = stats
             .get(&slot, 0)
             .with_context(|| format!("reading PROTO_STATS[{slot}]"))?;
-        let (packets, bytes) = per_cpu
-            .iter()
-            .fold((0, 0), |(p, b), s| (p + s.packets, b + s.bytes));
+        let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), s| (p + s.packets, b + s.bytes));
         if packets > 0 {
             let protocol = (slot != PROTO_SLOT_NON_IP).then_some(slot as u8);
             out.push(ProtoCount {

@@ -11,8 +11,7 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 
 /// The kernel programs, built by build.rs (the same builder as `cargo xtask build-ebpf`).
-pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/interlock.bpf.o"));
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/interlock.bpf.o"));
 
 /// Name of the packet-counting XDP program in the object.
 pub const PROG_COUNT: &str = "interlock_count";
@@ -34,9 +33,6 @@ fn raise_memlock_limit() {
     // SAFETY: setrlimit reads the struct we pass and nothing else.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
     if rc != 0 {
-        tracing::debug!(
-            "could not lift RLIMIT_MEMLOCK: {}",
-            std::io::Error::last_os_error()
-        );
+        tracing::debug!("could not lift RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
 }

@@ -77,19 +77,10 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         }
         None => None,
     };
-    tokio::spawn(l7::follow_snapshots(
-        rx.clone(),
-        proxy.clone(),
-        tls,
-        stop_rx.clone(),
-    ));
+    tokio::spawn(l7::follow_snapshots(rx.clone(), proxy.clone(), tls, stop_rx.clone()));
     tokio::spawn(l7::health::run(rx, proxy.clone()));
     let admin = bind(args.admin).await?;
-    tokio::spawn(l7::admin::serve(
-        admin,
-        Arc::new(Mutex::new(registry)),
-        proxy.clone(),
-    ));
+    tokio::spawn(l7::admin::serve(admin, Arc::new(Mutex::new(registry)), proxy.clone()));
     tracing::info!(http = %args.http, https = ?args.https, admin = %args.admin, "proxy listening");
 
     let limits = server::Limits {
@@ -143,10 +134,9 @@ fn watch_routes_file(path: PathBuf) -> Result<SnapshotRx> {
 }
 
 fn read_snapshot(path: &PathBuf) -> Result<Snapshot> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading routes file {}", path.display()))?;
-    let mut s: Snapshot = serde_json::from_str(&text)
-        .with_context(|| format!("parsing routes file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading routes file {}", path.display()))?;
+    let mut s: Snapshot =
+        serde_json::from_str(&text).with_context(|| format!("parsing routes file {}", path.display()))?;
     s.version = s.version.max(1);
     Ok(s)
 }

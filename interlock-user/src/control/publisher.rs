@@ -42,9 +42,8 @@ impl Publisher {
 
         let mut version = 0;
         self.tx.send_if_modified(|current| {
-            let unchanged = current.http == assembly.http
-                && current.l4 == assembly.l4
-                && current.networks == assembly.networks;
+            let unchanged =
+                current.http == assembly.http && current.l4 == assembly.l4 && current.networks == assembly.networks;
             if unchanged && current.version > 0 {
                 version = current.version;
                 return false;
@@ -67,19 +66,16 @@ mod tests {
     use super::*;
     use crate::model::assemble::{NetworkInfo, ServiceInfo};
 
-    fn state(port: &str) -> ClusterState {
+    fn state(host: &str) -> ClusterState {
         ClusterState {
             services: vec![ServiceInfo {
                 id: "s".into(),
                 name: "web".into(),
                 created_at: "1".into(),
-                labels: [
-                    ("com.docker.lb.hosts", "a.example"),
-                    ("com.docker.lb.port", port),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+                labels: [("com.docker.lb.hosts", host), ("com.docker.lb.port", "80")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 networks: vec!["n".into()],
                 vips: vec![],
             }],
@@ -100,9 +96,9 @@ mod tests {
             1,
             "the first state is published even when empty"
         );
-        assert_eq!(p.publish(&state("80")), 2);
-        assert_eq!(p.publish(&state("80")), 2, "same routes: no new version");
-        assert_eq!(p.publish(&state("81")), 3);
+        assert_eq!(p.publish(&state("a.example")), 2);
+        assert_eq!(p.publish(&state("a.example")), 2, "same routes: no new version");
+        assert_eq!(p.publish(&state("b.example")), 3);
         assert_eq!(rx.borrow().version, 3);
         assert_eq!(rx.borrow().http[0].backends.len(), 0);
     }

@@ -40,10 +40,7 @@ pub async fn serve_snapshots(listener: TcpListener, rx: SnapshotRx) -> Result<()
     }
 }
 
-async fn answer(
-    req: Request<Incoming>,
-    rx: SnapshotRx,
-) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+async fn answer(req: Request<Incoming>, rx: SnapshotRx) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
         (&hyper::Method::GET, "/snapshots") => {
             let lines = WatchStream::new(rx)
@@ -80,9 +77,7 @@ pub async fn run_follower(leader: String, tx: SnapshotTx) {
             Ok(()) => backoff = Duration::from_millis(250),
             Err(e) => {
                 let version = tx.borrow().version;
-                tracing::warn!(
-                    "leader {leader} unreachable, keeping snapshot version {version}: {e:#}"
-                );
+                tracing::warn!("leader {leader} unreachable, keeping snapshot version {version}: {e:#}");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
@@ -114,8 +109,8 @@ async fn follow_once(leader: &str, tx: &SnapshotTx) -> Result<()> {
         buf.extend_from_slice(data);
         while let Some(end) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
-            let snapshot: Snapshot = serde_json::from_slice(&line)
-                .context("the leader sent a snapshot that does not parse")?;
+            let snapshot: Snapshot =
+                serde_json::from_slice(&line).context("the leader sent a snapshot that does not parse")?;
             apply(tx, snapshot);
         }
         if buf.len() > MAX_LINE {

@@ -20,8 +20,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     pub fn from_env() -> Result<Endpoint> {
-        let host =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         if let Some(path) = host.strip_prefix("unix://") {
             return Ok(Endpoint::Unix(path.into()));
         }
@@ -36,11 +35,7 @@ impl Endpoint {
 }
 
 /// GETs `path` (with query) under API version `version` (e.g. "1.41") and decodes the JSON.
-pub async fn get_json<T: DeserializeOwned>(
-    endpoint: &Endpoint,
-    version: &str,
-    path: &str,
-) -> Result<T> {
+pub async fn get_json<T: DeserializeOwned>(endpoint: &Endpoint, version: &str, path: &str) -> Result<T> {
     let uri = format!("/v{version}{path}");
     let body = match endpoint {
         Endpoint::Unix(socket) => {
@@ -56,30 +51,20 @@ pub async fn get_json<T: DeserializeOwned>(
             get(stream, &uri).await?
         }
     };
-    serde_json::from_slice(&body)
-        .with_context(|| format!("decoding the engine's answer to GET {uri}"))
+    serde_json::from_slice(&body).with_context(|| format!("decoding the engine's answer to GET {uri}"))
 }
 
-async fn get<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    stream: S,
-    uri: &str,
-) -> Result<Bytes> {
+async fn get<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, uri: &str) -> Result<Bytes> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let req = Request::get(uri)
         .header(hyper::header::HOST, "docker")
         .body(Empty::<Bytes>::new())?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .with_context(|| format!("GET {uri}"))?;
+    let resp = sender.send_request(req).await.with_context(|| format!("GET {uri}"))?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        bail!(
-            "GET {uri}: {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
+        bail!("GET {uri}: {status}: {}", String::from_utf8_lossy(&body).trim());
     }
     Ok(body)
 }

@@ -40,10 +40,7 @@ impl DockerSource {
     /// True when this engine is a swarm manager (it can list services and tasks).
     pub async fn is_manager(&self) -> Result<bool> {
         let info = self.docker.info().await.context("docker info")?;
-        Ok(info
-            .swarm
-            .and_then(|s| s.control_available)
-            .unwrap_or(false))
+        Ok(info.swarm.and_then(|s| s.control_available).unwrap_or(false))
     }
 
     /// Re-reads the dirty parts of `state` in place.
@@ -92,11 +89,7 @@ impl DockerSource {
                     id: s.id?,
                     name: spec.name.unwrap_or_default(),
                     created_at: s.created_at.map(|t| t.to_string()).unwrap_or_default(),
-                    labels: spec
-                        .labels
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect::<BTreeMap<_, _>>(),
+                    labels: spec.labels.unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
                     networks,
                     vips,
                 })
@@ -189,12 +182,7 @@ impl RawTask {
             addresses: self
                 .networks_attachments
                 .into_iter()
-                .filter_map(|a| {
-                    Some((
-                        a.network.id,
-                        a.addresses.iter().find_map(|c| parse_cidr(c))?,
-                    ))
-                })
+                .filter_map(|a| Some((a.network.id, a.addresses.iter().find_map(|c| parse_cidr(c))?)))
                 .collect(),
             id: self.id,
             service_id: self.service_id,
@@ -214,10 +202,7 @@ mod tests {
         let tasks: Vec<RawTask> = serde_json::from_str(json).unwrap();
         let infos: Vec<TaskInfo> = tasks.into_iter().map(RawTask::into_info).collect();
         assert!(infos[0].running);
-        assert_eq!(
-            infos[0].addresses,
-            vec![("n1".to_string(), Ipv4Addr::new(10, 0, 1, 5))]
-        );
+        assert_eq!(infos[0].addresses, vec![("n1".to_string(), Ipv4Addr::new(10, 0, 1, 5))]);
         assert!(!infos[1].running);
         assert!(infos[1].addresses.is_empty());
     }

@@ -49,10 +49,7 @@ fn answer(path: &str, registry: &Mutex<Registry>, proxy: &Proxy) -> Response<Ful
             let registry = registry.lock().unwrap_or_else(|e| e.into_inner());
             match prometheus_client::encoding::text::encode(&mut out, &registry) {
                 Ok(()) => (StatusCode::OK, out),
-                Err(e) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("encoding metrics: {e}\n"),
-                ),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")),
             }
         }
         "/routes" => (StatusCode::OK, format!("{}\n", proxy.table().table.version)),

@@ -54,8 +54,7 @@ impl Backend {
     }
 
     pub fn available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-            && self.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+        self.healthy.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
     }
 
     pub fn record_success(&self) {
@@ -116,10 +115,7 @@ impl Default for Registry {
 
 impl Registry {
     /// The states for `addrs`, created when new; states of other addresses are dropped.
-    pub fn sync(
-        &self,
-        addrs: impl IntoIterator<Item = SocketAddr>,
-    ) -> HashMap<SocketAddr, Arc<Backend>> {
+    pub fn sync(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> HashMap<SocketAddr, Arc<Backend>> {
         let mut map = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         let live: HashMap<SocketAddr, Arc<Backend>> = addrs
             .into_iter()
@@ -140,11 +136,7 @@ impl Registry {
 /// Picks among `candidates` (a route's backends), skipping `tried` ones.
 /// `sticky`: a hash of the cookie value or client IP; the same key maps to the same backend
 /// while it is available. Unavailable backends are used only when nothing else is left.
-pub fn pick(
-    candidates: &[Arc<Backend>],
-    sticky: Option<u64>,
-    tried: &[SocketAddr],
-) -> Option<Arc<Backend>> {
+pub fn pick(candidates: &[Arc<Backend>], sticky: Option<u64>, tried: &[SocketAddr]) -> Option<Arc<Backend>> {
     let untried = |b: &&Arc<Backend>| !tried.contains(&b.addr);
     let usable = || candidates.iter().filter(untried).filter(|b| b.available());
     let chosen = match sticky {
@@ -162,10 +154,7 @@ pub fn pick(
     })
 }
 
-fn power_of_two(
-    candidates: &[Arc<Backend>],
-    ok: impl Fn(&Arc<Backend>) -> bool,
-) -> Option<Arc<Backend>> {
+fn power_of_two(candidates: &[Arc<Backend>], ok: impl Fn(&Arc<Backend>) -> bool) -> Option<Arc<Backend>> {
     let n = candidates.len();
     if n == 0 {
         return None;
@@ -177,10 +166,7 @@ fn power_of_two(
         (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
         (true, false) => Some(a),
         (false, true) => Some(b),
-        (false, false) => candidates
-            .iter()
-            .filter(|c| ok(c))
-            .min_by_key(|c| c.in_flight()),
+        (false, false) => candidates.iter().filter(|c| ok(c)).min_by_key(|c| c.in_flight()),
     };
     pick.cloned()
 }
@@ -215,14 +201,9 @@ mod tests {
     fn power_of_two_prefers_the_less_loaded() {
         let b = backends(2);
         let _busy: Vec<InFlight> = (0..5).map(|_| b[0].start()).collect();
-        let picks: Vec<SocketAddr> = (0..200)
-            .map(|_| pick(&b, None, &[]).unwrap().addr)
-            .collect();
+        let picks: Vec<SocketAddr> = (0..200).map(|_| pick(&b, None, &[]).unwrap().addr).collect();
         let to_idle = picks.iter().filter(|a| **a == b[1].addr).count();
-        assert!(
-            to_idle > 140,
-            "the idle backend gets most picks: {to_idle}/200"
-        );
+        assert!(to_idle > 140, "the idle backend gets most picks: {to_idle}/200");
     }
 
     #[test]
@@ -232,10 +213,7 @@ mod tests {
         for _ in 0..4000 {
             *counts.entry(pick(&b, None, &[]).unwrap().addr).or_insert(0) += 1;
         }
-        assert!(
-            counts.values().all(|c| (800..1200).contains(c)),
-            "{counts:?}"
-        );
+        assert!(counts.values().all(|c| (800..1200).contains(c)), "{counts:?}");
     }
 
     #[test]

@@ -21,19 +21,13 @@ pub enum ProxyError {
     #[error("route {route} has no backend")]
     NoBackend { route: String },
     #[error("connecting to {addr} failed: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Connect { addr: SocketAddr, source: std::io::Error },
     #[error("connecting to {addr} timed out")]
     ConnectTimeout { addr: SocketAddr },
     #[error("a pooled connection to {addr} closed before the request was sent")]
     StaleConnection { addr: SocketAddr },
     #[error("upstream {addr} failed: {source}")]
-    Upstream {
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
+    Upstream { addr: SocketAddr, source: hyper::Error },
     #[error("upstream {addr} did not answer in time")]
     UpstreamTimeout { addr: SocketAddr },
     #[error("internal error: {0}")]
@@ -53,9 +47,7 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect { .. }
-                | ProxyError::ConnectTimeout { .. }
-                | ProxyError::StaleConnection { .. }
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::StaleConnection { .. }
         )
     }
 
@@ -64,12 +56,10 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. }
-            | ProxyError::StaleConnection { .. }
-            | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
+            ProxyError::Connect { .. } | ProxyError::StaleConnection { .. } | ProxyError::Upstream { .. } => {
+                StatusCode::BAD_GATEWAY
             }
+            ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

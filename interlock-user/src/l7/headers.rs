@@ -2,10 +2,7 @@
 //! request checks that must fail before anything is forwarded.
 use std::net::IpAddr;
 
-use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
-    UPGRADE,
-};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 
 use super::error::ProxyError;
 
@@ -27,8 +24,7 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_UPSTREAM_ADDR: HeaderName = HeaderName::from_static("x-upstream-addr");
-pub static X_UPSTREAM_RESPONSE_TIME: HeaderName =
-    HeaderName::from_static("x-upstream-response-time");
+pub static X_UPSTREAM_RESPONSE_TIME: HeaderName = HeaderName::from_static("x-upstream-response-time");
 pub static X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
 
 /// The upgrade protocol a request asks for (`websocket`), when it asks for one.
@@ -39,9 +35,7 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade
-        .then(|| headers.get(UPGRADE).cloned())
-        .flatten()
+    connection_upgrade.then(|| headers.get(UPGRADE).cloned()).flatten()
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names.
@@ -65,9 +59,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// is refused (request smuggling), and the host must be a plausible authority.
 pub fn check_request(headers: &HeaderMap, host: Option<&str>) -> Result<(), ProxyError> {
     if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
-        return Err(ProxyError::BadRequest(
-            "both Content-Length and Transfer-Encoding",
-        ));
+        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
     }
     if headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
         return Err(ProxyError::BadRequest("several Content-Length headers"));
@@ -103,10 +95,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(&X_REQUEST_ID)
         .filter(|v| {
-            (1..=128).contains(&v.len())
-                && v.as_bytes()
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         })
         .cloned()
         .unwrap_or_else(|| {
@@ -177,23 +166,13 @@ mod tests {
 
     #[test]
     fn request_ids_and_cookies() {
-        assert_eq!(
-            request_id(&headers(&[("x-request-id", "abc-123")])),
-            "abc-123"
-        );
-        assert_ne!(
-            request_id(&headers(&[("x-request-id", "bad id")])),
-            "bad id"
-        );
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
+        assert_ne!(request_id(&headers(&[("x-request-id", "bad id")])), "bad id");
         assert_eq!(request_id(&HeaderMap::new()).len(), 32);
         let h = headers(&[("cookie", "a=1; SESSION=xyz"), ("cookie", "b=2")]);
         assert_eq!(cookie(&h, "SESSION"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
-        assert!(upgrade_requested(&headers(&[
-            ("connection", "Upgrade"),
-            ("upgrade", "websocket")
-        ]))
-        .is_some());
+        assert!(upgrade_requested(&headers(&[("connection", "Upgrade"), ("upgrade", "websocket")])).is_some());
     }
 }

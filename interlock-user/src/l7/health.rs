@@ -24,11 +24,7 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
             return;
         }
         let snapshot = rx.borrow_and_update().clone();
-        let states: HashMap<SocketAddr, _> = proxy
-            .backend_states()
-            .into_iter()
-            .map(|b| (b.addr, b))
-            .collect();
+        let states: HashMap<SocketAddr, _> = proxy.backend_states().into_iter().map(|b| (b.addr, b)).collect();
         let now = tokio::time::Instant::now();
         let mut live = Vec::new();
         for route in &snapshot.http {
@@ -62,9 +58,7 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
 async fn probe(addr: SocketAddr, path: &str) -> bool {
     let attempt = async {
         let stream = TcpStream::connect(addr).await.ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
         tokio::spawn(conn);
         let req = Request::get(path)
             .header(hyper::header::HOST, addr.to_string())

@@ -68,12 +68,7 @@ impl Scheme {
 }
 
 impl Proxy {
-    pub fn new(
-        metrics: Arc<Metrics>,
-        proxy_id: &str,
-        connect_timeout: Duration,
-        response_timeout: Duration,
-    ) -> Proxy {
+    pub fn new(metrics: Arc<Metrics>, proxy_id: &str, connect_timeout: Duration, response_timeout: Duration) -> Proxy {
         Proxy {
             live: ArcSwap::from_pointee(LiveTable {
                 table: RouteTable::default(),
@@ -82,8 +77,7 @@ impl Proxy {
             registry: Registry::default(),
             upstream: Arc::new(Upstream::new(connect_timeout, response_timeout)),
             metrics,
-            proxy_id: HeaderValue::from_str(proxy_id)
-                .unwrap_or(HeaderValue::from_static("interlock")),
+            proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
         }
     }
 
@@ -96,11 +90,7 @@ impl Proxy {
         let backends = table
             .routes()
             .map(|r| {
-                let list: Vec<Arc<Backend>> = r
-                    .backends
-                    .iter()
-                    .filter_map(|a| states.get(a).cloned())
-                    .collect();
+                let list: Vec<Arc<Backend>> = r.backends.iter().filter_map(|a| states.get(a).cloned()).collect();
                 (Arc::as_ptr(r) as usize, Arc::from(list))
             })
             .collect();
@@ -116,11 +106,7 @@ impl Proxy {
     /// Every backend state currently routed to, for health checks and metrics.
     pub fn backend_states(&self) -> Vec<Arc<Backend>> {
         let live = self.live.load();
-        let mut all: Vec<Arc<Backend>> = live
-            .backends
-            .values()
-            .flat_map(|b| b.iter().cloned())
-            .collect();
+        let mut all: Vec<Arc<Backend>> = live.backends.values().flat_map(|b| b.iter().cloned()).collect();
         all.sort_by_key(|b| b.addr);
         all.dedup_by_key(|b| b.addr);
         all
@@ -142,23 +128,18 @@ impl Proxy {
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
         let host = request_host(&req).map(str::to_string);
-        let (route_name, mut response, upstream) =
-            match self.route_and_forward(req, client, scheme, &host).await {
-                Ok((route, resp, upstream)) => (route, resp, upstream),
-                Err((route, e)) => {
-                    if !matches!(e, ProxyError::NoRoute { .. }) {
-                        tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
-                    }
-                    (route, error_response(&e), None)
+        let (route_name, mut response, upstream) = match self.route_and_forward(req, client, scheme, &host).await {
+            Ok((route, resp, upstream)) => (route, resp, upstream),
+            Err((route, e)) => {
+                if !matches!(e, ProxyError::NoRoute { .. }) {
+                    tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
                 }
-            };
+                (route, error_response(&e), None)
+            }
+        };
         let elapsed = started.elapsed();
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        response
-            .headers_mut()
-            .insert(X_PROXY_ID.clone(), self.proxy_id.clone());
+        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
+        response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         let status = response.status().as_u16();
         let route_label = route_name.as_deref().unwrap_or("-").to_string();
         self.metrics
@@ -196,10 +177,7 @@ impl Proxy {
         client: SocketAddr,
         scheme: Scheme,
         host: &Option<String>,
-    ) -> Result<
-        (Option<Arc<str>>, Response<ProxyBody>, Option<SocketAddr>),
-        (Option<Arc<str>>, ProxyError),
-    > {
+    ) -> Result<(Option<Arc<str>>, Response<ProxyBody>, Option<SocketAddr>), (Option<Arc<str>>, ProxyError)> {
         headers::check_request(req.headers(), host.as_deref()).map_err(|e| (None, e))?;
         let host = host.as_deref().unwrap_or_default();
         let live = self.live.load_full();
@@ -221,10 +199,7 @@ impl Proxy {
             let target = format!(
                 "https://{}{}",
                 routes::normalize_host(host),
-                req.uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
+                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
             );
             return Ok((name, redirect(&target), None));
         }
@@ -236,16 +211,11 @@ impl Proxy {
                 .iter()
                 .any(|p| routes::prefix_matches(p, &path))
         {
-            return Err((
-                name,
-                ProxyError::BadRequest("upgrade not allowed on this path"),
-            ));
+            return Err((name, ProxyError::BadRequest("upgrade not allowed on this path")));
         }
         let sticky = match &route.stickiness {
             Stickiness::None => None,
-            Stickiness::Cookie(cookie) => {
-                headers::cookie(req.headers(), cookie).map(balance::sticky_key)
-            }
+            Stickiness::Cookie(cookie) => headers::cookie(req.headers(), cookie).map(balance::sticky_key),
             Stickiness::ClientIp => Some(balance::sticky_key(client.ip())),
         };
         let backends = live.backends_of(&route);
@@ -273,20 +243,13 @@ impl Proxy {
             match self.upstream.send(backend.addr, req).await {
                 Ok(resp) => {
                     backend.record_success();
-                    let resp = self.downstream_response(
-                        resp,
-                        backend.addr,
-                        sent_at.elapsed(),
-                        client_upgrade,
-                        in_flight,
-                    );
+                    let resp =
+                        self.downstream_response(resp, backend.addr, sent_at.elapsed(), client_upgrade, in_flight);
                     return Ok((name, resp, Some(backend.addr)));
                 }
                 Err((e, unsent)) => {
-                    if matches!(
-                        e,
-                        ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
-                    ) && backend.record_connect_failure()
+                    if matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+                        && backend.record_connect_failure()
                     {
                         tracing::warn!(backend = %backend.addr, "backend ejected after consecutive connect failures");
                     }
@@ -326,11 +289,7 @@ impl Proxy {
         upgrade: Option<&HeaderValue>,
     ) -> Result<Request<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let rewritten = routes::rewrite_path(&route.path_prefix, route.strip_prefix, path);
         parts.uri = rewritten
             .parse::<Uri>()
@@ -338,13 +297,10 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade {
-            parts.headers.insert(
-                hyper::header::CONNECTION,
-                HeaderValue::from_static("upgrade"),
-            );
             parts
                 .headers
-                .insert(hyper::header::UPGRADE, protocol.clone());
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(hyper::header::UPGRADE, protocol.clone());
         }
         if !parts.headers.contains_key(HOST) {
             // HTTP/2 carries the host in :authority.
@@ -370,19 +326,10 @@ impl Proxy {
         if switching {
             match client_upgrade {
                 Some(client_upgrade) => {
-                    let backend_upgrade =
-                        hyper::upgrade::on(Response::from_parts(parts.clone(), ()));
-                    tokio::spawn(splice_upgraded(
-                        client_upgrade,
-                        backend_upgrade,
-                        in_flight.take(),
-                    ));
+                    let backend_upgrade = hyper::upgrade::on(Response::from_parts(parts.clone(), ()));
+                    tokio::spawn(splice_upgraded(client_upgrade, backend_upgrade, in_flight.take()));
                 }
-                None => {
-                    return error_response(&ProxyError::Internal(
-                        "backend switched protocols unasked".into(),
-                    ))
-                }
+                None => return error_response(&ProxyError::Internal("backend switched protocols unasked".into())),
             }
         } else {
             headers::strip_hop_by_hop(&mut parts.headers);
@@ -432,9 +379,7 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 }
 
 fn empty() -> ProxyBody {
-    Full::new(Bytes::new())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
 }
 
 pub fn text_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
@@ -465,5 +410,11 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
         ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
         other => format!("{}\n", other.status().canonical_reason().unwrap_or("error")),
     };
-    text_response(e.status(), &body)
+    let mut resp = text_response(e.status(), &body);
+    if e.side() == super::error::Side::Client {
+        // After a malformed request the connection's framing cannot be trusted: close it.
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }

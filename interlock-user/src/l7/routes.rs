@@ -34,9 +34,7 @@ struct HostRoutes {
 
 impl HostRoutes {
     fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes
-            .iter()
-            .find(|r| prefix_matches(&r.path_prefix, path))
+        self.routes.iter().find(|r| prefix_matches(&r.path_prefix, path))
     }
 }
 
@@ -85,11 +83,7 @@ impl RouteTable {
         for ((host, _), route) in merged {
             let route = Arc::new(route);
             match host.strip_prefix('*') {
-                Some(suffix) => wildcard
-                    .entry(suffix.to_string())
-                    .or_default()
-                    .routes
-                    .push(route),
+                Some(suffix) => wildcard.entry(suffix.to_string()).or_default().routes.push(route),
                 None => exact.entry(host).or_default().routes.push(route),
             }
         }
@@ -144,11 +138,7 @@ impl RouteTable {
                 .find(|(suffix, _)| host.ends_with(suffix.as_str()))
                 .map(|(_, h)| h)
         })?;
-        routes
-            .routes
-            .iter()
-            .map(|r| &r.tls)
-            .find(|t| **t != TlsMode::None)
+        routes.routes.iter().map(|r| &r.tls).find(|t| **t != TlsMode::None)
     }
 
     /// Backends of the passthrough route for an SNI name.
@@ -160,11 +150,7 @@ impl RouteTable {
                 .find(|(suffix, _)| host.ends_with(suffix.as_str()))
                 .map(|(_, h)| h)
         })?;
-        routes
-            .routes
-            .iter()
-            .find(|r| r.tls == TlsMode::Passthrough)
-            .cloned()
+        routes.routes.iter().find(|r| r.tls == TlsMode::Passthrough).cloned()
     }
 
     /// Every distinct route (for health checks and metrics).
@@ -228,11 +214,7 @@ pub fn normalize_host(host: &str) -> String {
 /// `/app` matches `/app`, `/app/`, `/app/x`, not `/apple`; `/` matches everything.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix == "/"
-        || (path.starts_with(prefix)
-            && matches!(
-                path.as_bytes().get(prefix.len()),
-                None | Some(b'/') | Some(b'?')
-            ))
+        || (path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/') | Some(b'?')))
 }
 
 /// The path to forward: with `strip`, the prefix removed (`/app/x` -> `/x`, `/app` -> `/`).
@@ -309,11 +291,7 @@ mod tests {
             "wild",
             "wildcards match several labels"
         );
-        assert_eq!(
-            name(&t, "x.eu.example.com", "/"),
-            "deeper",
-            "the longest wildcard wins"
-        );
+        assert_eq!(name(&t, "x.eu.example.com", "/"), "deeper", "the longest wildcard wins");
         assert_eq!(
             name(&t, "example.com", "/"),
             "dflt",
@@ -375,10 +353,7 @@ mod tests {
             t.lookup("http", "new.example", "/legacy"),
             Lookup::Redirect("/app".into())
         );
-        assert!(matches!(
-            t.lookup("http", "new.example", "/"),
-            Lookup::Route(_)
-        ));
+        assert!(matches!(t.lookup("http", "new.example", "/"), Lookup::Route(_)));
     }
 
     #[test]

@@ -51,12 +51,7 @@ pub struct Listener {
 }
 
 /// Serves `listeners` until `shutdown` turns true, then drains for `limits.drain_grace`.
-pub async fn serve(
-    listeners: Vec<Listener>,
-    proxy: Arc<Proxy>,
-    limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, mut shutdown: watch::Receiver<bool>) {
     let graceful = Arc::new(GracefulShutdown::new());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut accept_tasks = Vec::new();
@@ -95,30 +90,15 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (proxy, limits, graceful, tls) = (
-                    proxy.clone(),
-                    limits.clone(),
-                    graceful.clone(),
-                    listener.tls.clone(),
-                );
+                let (proxy, limits, graceful, tls) =
+                    (proxy.clone(), limits.clone(), graceful.clone(), listener.tls.clone());
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
                     match tls {
-                        None => {
-                            serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful)
-                                .await
-                        }
+                        None => serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful).await,
                         Some(tls) => {
                             if let Some(stream) = tls.accept(stream, peer, &proxy).await {
-                                serve_connection(
-                                    stream,
-                                    peer,
-                                    Scheme::Https,
-                                    &proxy,
-                                    &limits,
-                                    &graceful,
-                                )
-                                .await;
+                                serve_connection(stream, peer, Scheme::Https, &proxy, &limits, &graceful).await;
                             }
                         }
                     }
@@ -133,10 +113,7 @@ pub async fn serve(
         let _ = task.await;
     }
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    tracing::info!(
-        "draining client connections (up to {:?})",
-        limits.drain_grace
-    );
+    tracing::info!("draining client connections (up to {:?})", limits.drain_grace);
     if tokio::time::timeout(limits.drain_grace, graceful.shutdown())
         .await
         .is_err()

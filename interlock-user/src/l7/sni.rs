@@ -34,8 +34,7 @@ impl<'a> Reader<'a> {
         self.bytes(1).map(|b| b[0])
     }
     fn u16(&mut self) -> Option<usize> {
-        self.bytes(2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
     }
     fn u24(&mut self) -> Option<usize> {
         self.bytes(3)
@@ -81,9 +80,7 @@ fn parse_handshake(data: &[u8]) -> Option<Hello> {
     let mut r = Reader::new(data);
     let kind = r.u8()?;
     if kind != 1 {
-        return Some(Hello::Invalid(
-            "first handshake message is not a ClientHello",
-        ));
+        return Some(Hello::Invalid("first handshake message is not a ClientHello"));
     }
     let len = r.u24()?;
     let body = r.bytes(len)?;
@@ -152,10 +149,7 @@ mod tests {
     #[test]
     fn reads_sni_from_a_real_client_hello() {
         let hello = client_hello("App.Example.org");
-        assert_eq!(
-            parse(&hello),
-            Hello::Complete(Some("app.example.org".into()))
-        );
+        assert_eq!(parse(&hello), Hello::Complete(Some("app.example.org".into())));
     }
 
     #[test]
@@ -168,10 +162,7 @@ mod tests {
 
     #[test]
     fn garbage_is_invalid() {
-        assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\n\r\n"),
-            Hello::Invalid(_)
-        ));
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\n\r\n"), Hello::Invalid(_)));
         let mut hello = client_hello("a.example");
         hello[5] = 2; // a ServerHello type
         assert!(matches!(parse(&hello), Hello::Invalid(_)));
@@ -179,9 +170,6 @@ mod tests {
         let mut bad = client_hello("a.example");
         let at = 5 + 4 + 34;
         bad[at] = 0xff; // session id length
-        assert!(matches!(
-            parse(&bad),
-            Hello::Invalid(_) | Hello::Complete(_)
-        ));
+        assert!(matches!(parse(&bad), Hello::Invalid(_) | Hello::Complete(_)));
     }
 }

@@ -87,11 +87,7 @@ impl TlsFront {
         let mut wanted = Vec::new();
         for r in &snapshot.http {
             if let TlsMode::Terminate { cert, key } = &r.tls {
-                wanted.extend(
-                    r.hosts
-                        .iter()
-                        .map(|h| (h.clone(), cert.clone(), key.clone())),
-                );
+                wanted.extend(r.hosts.iter().map(|h| (h.clone(), cert.clone(), key.clone())));
             }
         }
         self.wanted.store(Arc::new(wanted));
@@ -181,31 +177,21 @@ impl TlsFront {
 }
 
 /// Splices a passthrough connection to a backend (trying up to three on connect failures).
-async fn passthrough(
-    mut client: TcpStream,
-    hello: Vec<u8>,
-    backends: &[Arc<balance::Backend>],
-    peer: SocketAddr,
-) {
+async fn passthrough(mut client: TcpStream, hello: Vec<u8>, backends: &[Arc<balance::Backend>], peer: SocketAddr) {
     let mut tried = Vec::new();
     while tried.len() < 3.min(backends.len()) {
-        let Some(backend) = balance::pick(backends, Some(balance::sticky_key(peer.ip())), &tried)
-        else {
+        let Some(backend) = balance::pick(backends, Some(balance::sticky_key(peer.ip())), &tried) else {
             break;
         };
         tried.push(backend.addr);
-        let Ok(Ok(mut upstream)) =
-            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(backend.addr)).await
+        let Ok(Ok(mut upstream)) = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(backend.addr)).await
         else {
             backend.record_connect_failure();
             continue;
         };
         backend.record_success();
         let _in_flight = backend.start();
-        if tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello)
-            .await
-            .is_ok()
-        {
+        if tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello).await.is_ok() {
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         }
         return;
@@ -226,9 +212,8 @@ fn load(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<CertifiedKey> {
     if chain.is_empty() {
         anyhow::bail!("{} holds no certificate", cert.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading the private key {}", key.display()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .context("unsupported private key type")?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the private key {}", key.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).context("unsupported private key type")?;
     Ok(CertifiedKey::new(chain, signing))
 }

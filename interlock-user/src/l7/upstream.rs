@@ -65,8 +65,7 @@ impl Upstream {
             Ok(s) => s,
             Err(e) => return Err((e, Some(req))),
         };
-        let response =
-            tokio::time::timeout(self.response_timeout, sender.try_send_request(req)).await;
+        let response = tokio::time::timeout(self.response_timeout, sender.try_send_request(req)).await;
         match response {
             Ok(Ok(resp)) => Ok(self.keep(addr, sender, resp)),
             Ok(Err(mut e)) => {
@@ -96,12 +95,11 @@ impl Upstream {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ProxyBody>, ProxyError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
-                Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
-            };
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
+            Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
+        };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))

@@ -125,10 +125,7 @@ impl Assembler {
         services.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         let mut tasks: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
         for task in state.tasks.iter().filter(|t| t.running) {
-            tasks
-                .entry(task.service_id.as_str())
-                .or_default()
-                .push(task);
+            tasks.entry(task.service_id.as_str()).or_default().push(task);
         }
         let mut claims = Claims::default();
         let mut networks = BTreeSet::new();
@@ -137,12 +134,11 @@ impl Assembler {
 
         for svc in services {
             let (parsed, warnings) = labels::parse(&svc.labels);
-            out.warnings
-                .extend(warnings.into_iter().map(|error| ServiceError {
-                    service: svc.name.clone(),
-                    error,
-                    kept_last_good: false,
-                }));
+            out.warnings.extend(warnings.into_iter().map(|error| ServiceError {
+                service: svc.name.clone(),
+                error,
+                kept_last_good: false,
+            }));
             let resolved = parsed.and_then(|l| match l {
                 Some(l) => self.resolve(svc, l, state).map(Some),
                 None => Ok(None),
@@ -158,12 +154,11 @@ impl Assembler {
                 }
                 Err(errors) => {
                     let last = self.last_good.get(&svc.id).cloned();
-                    out.errors
-                        .extend(errors.into_iter().map(|error| ServiceError {
-                            service: svc.name.clone(),
-                            error,
-                            kept_last_good: last.is_some(),
-                        }));
+                    out.errors.extend(errors.into_iter().map(|error| ServiceError {
+                        service: svc.name.clone(),
+                        error,
+                        kept_last_good: last.is_some(),
+                    }));
                     match last {
                         Some(l) => l,
                         None => continue,
@@ -205,10 +200,7 @@ impl Assembler {
                     vip: l4.vip,
                     port: l4.port,
                     protocol: l4.protocol,
-                    backends: addrs
-                        .iter()
-                        .map(|(id, ip)| backend(id, *ip, l4.target_port))
-                        .collect(),
+                    backends: addrs.iter().map(|(id, ip)| backend(id, *ip, l4.target_port)).collect(),
                 };
                 if let Err(error) = claims.claim_l4(&l4_service) {
                     out.http.truncate(before.0);
@@ -241,11 +233,7 @@ impl Assembler {
         if let Some((cert, key)) = l.http.as_ref().and_then(|h| h.ssl_secrets.as_ref()) {
             for (label, name) in [(labels::SSL_CERT, cert), (labels::SSL_KEY, key)] {
                 if !state.secrets.contains(name) {
-                    errors.push(LabelError::new(
-                        label,
-                        name,
-                        "no Docker secret with this name",
-                    ));
+                    errors.push(LabelError::new(label, name, "no Docker secret with this name"));
                 }
             }
         }
@@ -256,12 +244,7 @@ impl Assembler {
         }
     }
 
-    fn http_route(
-        &self,
-        service: &ServiceRef,
-        h: &labels::HttpLabels,
-        addrs: &[(String, Ipv4Addr)],
-    ) -> HttpRoute {
+    fn http_route(&self, service: &ServiceRef, h: &labels::HttpLabels, addrs: &[(String, Ipv4Addr)]) -> HttpRoute {
         let tls = match (&h.ssl_secrets, h.ssl_passthrough) {
             (Some((cert, key)), _) => TlsMode::Terminate {
                 cert: self.options.secrets_dir.join(cert),
@@ -282,10 +265,7 @@ impl Assembler {
             redirects: h.redirects.clone(),
             default_backend: h.default_backend,
             health_check: h.health_check.clone(),
-            backends: addrs
-                .iter()
-                .map(|(id, ip)| backend(id, *ip, h.port))
-                .collect(),
+            backends: addrs.iter().map(|(id, ip)| backend(id, *ip, h.port)).collect(),
         }
     }
 }
@@ -299,18 +279,8 @@ fn backend(id: &str, ip: Ipv4Addr, port: u16) -> Backend {
 }
 
 /// The network to reach the service on: the label's (by name or id), else its only network.
-fn pick_network(
-    svc: &ServiceInfo,
-    l: &ServiceLabels,
-    state: &ClusterState,
-) -> Result<(String, String), LabelError> {
-    let name_of = |id: &str| {
-        state
-            .networks
-            .iter()
-            .find(|n| n.id == id)
-            .map(|n| n.name.clone())
-    };
+fn pick_network(svc: &ServiceInfo, l: &ServiceLabels, state: &ClusterState) -> Result<(String, String), LabelError> {
+    let name_of = |id: &str| state.networks.iter().find(|n| n.id == id).map(|n| n.name.clone());
     // The ingress network carries the routing mesh, never task-to-proxy traffic.
     let candidates: Vec<&String> = svc
         .networks
@@ -321,24 +291,10 @@ fn pick_network(
         Some(wanted) => candidates
             .iter()
             .find(|id| **id == wanted || name_of(id).as_deref() == Some(wanted.as_str()))
-            .map(|id| {
-                (
-                    id.to_string(),
-                    name_of(id).unwrap_or_else(|| id.to_string()),
-                )
-            })
-            .ok_or_else(|| {
-                LabelError::new(
-                    labels::NETWORK,
-                    wanted,
-                    "the service is not attached to this network",
-                )
-            }),
+            .map(|id| (id.to_string(), name_of(id).unwrap_or_else(|| id.to_string())))
+            .ok_or_else(|| LabelError::new(labels::NETWORK, wanted, "the service is not attached to this network")),
         None => match candidates.as_slice() {
-            [only] => Ok((
-                only.to_string(),
-                name_of(only).unwrap_or_else(|| only.to_string()),
-            )),
+            [only] => Ok((only.to_string(), name_of(only).unwrap_or_else(|| only.to_string()))),
             [] => Err(LabelError::new(
                 labels::NETWORK,
                 "",
@@ -396,12 +352,7 @@ type HttpPolicy = (TlsMode, bool, bool, super::snapshot::Stickiness);
 
 impl Claims {
     fn claim_http(&mut self, r: &HttpRoute) -> Result<(), LabelError> {
-        let policy = (
-            r.tls.clone(),
-            r.ssl_only,
-            r.strip_prefix,
-            r.stickiness.clone(),
-        );
+        let policy = (r.tls.clone(), r.ssl_only, r.strip_prefix, r.stickiness.clone());
         for host in &r.hosts {
             if let Some((owner, theirs)) = self.http.get(&(host.clone(), r.path_prefix.clone())) {
                 if *theirs != policy && *owner != r.service.name {

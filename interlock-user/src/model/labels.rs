@@ -204,11 +204,7 @@ impl Parser<'_> {
     fn http(&mut self) -> HttpLabels {
         let hosts_value = self.get(HOSTS).unwrap_or_default().to_string();
         let mut hosts = Vec::new();
-        for host in hosts_value
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-        {
+        for host in hosts_value.split(',').map(str::trim).filter(|h| !h.is_empty()) {
             match normalize_host(host) {
                 Ok(h) => hosts.push(h),
                 Err(reason) => self.error(HOSTS, &hosts_value, format!("host {host:?}: {reason}")),
@@ -240,9 +236,7 @@ impl Parser<'_> {
         };
         let ssl_secrets = match (self.get(SSL_CERT), self.get(SSL_KEY)) {
             (None, None) => None,
-            (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
-                Some((cert.to_string(), key.to_string()))
-            }
+            (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => Some((cert.to_string(), key.to_string())),
             (cert, key) => {
                 let (label, value) = if cert.is_none_or(str::is_empty) {
                     (SSL_CERT, cert)
@@ -250,11 +244,7 @@ impl Parser<'_> {
                     (SSL_KEY, key)
                 };
                 let value = value.unwrap_or_default().to_string();
-                self.error(
-                    label,
-                    &value,
-                    "ssl_cert and ssl_key must both name a secret",
-                );
+                self.error(label, &value, "ssl_cert and ssl_key must both name a secret");
                 None
             }
         };
@@ -322,18 +312,14 @@ impl Parser<'_> {
         for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let parts: Vec<&str> = pair.split(',').map(str::trim).collect();
             match parts.as_slice() {
-                [source, target] if is_url_or_path(source) && is_url_or_path(target) => {
-                    out.push(Redirect {
-                        source: source.to_string(),
-                        target: target.to_string(),
-                    })
-                }
+                [source, target] if is_url_or_path(source) && is_url_or_path(target) => out.push(Redirect {
+                    source: source.to_string(),
+                    target: target.to_string(),
+                }),
                 _ => self.error(
                     REDIRECTS,
                     &value,
-                    format!(
-                        "{pair:?} is not `<source>,<target>` with each an http(s) URL or a path"
-                    ),
+                    format!("{pair:?} is not `<source>,<target>` with each an http(s) URL or a path"),
                 ),
             }
         }
@@ -351,11 +337,7 @@ impl Parser<'_> {
             Some(v) => match v.parse::<u64>() {
                 Ok(ms) if (100..=3_600_000).contains(&ms) => ms,
                 _ => {
-                    self.error(
-                        HEALTH_INTERVAL_MS,
-                        &v,
-                        "expected milliseconds between 100 and 3600000",
-                    );
+                    self.error(HEALTH_INTERVAL_MS, &v, "expected milliseconds between 100 and 3600000");
                     2000
                 }
             },
@@ -370,11 +352,7 @@ impl Parser<'_> {
         } else {
             port
         };
-        let protocol = match self
-            .get(L4_PROTOCOL)
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        let protocol = match self.get(L4_PROTOCOL).map(str::to_ascii_lowercase).as_deref() {
             None | Some("tcp") => L4Protocol::Tcp,
             Some("udp") => L4Protocol::Udp,
             Some(other) => {
@@ -387,9 +365,7 @@ impl Parser<'_> {
             .get(L4_VIP)
             .map(str::to_string)
             .and_then(|v| match v.parse::<Ipv4Addr>() {
-                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => {
-                    Some(ip)
-                }
+                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast() => Some(ip),
                 _ => {
                     self.error(L4_VIP, &v, "expected a unicast IPv4 address");
                     None
@@ -437,11 +413,7 @@ pub fn normalize_prefix(path: &str) -> Result<String, &'static str> {
         return Err("must be a plain path (no query, fragment, spaces or '..')");
     }
     let trimmed = path.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
-    })
+    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }
 
 fn is_token(s: &str) -> bool {
@@ -451,9 +423,7 @@ fn is_token(s: &str) -> bool {
 }
 
 fn is_url_or_path(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"));
+    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
     match rest {
         Some(rest) => !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '),
         None => s.starts_with('/') && !s.contains(' '),
@@ -465,10 +435,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn ok(pairs: &[(&str, &str)]) -> ServiceLabels {
@@ -500,10 +467,7 @@ mod tests {
             (SSL_ONLY, "true"),
             (WEBSOCKET_ENDPOINTS, "/ws,/live"),
             (STICKY_COOKIE, "SESSION"),
-            (
-                REDIRECTS,
-                "http://old.example.org,http://app.example.org;/legacy,/app",
-            ),
+            (REDIRECTS, "http://old.example.org,http://app.example.org;/legacy,/app"),
             (SERVICE_CLUSTER, "edge"),
             (BACKEND_MODE, "vip"),
             (DEFAULT_BACKEND, "true"),
@@ -515,10 +479,7 @@ mod tests {
         assert_eq!(http.port, 8080);
         assert_eq!(http.path_prefix, "/app");
         assert!(http.strip_prefix && http.ssl_only && http.default_backend);
-        assert_eq!(
-            http.ssl_secrets,
-            Some(("app-cert".into(), "app-key".into()))
-        );
+        assert_eq!(http.ssl_secrets, Some(("app-cert".into(), "app-key".into())));
         assert_eq!(http.websocket_endpoints, vec!["/ws", "/live"]);
         assert_eq!(http.stickiness, Stickiness::Cookie("SESSION".into()));
         assert_eq!(http.redirects.len(), 2);
@@ -593,35 +554,17 @@ mod tests {
                 CONTEXT_ROOT,
             ),
             (
-                &[
-                    (HOSTS, "a.example"),
-                    (PORT, "80"),
-                    (CONTEXT_ROOT, "/a/../b"),
-                ],
+                &[(HOSTS, "a.example"), (PORT, "80"), (CONTEXT_ROOT, "/a/../b")],
                 CONTEXT_ROOT,
             ),
+            (&[(HOSTS, "a.example"), (PORT, "80"), (SSL_CERT, "c")], SSL_KEY),
+            (&[(HOSTS, "a.example"), (PORT, "80"), (SSL_ONLY, "maybe")], SSL_ONLY),
             (
-                &[(HOSTS, "a.example"), (PORT, "80"), (SSL_CERT, "c")],
-                SSL_KEY,
-            ),
-            (
-                &[(HOSTS, "a.example"), (PORT, "80"), (SSL_ONLY, "maybe")],
-                SSL_ONLY,
-            ),
-            (
-                &[
-                    (HOSTS, "a.example"),
-                    (PORT, "80"),
-                    (REDIRECTS, "http://a.example"),
-                ],
+                &[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, "http://a.example")],
                 REDIRECTS,
             ),
             (
-                &[
-                    (HOSTS, "a.example"),
-                    (PORT, "80"),
-                    (REDIRECTS, "ftp://x,/y"),
-                ],
+                &[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, "ftp://x,/y")],
                 REDIRECTS,
             ),
             (

@@ -29,6 +29,7 @@ pub struct TestBackend {
     /// Paths of the requests it received.
     pub seen: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
+    killed: watch::Sender<bool>,
 }
 
 impl TestBackend {
@@ -37,20 +38,22 @@ impl TestBackend {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (name_c, seen_c) = (name.to_string(), seen.clone());
+        let (killed, killed_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (name, seen) = (name_c.clone(), seen_c.clone());
+                let (name, seen, mut killed) = (name_c.clone(), seen_c.clone(), killed_rx.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        answer(req, name.clone(), seen.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let service = hyper::service::service_fn(move |req| answer(req, name.clone(), seen.clone()));
+                    let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = conn => {},
+                        _ = killed.wait_for(|k| *k) => {},
+                    }
                 });
             }
         });
@@ -59,12 +62,14 @@ impl TestBackend {
             name: name.into(),
             seen,
             task,
+            killed,
         }
     }
 
-    /// Stops accepting: new connections are refused (like a task that died).
+    /// Dies like a task: the listener and every open connection close.
     pub fn kill(&self) {
         self.task.abort();
+        let _ = self.killed.send(true);
     }
 }
 
@@ -79,11 +84,7 @@ async fn answer(
     name: String,
     seen: Arc<Mutex<Vec<String>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     seen.lock().unwrap().push(path.clone());
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -194,21 +195,13 @@ impl TestProxy {
         let (http_addr, https_addr) = (http.local_addr().unwrap(), https.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
         let listeners = vec![
-            Listener {
-                tcp: http,
-                tls: None,
-            },
+            Listener { tcp: http, tls: None },
             Listener {
                 tcp: https,
                 tls: Some(tls.clone()),
             },
         ];
-        let serving = Some(tokio::spawn(server::serve(
-            listeners,
-            proxy.clone(),
-            limits,
-            stop_rx,
-        )));
+        let serving = Some(tokio::spawn(server::serve(listeners, proxy.clone(), limits, stop_rx)));
         TestProxy {
             http: http_addr,
             https: https_addr,
@@ -248,16 +241,8 @@ pub async fn get(
         .unwrap();
     let resp = client.request(req).await.expect("the proxy answers");
     let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The value of `key=` in a backend's answer.

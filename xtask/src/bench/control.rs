@@ -35,9 +35,7 @@ pub fn run() -> Result<()> {
     let result = measure();
     cleanup();
     let (p50, p99, resync) = result?;
-    println!(
-        "BENCH control event_p50_ms={p50:.1} event_p99_ms={p99:.1} resync_1000_ms={resync:.0}"
-    );
+    println!("BENCH control event_p50_ms={p50:.1} event_p99_ms={p99:.1} resync_1000_ms={resync:.0}");
     Ok(())
 }
 
@@ -56,7 +54,9 @@ fn measure() -> Result<(f64, f64, f64)> {
     for i in 0..UPDATES {
         let needle = format!("\"path_prefix\":\"/v{i}\"");
         let started = Instant::now();
-        cmd::sh(&format!("docker service update --detach --quiet --label-add com.docker.lb.context_root=/v{i} {svc} >/dev/null"))?;
+        cmd::sh(&format!(
+            "docker service update --detach --quiet --label-add com.docker.lb.context_root=/v{i} {svc} >/dev/null"
+        ))?;
         let returned = started.elapsed();
         agent.wait(|line| line.contains(&needle), Duration::from_secs(10))?;
         samples.push((started.elapsed() - returned).as_secs_f64() * 1000.0);
@@ -122,10 +122,13 @@ fn create_service(name: &str, net: &str, host: &str) -> Result<()> {
 }
 
 fn cleanup() {
-    let _ = cmd::sh(&format!("docker service ls -q --filter name={PREFIX} | xargs -r -n 100 docker service rm >/dev/null"));
+    let _ = cmd::sh(&format!(
+        "docker service ls -q --filter name={PREFIX} | xargs -r -n 100 docker service rm >/dev/null"
+    ));
     for _ in 0..30 {
-        if cmd::ok(&format!("docker network ls -q --filter name={PREFIX}-net | xargs -r docker network rm >/dev/null 2>&1"))
-            && !cmd::ok(&format!("docker network ls | grep -q {PREFIX}-net"))
+        if cmd::ok(&format!(
+            "docker network ls -q --filter name={PREFIX}-net | xargs -r docker network rm >/dev/null 2>&1"
+        )) && !cmd::ok(&format!("docker network ls | grep -q {PREFIX}-net"))
         {
             break;
         }

@@ -14,10 +14,7 @@ fn svc(id: &str, created: &str, networks: &[&str], labels: &[(&str, &str)]) -> S
         id: id.into(),
         name: format!("svc-{id}"),
         created_at: created.into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         networks: networks.iter().map(|n| n.to_string()).collect(),
         vips: networks
             .iter()
@@ -40,14 +37,8 @@ fn state(services: Vec<ServiceInfo>, tasks: Vec<TaskInfo>) -> ClusterState {
     ClusterState {
         services,
         tasks,
-        networks: vec![
-            net("n1", "appnet"),
-            net("n2", "othernet"),
-            net("ing", "ingress"),
-        ],
-        secrets: ["cert".to_string(), "key".to_string()]
-            .into_iter()
-            .collect(),
+        networks: vec![net("n1", "appnet"), net("n2", "othernet"), net("ing", "ingress")],
+        secrets: ["cert".to_string(), "key".to_string()].into_iter().collect(),
     }
 }
 
@@ -66,11 +57,7 @@ fn running_tasks_become_backends_on_the_service_network() {
     let out = Assembler::default().assemble(&s);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(out.http.len(), 1);
-    let addrs: Vec<String> = out.http[0]
-        .backends
-        .iter()
-        .map(|b| b.addr.to_string())
-        .collect();
+    let addrs: Vec<String> = out.http[0].backends.iter().map(|b| b.addr.to_string()).collect();
     assert_eq!(
         addrs,
         vec!["10.0.0.5:8080", "10.0.0.6:8080"],
@@ -106,11 +93,7 @@ fn network_must_be_named_when_several_and_must_exist() {
     labels.push((NETWORK, "nosuchnet"));
     let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], &labels)], vec![]));
     assert!(out.http.is_empty());
-    assert!(
-        out.errors[0].to_string().contains("nosuchnet"),
-        "{}",
-        out.errors[0]
-    );
+    assert!(out.errors[0].to_string().contains("nosuchnet"), "{}", out.errors[0]);
 }
 
 #[test]
@@ -134,30 +117,17 @@ fn one_bad_service_leaves_the_others_alone() {
 #[test]
 fn a_bad_update_keeps_the_last_good_routes() {
     let mut assembler = Assembler::default();
-    let good = state(
-        vec![svc("a", "1", &["n1"], WEB)],
-        vec![task("t1", "a", "n1", 5, true)],
-    );
+    let good = state(vec![svc("a", "1", &["n1"], WEB)], vec![task("t1", "a", "n1", 5, true)]);
     assert_eq!(assembler.assemble(&good).http.len(), 1);
     let bad = state(
-        vec![svc(
-            "a",
-            "1",
-            &["n1"],
-            &[(HOSTS, "web.example"), (PORT, "nope")],
-        )],
-        vec![
-            task("t1", "a", "n1", 5, true),
-            task("t2", "a", "n1", 6, true),
-        ],
+        vec![svc("a", "1", &["n1"], &[(HOSTS, "web.example"), (PORT, "nope")])],
+        vec![task("t1", "a", "n1", 5, true), task("t2", "a", "n1", 6, true)],
     );
     let out = assembler.assemble(&bad);
     assert_eq!(out.http.len(), 1, "the last good routes stay");
     assert_eq!(out.http[0].backends.len(), 2, "with the current tasks");
     assert!(out.errors[0].kept_last_good);
-    assert!(out.errors[0]
-        .to_string()
-        .contains("keeping its last good routes"));
+    assert!(out.errors[0].to_string().contains("keeping its last good routes"));
 }
 
 #[test]
@@ -183,10 +153,7 @@ fn missing_secret_is_an_error_and_present_secrets_become_paths() {
 #[test]
 fn same_host_and_settings_is_a_canary_split() {
     let s = state(
-        vec![
-            svc("blue", "1", &["n1"], WEB),
-            svc("green", "2", &["n1"], WEB),
-        ],
+        vec![svc("blue", "1", &["n1"], WEB), svc("green", "2", &["n1"], WEB)],
         vec![
             task("b1", "blue", "n1", 1, true),
             task("g1", "green", "n1", 2, true),
@@ -227,15 +194,10 @@ fn conflicting_claims_go_to_the_older_service() {
     assert_eq!(out.l4[0].service.name, "svc-y");
     assert_eq!(out.l4[0].protocol, L4Protocol::Tcp);
 
-    let mut dflt = vec![
-        (HOSTS, "other.example"),
-        (PORT, "80"),
-        (DEFAULT_BACKEND, "true"),
-    ];
+    let mut dflt = vec![(HOSTS, "other.example"), (PORT, "80"), (DEFAULT_BACKEND, "true")];
     let first = svc("d1", "1", &["n1"], &dflt);
     dflt[0] = (HOSTS, "third.example");
-    let out =
-        Assembler::default().assemble(&state(vec![first, svc("d2", "2", &["n1"], &dflt)], vec![]));
+    let out = Assembler::default().assemble(&state(vec![first, svc("d2", "2", &["n1"], &dflt)], vec![]));
     assert_eq!(out.http.len(), 1);
     assert_eq!(out.errors[0].error.label, DEFAULT_BACKEND);
 }
@@ -244,16 +206,10 @@ fn conflicting_claims_go_to_the_older_service() {
 fn service_cluster_selects_services() {
     let mut edge = WEB.to_vec();
     edge.push((SERVICE_CLUSTER, "edge"));
-    let s = state(
-        vec![svc("a", "1", &["n1"], WEB), svc("b", "2", &["n1"], &edge)],
-        vec![],
-    );
+    let s = state(vec![svc("a", "1", &["n1"], WEB), svc("b", "2", &["n1"], &edge)], vec![]);
     let out = Assembler::default().assemble(&s);
     assert_eq!(
-        out.http
-            .iter()
-            .map(|r| r.service.name.as_str())
-            .collect::<Vec<_>>(),
+        out.http.iter().map(|r| r.service.name.as_str()).collect::<Vec<_>>(),
         vec!["svc-a"]
     );
     let mut edge_assembler = Assembler::new(Options {
@@ -262,21 +218,14 @@ fn service_cluster_selects_services() {
     });
     let out = edge_assembler.assemble(&s);
     assert_eq!(
-        out.http
-            .iter()
-            .map(|r| r.service.name.as_str())
-            .collect::<Vec<_>>(),
+        out.http.iter().map(|r| r.service.name.as_str()).collect::<Vec<_>>(),
         vec!["svc-b"]
     );
 }
 
 #[test]
 fn l4_backends_use_the_target_port() {
-    let labels = &[
-        (L4_PORT, "53"),
-        (L4_TARGET_PORT, "5353"),
-        (L4_PROTOCOL, "udp"),
-    ];
+    let labels = &[(L4_PORT, "53"), (L4_TARGET_PORT, "5353"), (L4_PROTOCOL, "udp")];
     let out = Assembler::default().assemble(&state(
         vec![svc("a", "1", &["n1"], labels)],
         vec![task("t", "a", "n1", 4, true)],
