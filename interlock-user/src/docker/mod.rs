@@ -2,7 +2,7 @@
 //! `model::assemble::ClusterState`, and watching its event stream. I/O only; what the
 //! state means is decided in `model/`.
 mod events;
-mod raw;
+pub mod raw;
 mod read;
 
 pub use events::{watch_events, Dirty};
