@@ -166,3 +166,77 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn active_health_checks_take_failing_backends_out() {
+    let (healthy, sick) = (TestBackend::start("healthy").await, TestBackend::start("sick").await);
+    let mut r = route("checked", &["hc.example"], "/", &[&healthy, &sick]);
+    r.health_check = Some(interlock::model::HealthCheck {
+        path: "/health".into(),
+        interval_ms: 100,
+    });
+    let snap = snapshot(1, vec![r]);
+    let proxy = TestProxy::start(&snap).await;
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snap));
+    let checker = tokio::spawn(interlock::l7::health::run(rx, proxy.proxy.clone()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let c = client();
+    for _ in 0..50 {
+        let (status, _, body) = get(&c, proxy.http, "hc.example", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            field(&body, "name"),
+            "healthy",
+            "the backend failing its check gets no requests"
+        );
+    }
+    checker.abort();
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
+    let b = TestBackend::start("b").await;
+    let limits = interlock::l7::server::Limits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let proxy = TestProxy::start_with(&snapshot(1, vec![route("b", &["b.example"], "/", &[&b])]), limits).await;
+
+    // Slowloris: a head trickling in is cut off after the header read timeout.
+    let mut slow = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: b.exa").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "the proxy closes a connection whose head does not arrive in time"
+    );
+
+    // An idle keep-alive connection is closed too: the timeout runs while waiting for the next head.
+    let mut idle = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "an idle keep-alive connection is closed");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"), "after its answer");
+
+    // Two connections held open: a third is closed at once, and counted.
+    let _a = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), third.read_to_end(&mut out)).await;
+    assert!(out.is_empty(), "over the limit: closed without an answer");
+    let refused = proxy
+        .proxy
+        .metrics
+        .limits
+        .get_or_create(&interlock::l7::metrics::LimitLabels {
+            limit: "max_connections",
+        })
+        .get();
+    assert!(refused >= 1);
+}

@@ -102,6 +102,11 @@ async fn answer(
             .insert(hyper::header::UPGRADE, "websocket".parse().unwrap());
         return Ok(resp);
     }
+    if path == "/health" && name.starts_with("sick") {
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"unhealthy")));
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(resp);
+    }
     let header = |h: &str| {
         req.headers()
             .get(h)
