@@ -215,11 +215,16 @@ async fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
 
     // An idle keep-alive connection is closed too: the timeout runs while waiting for the next head.
     let mut idle = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
     assert!(closed.is_ok(), "an idle keep-alive connection is closed");
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"), "after its answer");
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+        "after its answer"
+    );
 
     // Two connections held open: a third is closed at once, and counted.
     let _a = tokio::net::TcpStream::connect(proxy.http).await.unwrap();

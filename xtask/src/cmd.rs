@@ -37,3 +37,16 @@ pub fn is_root() -> bool {
 pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
+
+/// Builds the agent in release mode and returns the binary's path.
+pub fn build_release_agent() -> Result<std::path::PathBuf> {
+    run(cargo().current_dir(crate::root()).args([
+        "build",
+        "--release",
+        "--package",
+        "interlock-user",
+        "--bin",
+        "interlock",
+    ]))?;
+    Ok(crate::root().join("target/release/interlock"))
+}

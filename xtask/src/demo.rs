@@ -34,15 +34,7 @@ pub fn run() -> Result<()> {
     }
     setup::run()?;
     docker::ensure_bpffs()?;
-    cmd::run(cmd::cargo().current_dir(root()).args([
-        "build",
-        "--release",
-        "--package",
-        "interlock-user",
-        "--bin",
-        "interlock",
-    ]))?;
-    let agent = root().join("target/release/interlock");
+    let agent = cmd::build_release_agent()?;
 
     drop(Topology); // leftovers of an interrupted run
     let _topology = Topology;

@@ -129,19 +129,7 @@ impl RouteTable {
         }
     }
 
-    /// Whether any route terminates TLS or passes it through for this SNI name.
-    pub fn tls_for(&self, sni: &str) -> Option<&TlsMode> {
-        let host = normalize_host(sni);
-        let routes = self.exact.get(host.as_str()).or_else(|| {
-            self.wildcard
-                .iter()
-                .find(|(suffix, _)| host.ends_with(suffix.as_str()))
-                .map(|(_, h)| h)
-        })?;
-        routes.routes.iter().map(|r| &r.tls).find(|t| **t != TlsMode::None)
-    }
-
-    /// Backends of the passthrough route for an SNI name.
+    /// The passthrough route for an SNI name (exact host first, then the longest wildcard).
     pub fn passthrough_backends(&self, sni: &str) -> Option<Arc<Route>> {
         let host = normalize_host(sni);
         let routes = self.exact.get(host.as_str()).or_else(|| {
@@ -377,8 +365,10 @@ mod tests {
         let mut pass = route("p", &["pass.example"], "/", 1);
         pass.tls = TlsMode::Passthrough;
         let t = table(vec![pass, route("plain", &["plain.example"], "/", 2)]);
-        assert_eq!(t.tls_for("PASS.example"), Some(&TlsMode::Passthrough));
-        assert!(t.passthrough_backends("pass.example").is_some());
-        assert_eq!(t.tls_for("plain.example"), None);
+        assert_eq!(
+            t.passthrough_backends("PASS.example").map(|r| r.name.to_string()),
+            Some("p".into())
+        );
+        assert!(t.passthrough_backends("plain.example").is_none());
     }
 }

@@ -23,14 +23,7 @@ pub fn run() -> Result<()> {
     }
     setup::run()?;
     docker::ensure_swarm()?;
-    cmd::run(cmd::cargo().current_dir(root()).args([
-        "build",
-        "--release",
-        "--package",
-        "interlock-user",
-        "--bin",
-        "interlock",
-    ]))?;
+    cmd::build_release_agent()?;
     cleanup();
     let result = measure();
     cleanup();
