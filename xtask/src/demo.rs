@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::{cmd, docker, root, setup};
+use crate::{cmd, docker, setup};
 
 const CLIENT_NS: &str = "ilk-demo-client";
 const LB_NS: &str = "ilk-demo-lb";
