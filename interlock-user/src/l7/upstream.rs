@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::error::ProxyError;
 use super::ProxyBody;
 
-/// Idle connections kept per backend.
+/// Pooled connections kept per backend (idle or finishing a response).
 const MAX_IDLE_PER_BACKEND: usize = 256;
 
 pub struct Upstream {
@@ -83,15 +83,14 @@ impl Upstream {
         }
     }
 
+    /// An idle connection ready for a request. Connections still streaming a response stay
+    /// pooled (they become ready when it ends); closed ones are dropped.
     fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<ProxyBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.get_mut(&addr)?;
-        while let Some(sender) = conns.pop() {
-            if sender.is_ready() {
-                return Some(sender);
-            }
-        }
-        None
+        conns.retain(|s| !s.is_closed());
+        let ready = conns.iter().position(|s| s.is_ready())?;
+        Some(conns.swap_remove(ready))
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ProxyBody>, ProxyError> {
@@ -112,24 +111,15 @@ impl Upstream {
         Ok(sender)
     }
 
-    /// Returns the connection to the pool once the response body has been read.
-    fn keep(
-        self: &Arc<Self>,
-        addr: SocketAddr,
-        mut sender: SendRequest<ProxyBody>,
-        resp: Response<Incoming>,
-    ) -> Response<Incoming> {
+    /// Puts the connection back in the pool at once; `checkout` takes it again when the
+    /// response body has been read. No task per request.
+    fn keep(&self, addr: SocketAddr, sender: SendRequest<ProxyBody>, resp: Response<Incoming>) -> Response<Incoming> {
         if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-            let this = self.clone();
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    let mut idle = this.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    let conns = idle.entry(addr).or_default();
-                    if conns.len() < MAX_IDLE_PER_BACKEND {
-                        conns.push(sender);
-                    }
-                }
-            });
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let conns = idle.entry(addr).or_default();
+            if conns.len() < MAX_IDLE_PER_BACKEND {
+                conns.push(sender);
+            }
         }
         resp
     }
