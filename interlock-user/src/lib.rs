@@ -6,4 +6,5 @@
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
 pub mod bpf;
 pub mod commands;
+pub mod l4;
 pub mod model;

@@ -1,0 +1,175 @@
+//! Map keys, values and sizes of the L4 load balancer (`interlock_lb`).
+//!
+//! Addresses and ports are kept in network byte order exactly as they appear in the
+//! packet, so the kernel side copies them without swapping; the user side converts.
+
+/// Maglev table size per VIP (prime). Every VIP has two tables of this size (double buffer).
+pub const MAGLEV_SIZE: u32 = 65537;
+/// VIPs the balancer can serve at once.
+pub const MAX_VIPS: u32 = 64;
+/// Backends over all VIPs (ids `0..MAX_BACKENDS`).
+pub const MAX_BACKENDS: u32 = 4096;
+/// Connection-table entries: two per flow (forward and reverse), so 1M flows.
+pub const MAX_FLOW_ENTRIES: u32 = 2 * 1024 * 1024;
+/// Entries of the Maglev array: a double-buffered table per VIP slot.
+pub const MAGLEV_ENTRIES: u32 = MAX_VIPS * 2 * MAGLEV_SIZE;
+/// Maglev slot value meaning "no backend" (a VIP whose backend set is empty).
+pub const MAGLEV_EMPTY: u32 = u32::MAX;
+
+/// Source ports the balancer allocates on the backend side (host byte order, inclusive).
+/// Keep this range out of the balancer host's `ip_local_port_range`.
+pub const SNAT_PORT_MIN: u16 = 20000;
+pub const SNAT_PORT_MAX: u16 = 29999;
+/// Tries to find a free source port for a new flow before giving up (bounded loop).
+pub const SNAT_PORT_TRIES: u32 = 8;
+
+/// Idle timeouts (nanoseconds): an entry idle longer is treated as gone.
+pub const TCP_IDLE_NS: u64 = 300 * 1_000_000_000;
+/// After a FIN or RST the entry lives this long (the last ACKs still get through).
+pub const TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
+pub const UDP_IDLE_NS: u64 = 30 * 1_000_000_000;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Key of `LB_VIPS`: a (VIP address, port, protocol) the balancer serves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Network byte order.
+    pub addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of `LB_VIPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipValue {
+    /// Slot of this VIP (`0..MAX_VIPS`): index of its stats and Maglev tables.
+    pub slot: u32,
+    /// Which of the VIP's two Maglev tables is live (0 or 1); flipped in one map write.
+    pub table: u32,
+}
+
+/// Value of `LB_BACKENDS`, indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendValue {
+    /// Network byte order.
+    pub addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Value of `LB_CONFIG[0]`: settings of the balancer as a whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbConfig {
+    /// The balancer's source address towards backends (network byte order); 0: not configured,
+    /// VIP traffic passes to the kernel untouched.
+    pub snat_addr: u32,
+    pub _pad: u32,
+}
+
+/// Key of `LB_FLOWS`: the 5-tuple of a packet as it arrives (network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `FlowValue::flags`: this entry translates backend replies back to the client.
+pub const FLOW_REVERSE: u8 = 1;
+/// `FlowValue::flags`: a FIN or RST was seen; the entry expires after `TCP_CLOSING_NS`.
+pub const FLOW_CLOSING: u8 = 2;
+
+/// Value of `LB_FLOWS`: the addresses and ports a matching packet is rewritten to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// The backend chosen for this flow (stats).
+    pub backend: u32,
+    /// The VIP slot (stats).
+    pub vip_slot: u16,
+    pub flags: u8,
+    pub _pad: u8,
+    /// `bpf_ktime_get_ns` of the last packet.
+    pub last_seen: u64,
+}
+
+/// Per-CPU traffic counters of one VIP slot or backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// Why the balancer dropped (or, for fragments/options, refused) a packet to a VIP.
+/// Index of the per-CPU `LB_DROPS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// IPv4 fragment to a VIP address: dropped (no reassembly in XDP).
+    Fragment = 0,
+    /// IPv4 header with options to a VIP address: dropped.
+    IpOptions = 1,
+    /// The VIP has no backend.
+    NoBackend = 2,
+    /// No free source port for a new flow after `SNAT_PORT_TRIES` tries.
+    NoPort = 3,
+    /// The route or neighbour (MAC) of the next hop is unknown.
+    NoRoute = 4,
+    /// The connection table refused an insert.
+    FlowTable = 5,
+}
+
+pub const DROP_REASONS: u32 = 6;
+
+impl DropReason {
+    pub const ALL: [DropReason; DROP_REASONS as usize] = [
+        DropReason::Fragment,
+        DropReason::IpOptions,
+        DropReason::NoBackend,
+        DropReason::NoPort,
+        DropReason::NoRoute,
+        DropReason::FlowTable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Fragment => "fragment",
+            DropReason::IpOptions => "ip_options",
+            DropReason::NoBackend => "no_backend",
+            DropReason::NoPort => "no_port",
+            DropReason::NoRoute => "no_route",
+            DropReason::FlowTable => "flow_table",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipValue {}
+    unsafe impl aya::Pod for BackendValue {}
+    unsafe impl aya::Pod for LbConfig {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for LbStats {}
+}

@@ -1,0 +1,132 @@
+//! The connection table: lookups with expiry, and recording a new flow in both directions.
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use interlock_common::lb::{
+    FlowKey, FlowValue, FLOW_CLOSING, FLOW_REVERSE, PROTO_TCP, SNAT_PORT_MAX, SNAT_PORT_MIN,
+    SNAT_PORT_TRIES, TCP_CLOSING_NS, TCP_IDLE_NS, UDP_IDLE_NS,
+};
+
+use super::maps::LB_FLOWS;
+use super::parse::{Packet, TCP_FIN, TCP_RST};
+
+#[inline(always)]
+pub fn key_of(p: &Packet) -> FlowKey {
+    FlowKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.proto,
+        _pad: [0; 3],
+    }
+}
+
+#[inline(always)]
+fn expired(v: &FlowValue, proto: u8, now: u64) -> bool {
+    let idle = if v.flags & FLOW_CLOSING != 0 {
+        TCP_CLOSING_NS
+    } else if proto == PROTO_TCP {
+        TCP_IDLE_NS
+    } else {
+        UDP_IDLE_NS
+    };
+    now.wrapping_sub(v.last_seen) > idle
+}
+
+#[inline(always)]
+fn expired_at(key: &FlowKey, proto: u8, now: u64) -> bool {
+    match LB_FLOWS.get_ptr(key) {
+        Some(old) => expired(unsafe { &*old }, proto, now),
+        None => true,
+    }
+}
+
+/// The live entry for this packet, refreshed (and marked closing on FIN/RST); a copy.
+#[inline(always)]
+pub fn lookup(key: &FlowKey, p: &Packet, now: u64) -> Option<FlowValue> {
+    let v = LB_FLOWS.get_ptr_mut(key)?;
+    let v = unsafe { &mut *v };
+    if expired(v, p.proto, now) {
+        return None;
+    }
+    v.last_seen = now;
+    if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        v.flags |= FLOW_CLOSING;
+    }
+    Some(*v)
+}
+
+/// Why a flow could not be recorded.
+pub enum CtError {
+    NoPort,
+    Table,
+}
+
+/// Records a new flow: picks a source port towards the backend whose reverse entry is free
+/// (or expired), writes the reverse entry, then the forward one. Returns the forward value.
+#[inline(always)]
+pub fn create(
+    key: &FlowKey,
+    p: &Packet,
+    hash: u32,
+    snat_addr: u32,
+    backend_addr: u32,
+    backend_port: u16,
+    backend: u32,
+    vip_slot: u16,
+) -> Result<FlowValue, CtError> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let closing = if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        FLOW_CLOSING
+    } else {
+        0
+    };
+    let reverse = FlowValue {
+        saddr: p.daddr,
+        daddr: p.saddr,
+        sport: p.dport,
+        dport: p.sport,
+        backend,
+        vip_slot,
+        flags: FLOW_REVERSE | closing,
+        _pad: 0,
+        last_seen: now,
+    };
+    let range = u32::from(SNAT_PORT_MAX - SNAT_PORT_MIN) + 1;
+    let mut i = 0;
+    while i < SNAT_PORT_TRIES {
+        let port = SNAT_PORT_MIN + (hash.wrapping_add(i.wrapping_mul(7919)) % range) as u16;
+        let rkey = FlowKey {
+            saddr: backend_addr,
+            daddr: snat_addr,
+            sport: backend_port,
+            dport: port.to_be(),
+            proto: p.proto,
+            _pad: [0; 3],
+        };
+        let free = LB_FLOWS.get_ptr(&rkey).is_none();
+        // An expired entry is overwritten; NOEXIST on a free slot, so a CPU racing us for the
+        // same port makes one of us move on to the next candidate.
+        let flags = if free { u64::from(BPF_NOEXIST) } else { 0 };
+        let reusable = free || expired_at(&rkey, p.proto, now);
+        if reusable && LB_FLOWS.insert(&rkey, &reverse, flags).is_ok() {
+            let forward = FlowValue {
+                saddr: snat_addr,
+                daddr: backend_addr,
+                sport: port.to_be(),
+                dport: backend_port,
+                backend,
+                vip_slot,
+                flags: closing,
+                _pad: 0,
+                last_seen: now,
+            };
+            if LB_FLOWS.insert(key, &forward, 0).is_err() {
+                let _ = LB_FLOWS.remove(&rkey);
+                return Err(CtError::Table);
+            }
+            return Ok(forward);
+        }
+        i += 1;
+    }
+    Err(CtError::NoPort)
+}

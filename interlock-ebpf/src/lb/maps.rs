@@ -1,0 +1,33 @@
+//! The balancer's maps. User space (interlock-user/src/l4/maps.rs) owns every write except
+//! the connection table and the counters; names are the pin names under bpffs.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use interlock_common::lb::{
+    BackendValue, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue, DROP_REASONS,
+    MAGLEV_ENTRIES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_VIPS,
+};
+
+#[map]
+pub static LB_VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+/// VIP addresses (value unused): fragments and IP options carry no usable port.
+#[map]
+pub static LB_VIP_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
+/// `(slot * 2 + table) * MAGLEV_SIZE + hash % MAGLEV_SIZE` -> backend id.
+#[map]
+pub static LB_MAGLEV: Array<u32> = Array::with_max_entries(MAGLEV_ENTRIES, 0);
+#[map]
+pub static LB_BACKENDS: Array<BackendValue> = Array::with_max_entries(MAX_BACKENDS, 0);
+#[map]
+pub static LB_CONFIG: Array<LbConfig> = Array::with_max_entries(1, 0);
+#[map]
+pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(MAX_FLOW_ENTRIES, 0);
+#[map]
+pub static LB_VIP_STATS: PerCpuArray<LbStats> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+#[map]
+pub static LB_BACKEND_STATS: PerCpuArray<LbStats> =
+    PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map]
+pub static LB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASONS, 0);
