@@ -34,7 +34,7 @@ pub const PROTO_UDP: u8 = 17;
 
 /// Key of `LB_VIPS`: a (VIP address, port, protocol) the balancer serves.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
     /// Network byte order.
     pub addr: u32,

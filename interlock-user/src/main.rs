@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Attach the packet-counting XDP program to an interface and print counts per IP protocol.
     Count(commands::count::CountArgs),
+    /// Run the XDP L4 load balancer for the services in a JSON file (re-read on change/SIGHUP).
+    L4(commands::l4::L4Args),
 }
 
 #[tokio::main]
@@ -29,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Count(args) => commands::count::run(args).await,
+        Command::L4(args) => commands::l4::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

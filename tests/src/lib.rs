@@ -2,6 +2,7 @@
 //! themselves (also when a test panics), the agent binary as a child process, and the
 //! privilege check that makes a kernel test fail loudly instead of skipping.
 pub mod agent;
+pub mod l4;
 pub mod netns;
 
 /// Fails the test with a clear message when it does not run as root.

@@ -27,7 +27,6 @@ pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> =
 #[map]
 pub static LB_VIP_STATS: PerCpuArray<LbStats> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
 #[map]
-pub static LB_BACKEND_STATS: PerCpuArray<LbStats> =
-    PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+pub static LB_BACKEND_STATS: PerCpuArray<LbStats> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map]
 pub static LB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASONS, 0);

@@ -15,7 +15,9 @@ mod maps;
 mod nat;
 mod parse;
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
 use interlock_common::lb::{
     DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_EMPTY, MAGLEV_SIZE,
 };
@@ -88,7 +90,14 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
         return drop(DropReason::NoBackend);
     };
     let to = match conntrack::create(
-        &key, p, hash, snat_addr, b.addr, b.port, backend, slot as u16,
+        &key,
+        p,
+        hash,
+        snat_addr,
+        b.addr,
+        b.port,
+        backend,
+        slot as u16,
     ) {
         Ok(to) => to,
         Err(CtError::NoPort) => return drop(DropReason::NoPort),

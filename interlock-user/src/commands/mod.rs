@@ -1,2 +1,3 @@
 //! One module per `interlock` subcommand.
 pub mod count;
+pub mod l4;

@@ -111,7 +111,10 @@ mod tests {
             let even = M as f64 / n as f64;
             for (id, c) in counts(&table, n as usize).into_iter().enumerate() {
                 let dev = (c as f64 - even).abs() / even;
-                assert!(dev <= 0.01, "n={n} backend {id}: {c} slots, {dev:.4} off even");
+                assert!(
+                    dev <= 0.01,
+                    "n={n} backend {id}: {c} slots, {dev:.4} off even"
+                );
             }
         }
     }
