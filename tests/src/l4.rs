@@ -83,17 +83,53 @@ impl PacketLab {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        let file = std::fs::File::open(format!("/var/run/netns/{}", self.lb.name))
-            .context("opening the namespace")?;
-        let handle = std::thread::spawn(move || {
-            // SAFETY: setns on this thread only, with a namespace fd we hold open.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        });
-        handle
+        spawn_in_ns(&self.lb, f)?
             .join()
             .map_err(|_| anyhow::anyhow!("the test thread panicked"))
+    }
+}
+
+/// Runs `f` on a new thread inside `ns` (threads it starts inherit the namespace).
+pub fn spawn_in_ns<T: Send + 'static>(
+    ns: &NetNs,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    let file = std::fs::File::open(format!("/var/run/netns/{}", ns.name))
+        .context("opening the namespace")?;
+    Ok(std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a namespace fd we hold open.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    }))
+}
+
+/// A bpffs instance mounted on a fresh directory, unmounted (dropping every pin in it, so
+/// pinned links detach) on drop. Visible inside `ip netns exec`, unlike /sys/fs/bpf.
+pub struct BpfFsMount {
+    pub dir: std::path::PathBuf,
+}
+
+impl BpfFsMount {
+    pub fn new() -> Result<BpfFsMount> {
+        let dir = std::env::temp_dir().join(crate::netns::unique("ilt-bpffs-"));
+        std::fs::create_dir_all(&dir)?;
+        crate::netns::run(
+            std::process::Command::new("mount")
+                .args(["-t", "bpf", "bpf"])
+                .arg(&dir),
+        )?;
+        Ok(BpfFsMount { dir })
+    }
+}
+
+impl Drop for BpfFsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 

@@ -29,7 +29,8 @@ fn expired(v: &FlowValue, proto: u8, now: u64) -> bool {
     } else {
         UDP_IDLE_NS
     };
-    now.wrapping_sub(v.last_seen) > idle
+    // Saturating: another CPU may have stamped the entry after we read the clock.
+    now.saturating_sub(v.last_seen) > idle
 }
 
 #[inline(always)]

@@ -91,9 +91,12 @@ pub fn attach_pinned(bpf: &mut Ebpf, iface: &str, mode: XdpMode, dir: &Path) -> 
         .program_mut(PROG_LB)
         .context("the eBPF object has no program interlock_lb")?
         .try_into()?;
-    program
-        .load()
-        .context("the kernel rejected the interlock_lb program")?;
+    // One program serves every interface: load it on the first call only.
+    if program.fd().is_err() {
+        program
+            .load()
+            .context("the kernel rejected the interlock_lb program")?;
+    }
     let link_path = dir.join(format!("link-{iface}"));
     if link_path.exists() {
         let pinned = PinnedLink::from_pin(&link_path)
