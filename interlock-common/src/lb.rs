@@ -110,6 +110,35 @@ pub struct FlowValue {
     pub last_seen: u64,
 }
 
+/// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSeed {
+    /// Network byte order.
+    pub daddr: u32,
+    /// Network byte order.
+    pub dport: u16,
+    pub _pad: u16,
+    pub seq: u32,
+    pub _pad2: u32,
+}
+
+/// Next hops cached per destination (bpf_fib_lookup is the costliest step of a packet).
+pub const MAX_NEXTHOPS: u32 = 16384;
+/// How long a cached next hop is used before the FIB is asked again.
+pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
+
+/// Value of `LB_NEXTHOPS` (key: destination address, network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    /// `bpf_ktime_get_ns` after which the entry is looked up again.
+    pub expires: u64,
+}
+
 /// Per-CPU traffic counters of one VIP slot or backend id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -172,4 +201,6 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for LbStats {}
+    unsafe impl aya::Pod for BenchSeed {}
+    unsafe impl aya::Pod for NextHop {}
 }

@@ -1,5 +1,5 @@
 //! The connection table: lookups with expiry, and recording a new flow in both directions.
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use interlock_common::lb::{
     FlowKey, FlowValue, FLOW_CLOSING, FLOW_REVERSE, PROTO_TCP, SNAT_PORT_MAX, SNAT_PORT_MIN,
     SNAT_PORT_TRIES, TCP_CLOSING_NS, TCP_IDLE_NS, UDP_IDLE_NS,
@@ -68,14 +68,13 @@ pub enum CtError {
 pub fn create(
     key: &FlowKey,
     p: &Packet,
-    hash: u32,
     snat_addr: u32,
     backend_addr: u32,
     backend_port: u16,
     backend: u32,
     vip_slot: u16,
+    now: u64,
 ) -> Result<FlowValue, CtError> {
-    let now = unsafe { bpf_ktime_get_ns() };
     let closing = if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         FLOW_CLOSING
     } else {
@@ -93,9 +92,12 @@ pub fn create(
         last_seen: now,
     };
     let range = u32::from(SNAT_PORT_MAX - SNAT_PORT_MIN) + 1;
+    // A random first candidate (as the kernel picks ephemeral ports): a hash of the tuple
+    // would make flows that share a backend chase the same ports.
+    let start = unsafe { bpf_get_prandom_u32() };
     let mut i = 0;
     while i < SNAT_PORT_TRIES {
-        let port = SNAT_PORT_MIN + (hash.wrapping_add(i.wrapping_mul(7919)) % range) as u16;
+        let port = SNAT_PORT_MIN + (start.wrapping_add(i.wrapping_mul(7919)) % range) as u16;
         let rkey = FlowKey {
             saddr: backend_addr,
             daddr: snat_addr,

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use interlock_common::lb::{
-    BackendValue, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue, DROP_REASONS,
-    MAGLEV_ENTRIES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_VIPS,
+    BackendValue, BenchSeed, FlowKey, FlowValue, LbConfig, LbStats, NextHop, VipKey, VipValue,
+    DROP_REASONS, MAGLEV_ENTRIES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_NEXTHOPS, MAX_VIPS,
 };
 
 #[map]
@@ -30,3 +30,8 @@ pub static LB_VIP_STATS: PerCpuArray<LbStats> = PerCpuArray::with_max_entries(MA
 pub static LB_BACKEND_STATS: PerCpuArray<LbStats> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map]
 pub static LB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASONS, 0);
+/// Input of the benchmark driver `interlock_lb_bench_new` (unused otherwise).
+#[map]
+pub static LB_BENCH: Array<BenchSeed> = Array::with_max_entries(1, 0);
+#[map]
+pub static LB_NEXTHOPS: LruHashMap<u32, NextHop> = LruHashMap::with_max_entries(MAX_NEXTHOPS, 0);

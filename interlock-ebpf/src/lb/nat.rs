@@ -4,9 +4,10 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use interlock_common::lb::{FlowValue, PROTO_UDP};
+use interlock_common::lb::{FlowValue, NextHop, NEXTHOP_TTL_NS, PROTO_UDP};
 
 use super::csum;
+use super::maps::LB_NEXTHOPS;
 use super::parse::{Packet, L4_OFF};
 use crate::packet::{ptr_at_mut, EthHdr, Ipv4Hdr, ETH_HDR_LEN};
 
@@ -49,11 +50,33 @@ pub fn rewrite(ctx: &XdpContext, p: &Packet, to: &FlowValue) -> Option<()> {
     Some(())
 }
 
-/// Looks up the next hop of the (rewritten) packet in the kernel's FIB and neighbour table,
-/// sets the MACs and returns the XDP action: TX out of the same interface, else REDIRECT.
-/// `None`: no route or no neighbour entry yet.
+/// Sets the MACs of the next hop of the (rewritten) packet and returns the XDP action: TX
+/// out of the same interface, else REDIRECT. `None`: no route or no neighbour entry yet.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue) -> Option<u32> {
+pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<u32> {
+    let hop = match LB_NEXTHOPS.get_ptr(&to.daddr) {
+        Some(h) if unsafe { (*h).expires } > now => unsafe { *h },
+        _ => {
+            let hop = fib_lookup(ctx, p, to, now)?;
+            let _ = LB_NEXTHOPS.insert(&to.daddr, &hop, 0);
+            hop
+        }
+    };
+    let eth = ptr_at_mut::<EthHdr>(ctx, 0)?;
+    unsafe {
+        (*eth).dst = hop.dmac;
+        (*eth).src = hop.smac;
+    }
+    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+        Some(xdp_action::XDP_TX)
+    } else {
+        Some(unsafe { bpf_redirect(hop.ifindex, 0) } as u32)
+    }
+}
+
+/// Asks the kernel's FIB and neighbour table for the next hop of `to.daddr`.
+#[inline(always)]
+fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<NextHop> {
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = p.proto;
@@ -74,14 +97,10 @@ pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue) -> Option<u32> {
     if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
         return None;
     }
-    let eth = ptr_at_mut::<EthHdr>(ctx, 0)?;
-    unsafe {
-        (*eth).dst = fib.dmac;
-        (*eth).src = fib.smac;
-    }
-    if fib.ifindex == ctx.ingress_ifindex() as u32 {
-        Some(xdp_action::XDP_TX)
-    } else {
-        Some(unsafe { bpf_redirect(fib.ifindex, 0) } as u32)
-    }
+    Some(NextHop {
+        ifindex: fib.ifindex,
+        smac: fib.smac,
+        dmac: fib.dmac,
+        expires: now + NEXTHOP_TTL_NS,
+    })
 }

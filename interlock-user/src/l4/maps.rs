@@ -171,6 +171,12 @@ impl LbMaps {
             .context("reading LB_FLOWS")
     }
 
+    /// Writes a connection-table entry by hand (benchmarks and diagnostics; the kernel
+    /// program records real flows itself).
+    pub fn insert_flow(&mut self, key: FlowKey, value: FlowValue) -> Result<()> {
+        self.flows.insert(key, value, 0).context("writing LB_FLOWS")
+    }
+
     pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
         self.flows.remove(key).context("removing from LB_FLOWS")
     }
