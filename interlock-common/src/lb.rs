@@ -11,8 +11,13 @@ pub const MAX_VIPS: u32 = 64;
 pub const MAX_BACKENDS: u32 = 4096;
 /// Connection-table entries: two per flow (forward and reverse), so 1M flows.
 pub const MAX_FLOW_ENTRIES: u32 = 2 * 1024 * 1024;
+/// Maglev slots per array entry: array values are padded to 8 bytes, so single u32 slots
+/// would waste half the memory; 16 per entry waste none and cut user-space writes 16-fold.
+pub const MAGLEV_LANES: u32 = 16;
+/// Array entries per Maglev table.
+pub const MAGLEV_CHUNKS: u32 = MAGLEV_SIZE.div_ceil(MAGLEV_LANES);
 /// Entries of the Maglev array: a double-buffered table per VIP slot.
-pub const MAGLEV_ENTRIES: u32 = MAX_VIPS * 2 * MAGLEV_SIZE;
+pub const MAGLEV_ENTRIES: u32 = MAX_VIPS * 2 * MAGLEV_CHUNKS;
 /// Maglev slot value meaning "no backend" (a VIP whose backend set is empty).
 pub const MAGLEV_EMPTY: u32 = u32::MAX;
 
@@ -23,11 +28,15 @@ pub const SNAT_PORT_MAX: u16 = 29999;
 /// Tries to find a free source port for a new flow before giving up (bounded loop).
 pub const SNAT_PORT_TRIES: u32 = 8;
 
-/// Idle timeouts (nanoseconds): an entry idle longer is treated as gone.
-pub const TCP_IDLE_NS: u64 = 300 * 1_000_000_000;
+/// Connection-table timestamps are `bpf_ktime_get_ns() >> TICK_SHIFT` (about 1 ms ticks) in
+/// a u32, so an entry fits 20 bytes; they wrap after 52 days, compared with wrapping maths.
+pub const TICK_SHIFT: u32 = 20;
+const TICKS_PER_SEC: u32 = (1_000_000_000u64 >> TICK_SHIFT) as u32;
+/// Idle timeouts (ticks): an entry idle longer is treated as gone.
+pub const TCP_IDLE_TICKS: u32 = 300 * TICKS_PER_SEC;
 /// After a FIN or RST the entry lives this long (the last ACKs still get through).
-pub const TCP_CLOSING_NS: u64 = 10 * 1_000_000_000;
-pub const UDP_IDLE_NS: u64 = 30 * 1_000_000_000;
+pub const TCP_CLOSING_TICKS: u32 = 10 * TICKS_PER_SEC;
+pub const UDP_IDLE_TICKS: u32 = 30 * TICKS_PER_SEC;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -101,13 +110,12 @@ pub struct FlowValue {
     pub sport: u16,
     pub dport: u16,
     /// The backend chosen for this flow (stats).
-    pub backend: u32,
+    pub backend: u16,
     /// The VIP slot (stats).
-    pub vip_slot: u16,
+    pub vip_slot: u8,
     pub flags: u8,
-    pub _pad: u8,
-    /// `bpf_ktime_get_ns` of the last packet.
-    pub last_seen: u64,
+    /// Tick (see `TICK_SHIFT`) of the last packet.
+    pub last_seen: u32,
 }
 
 /// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.

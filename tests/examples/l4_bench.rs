@@ -122,7 +122,6 @@ fn bench() -> Result<String> {
         sport: 40000u16.to_be(),
         dport: 80u16.to_be(),
         flags: FLOW_REVERSE,
-        last_seen: u64::MAX / 2,
         ..*fwd
     };
     sync.maps_mut().insert_flow(mirror_key, mirror)?;

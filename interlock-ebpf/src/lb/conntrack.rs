@@ -2,7 +2,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use interlock_common::lb::{
     FlowKey, FlowValue, FLOW_CLOSING, FLOW_REVERSE, PROTO_TCP, SNAT_PORT_MAX, SNAT_PORT_MIN,
-    SNAT_PORT_TRIES, TCP_CLOSING_NS, TCP_IDLE_NS, UDP_IDLE_NS,
+    SNAT_PORT_TRIES, TCP_CLOSING_TICKS, TCP_IDLE_TICKS, TICK_SHIFT, UDP_IDLE_TICKS,
 };
 
 use super::maps::LB_FLOWS;
@@ -21,16 +21,23 @@ pub fn key_of(p: &Packet) -> FlowKey {
 }
 
 #[inline(always)]
-fn expired(v: &FlowValue, proto: u8, now: u64) -> bool {
+fn tick(now_ns: u64) -> u32 {
+    (now_ns >> TICK_SHIFT) as u32
+}
+
+#[inline(always)]
+fn expired(v: &FlowValue, proto: u8, now_ns: u64) -> bool {
     let idle = if v.flags & FLOW_CLOSING != 0 {
-        TCP_CLOSING_NS
+        TCP_CLOSING_TICKS
     } else if proto == PROTO_TCP {
-        TCP_IDLE_NS
+        TCP_IDLE_TICKS
     } else {
-        UDP_IDLE_NS
+        UDP_IDLE_TICKS
     };
-    // Saturating: another CPU may have stamped the entry after we read the clock.
-    now.saturating_sub(v.last_seen) > idle
+    let age = tick(now_ns).wrapping_sub(v.last_seen);
+    // An age past half the range is a stamp from the future: another CPU stamped the entry
+    // after we read the clock. Not expired.
+    age < 0x8000_0000 && age > idle
 }
 
 #[inline(always)]
@@ -49,7 +56,7 @@ pub fn lookup(key: &FlowKey, p: &Packet, now: u64) -> Option<FlowValue> {
     if expired(v, p.proto, now) {
         return None;
     }
-    v.last_seen = now;
+    v.last_seen = tick(now);
     if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         v.flags |= FLOW_CLOSING;
     }
@@ -71,8 +78,8 @@ pub fn create(
     snat_addr: u32,
     backend_addr: u32,
     backend_port: u16,
-    backend: u32,
-    vip_slot: u16,
+    backend: u16,
+    vip_slot: u8,
     now: u64,
 ) -> Result<FlowValue, CtError> {
     let closing = if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
@@ -88,8 +95,7 @@ pub fn create(
         backend,
         vip_slot,
         flags: FLOW_REVERSE | closing,
-        _pad: 0,
-        last_seen: now,
+        last_seen: tick(now),
     };
     let range = u32::from(SNAT_PORT_MAX - SNAT_PORT_MIN) + 1;
     // A random first candidate (as the kernel picks ephemeral ports): a hash of the tuple
@@ -120,8 +126,7 @@ pub fn create(
                 backend,
                 vip_slot,
                 flags: closing,
-                _pad: 0,
-                last_seen: now,
+                last_seen: tick(now),
             };
             if LB_FLOWS.insert(key, &forward, 0).is_err() {
                 let _ = LB_FLOWS.remove(&rkey);

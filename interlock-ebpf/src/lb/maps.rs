@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use interlock_common::lb::{
     BackendValue, BenchSeed, FlowKey, FlowValue, LbConfig, LbStats, NextHop, VipKey, VipValue,
-    DROP_REASONS, MAGLEV_ENTRIES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_NEXTHOPS, MAX_VIPS,
+    DROP_REASONS, MAGLEV_ENTRIES, MAGLEV_LANES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_NEXTHOPS,
+    MAX_VIPS,
 };
 
 #[map]
@@ -14,9 +15,11 @@ pub static LB_VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VI
 /// VIP addresses (value unused): fragments and IP options carry no usable port.
 #[map]
 pub static LB_VIP_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
-/// `(slot * 2 + table) * MAGLEV_SIZE + hash % MAGLEV_SIZE` -> backend id.
+/// Slot `h = hash % MAGLEV_SIZE` of table `(vip slot * 2 + table)` is lane `h % 16` of entry
+/// `(vip slot * 2 + table) * MAGLEV_CHUNKS + h / 16`; it holds a backend id.
 #[map]
-pub static LB_MAGLEV: Array<u32> = Array::with_max_entries(MAGLEV_ENTRIES, 0);
+pub static LB_MAGLEV: Array<[u32; MAGLEV_LANES as usize]> =
+    Array::with_max_entries(MAGLEV_ENTRIES, 0);
 #[map]
 pub static LB_BACKENDS: Array<BackendValue> = Array::with_max_entries(MAX_BACKENDS, 0);
 #[map]

@@ -19,7 +19,8 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use interlock_common::lb::{
-    DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_EMPTY, MAGLEV_SIZE,
+    DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES,
+    MAGLEV_SIZE,
 };
 
 use conntrack::CtError;
@@ -99,7 +100,7 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
         if to.flags & FLOW_REVERSE == 0 {
             count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
         }
-        count(&LB_BACKEND_STATS, to.backend, len, false);
+        count(&LB_BACKEND_STATS, u32::from(to.backend), len, false);
         return send(ctx, p, &to, now);
     }
     let vip_key = VipKey {
@@ -113,8 +114,10 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     };
     let hash = flow_hash(p);
     let slot = vip.slot;
-    let index = (slot * 2 + (vip.table & 1)) * MAGLEV_SIZE + hash % MAGLEV_SIZE;
-    let backend = match LB_MAGLEV.get(index) {
+    let h = hash % MAGLEV_SIZE;
+    let chunk = (slot * 2 + (vip.table & 1)) * MAGLEV_CHUNKS + h / MAGLEV_LANES;
+    let lane = (h % MAGLEV_LANES) as usize;
+    let backend = match LB_MAGLEV.get(chunk).and_then(|c| c.get(lane)) {
         Some(&b) if b != MAGLEV_EMPTY => b,
         _ => return drop(DropReason::NoBackend),
     };
@@ -127,8 +130,8 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
         snat_addr,
         b.addr,
         b.port,
-        backend,
-        slot as u16,
+        backend as u16,
+        slot as u8,
         now,
     ) {
         Ok(to) => to,

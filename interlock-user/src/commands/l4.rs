@@ -85,6 +85,10 @@ pub async fn run(args: L4Args) -> Result<()> {
     let mut ebpf = pin::load_pinned(&args.pin_dir)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
     maps.set_snat_addr(args.snat_addr)?;
+    match crate::l4::memlock::maps_memlock_bytes() {
+        Ok(b) => println!("l4 maps lock {} MiB of kernel memory", b / (1024 * 1024)),
+        Err(e) => tracing::warn!("cannot read the maps' locked memory: {e}"),
+    }
     let mut sync = L4Sync::new(maps, args.default_vip)?;
     let r = sync.apply(&services)?;
     println!(

@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::Ebpf;
 use interlock_common::lb::{
-    BackendValue, DropReason, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue, MAGLEV_SIZE,
+    BackendValue, DropReason, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue,
+    MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
 };
 
 /// Names of the balancer's maps in the object (also their pin names).
@@ -24,7 +25,7 @@ pub const MAP_NAMES: [&str; 9] = [
 pub struct LbMaps {
     vips: HashMap<MapData, VipKey, VipValue>,
     vip_addrs: HashMap<MapData, u32, u32>,
-    maglev: Array<MapData, u32>,
+    maglev: Array<MapData, [u32; MAGLEV_LANES as usize]>,
     backends: Array<MapData, BackendValue>,
     config: Array<MapData, LbConfig>,
     flows: HashMap<MapData, FlowKey, FlowValue>,
@@ -107,13 +108,20 @@ impl LbMaps {
         Ok(())
     }
 
-    /// Writes one of a VIP slot's two Maglev tables (the one not live).
+    /// Writes one of a VIP slot's two Maglev tables (the one not live), `MAGLEV_SIZE` ids.
     pub fn write_maglev(&mut self, slot: u32, table: u32, ids: &[u32]) -> Result<()> {
-        let base = (slot * 2 + table) * MAGLEV_SIZE;
-        for (i, id) in ids.iter().enumerate() {
+        anyhow::ensure!(
+            ids.len() == MAGLEV_SIZE as usize,
+            "a Maglev table has {MAGLEV_SIZE} slots"
+        );
+        let base = (slot * 2 + table) * MAGLEV_CHUNKS;
+        for (i, chunk) in ids.chunks(MAGLEV_LANES as usize).enumerate() {
+            let mut lanes = [MAGLEV_EMPTY; MAGLEV_LANES as usize];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let index = base + i as u32;
             self.maglev
-                .set(base + i as u32, id, 0)
-                .with_context(|| format!("writing LB_MAGLEV[{}]", base + i as u32))?;
+                .set(index, lanes, 0)
+                .with_context(|| format!("writing LB_MAGLEV[{index}]"))?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 pub mod desired;
 pub mod maglev;
 pub mod maps;
+pub mod memlock;
 pub mod pin;
 pub mod sync;
 
