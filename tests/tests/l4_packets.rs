@@ -138,7 +138,7 @@ fn assert_forwarded(lab_backend_mac: [u8; 6], input: &[u8], action: u32, out: &[
 }
 
 #[test]
-fn new_flow_is_translated_and_the_reply_comes_back_as_the_vip() {
+fn l4_new_flow_is_translated_and_the_reply_comes_back_as_the_vip() {
     require_root();
     let lab = PacketLab::new().unwrap();
     let (cmac, bmac) = (lab.client_side_mac, lab.backend_side_mac);
@@ -194,7 +194,7 @@ fn new_flow_is_translated_and_the_reply_comes_back_as_the_vip() {
 }
 
 #[test]
-fn udp_flows_are_translated_with_valid_checksums() {
+fn l4_udp_flows_are_translated_with_valid_checksums() {
     require_root();
     let lab = PacketLab::new().unwrap();
     let bmac = lab.backend_side_mac;
@@ -215,7 +215,7 @@ fn udp_flows_are_translated_with_valid_checksums() {
 }
 
 #[test]
-fn established_flows_stick_when_the_backend_set_changes() {
+fn l4_established_flows_stick_when_the_backend_set_changes() {
     require_root();
     let lab = PacketLab::new().unwrap();
     let bmac = lab.backend_side_mac;
@@ -258,7 +258,7 @@ fn established_flows_stick_when_the_backend_set_changes() {
 }
 
 #[test]
-fn traffic_not_for_a_vip_passes_unchanged() {
+fn l4_traffic_not_for_a_vip_passes_unchanged() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
@@ -300,7 +300,7 @@ fn traffic_not_for_a_vip_passes_unchanged() {
 }
 
 #[test]
-fn every_truncation_of_a_tcp_frame_is_handled() {
+fn l4_every_truncation_of_a_tcp_frame_is_handled() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
@@ -326,7 +326,7 @@ fn every_truncation_of_a_tcp_frame_is_handled() {
 }
 
 #[test]
-fn fragments_and_ip_options_to_a_vip_are_dropped_and_counted() {
+fn l4_fragments_and_ip_options_to_a_vip_are_dropped_and_counted() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
@@ -366,7 +366,7 @@ fn fragments_and_ip_options_to_a_vip_are_dropped_and_counted() {
 }
 
 #[test]
-fn a_vip_without_backends_drops_new_flows_and_counts_them() {
+fn l4_a_vip_without_backends_drops_new_flows_and_counts_them() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {

@@ -240,7 +240,7 @@ fn echo_all(conns: &mut [Conn], round: usize, what: &str) {
 }
 
 #[test]
-fn a_thousand_connections_spread_evenly_and_echo_a_mib_each() {
+fn l4_a_thousand_connections_spread_evenly_and_echo_a_mib_each() {
     require_root();
     let lab = Lab::new();
     lab.start_backends();
@@ -258,7 +258,7 @@ fn a_thousand_connections_spread_evenly_and_echo_a_mib_each() {
 }
 
 #[test]
-fn backend_removal_and_agent_restart_keep_established_connections() {
+fn l4_backend_removal_and_agent_restart_keep_established_connections() {
     require_root();
     let lab = Lab::new();
     lab.start_backends();
