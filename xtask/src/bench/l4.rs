@@ -1,5 +1,6 @@
 //! `cargo xtask bench l4`: BPF_PROG_TEST_RUN ns per packet of the XDP balancer, with the
-//! trivial XDP_PASS program measured in the same run (tests/examples/l4_bench.rs).
+//! trivial XDP_PASS program measured in the same run (tests/examples/l4_bench.rs); then TCP
+//! throughput through XDP, nftables NAT and HAProxy (tests/examples/l4_e2e_bench.rs).
 use anyhow::{bail, Result};
 
 use crate::cmd;
