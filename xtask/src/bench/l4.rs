@@ -9,13 +9,11 @@ pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("cargo xtask bench l4 needs root: it loads BPF programs and creates namespaces");
     }
-    // Debug build: the figures are kernel time, the user side only sets up.
-    cmd::run(cmd::cargo().args([
-        "run",
-        "-q",
-        "-p",
-        "interlock-tests",
-        "--example",
-        "l4_bench",
-    ]))
+    // Debug builds: the figures are kernel time and iperf3/HAProxy, the user side only sets
+    // up. The e2e run starts the agent binary.
+    cmd::run(cmd::cargo().args(["build", "-q", "-p", "interlock-user", "--bin", "interlock"]))?;
+    for example in ["l4_bench", "l4_e2e_bench"] {
+        cmd::run(cmd::cargo().args(["run", "-q", "-p", "interlock-tests", "--example", example]))?;
+    }
+    Ok(())
 }
