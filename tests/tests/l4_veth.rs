@@ -309,3 +309,63 @@ fn l4_backend_removal_and_agent_restart_keep_established_connections() {
         "the agent prints per-VIP stats"
     );
 }
+
+#[test]
+fn l4_a_bad_config_is_named_and_changes_nothing() {
+    require_root();
+    let lab = Lab::new();
+    lab.start_backends();
+    std::fs::write(&lab.config, "[{\"service\": 42}]").unwrap();
+    let mut cmd = lab.lb.command(interlock_bin());
+    cmd.args([
+        "l4",
+        "--skb",
+        "--snat-addr",
+        SNAT,
+        "--iface",
+        &lab.ifaces[0],
+    ])
+    .arg("--config")
+    .arg(&lab.config)
+    .arg("--pin-dir")
+    .arg(lab.pins.dir.join("interlock"));
+    let mut broken = AgentProcess::spawn(cmd).unwrap();
+    assert!(
+        broken.wait_exit(Duration::from_secs(10)).is_err(),
+        "a broken first config fails"
+    );
+    let config_name = lab.config.display().to_string();
+    assert!(
+        broken
+            .output()
+            .iter()
+            .any(|l| l.contains(&config_name) && l.contains("not a JSON array of L4 services")),
+        "the error names the file: {:?}",
+        broken.output()
+    );
+    assert!(
+        !lab.pins
+            .dir
+            .join("interlock")
+            .join(format!("link-{}", lab.ifaces[0]))
+            .exists(),
+        "nothing was attached"
+    );
+
+    // A running agent keeps its last good config when the file turns bad.
+    lab.write_config(&[0, 1, 2]);
+    let mut agent = lab.agent();
+    let mut held = hold(&lab.client, 3);
+    std::fs::write(&lab.config, "[{\"service\": {\"id\": \"s\", \"name\": \"echo\"}, \"port\": 80, \"protocol\": \"Tcp\", \"backends\": []}]").unwrap();
+    let line = agent
+        .wait_for_line("config not applied", Duration::from_secs(10))
+        .unwrap();
+    assert!(line.contains("no VIP given"), "{line}");
+    echo_all(&mut held, 0, "after a bad config");
+    let seen = run_connections(&lab.client, 10, 2, 4096);
+    assert_eq!(
+        seen.len(),
+        10,
+        "new connections still balanced by the last good config"
+    );
+}
