@@ -376,3 +376,62 @@ fn l4_a_vip_without_backends_drops_new_flows_and_counts_them() {
     })
     .unwrap();
 }
+
+/// Ages every recorded entry by `ticks` (the connection table's clock, about 1 ms each).
+fn age_flows(lb: &mut Lb, ticks: u32) {
+    for (k, mut v) in lb.sync.maps().flows().unwrap() {
+        v.last_seen = v.last_seen.wrapping_sub(ticks);
+        lb.sync.maps_mut().insert_flow(k, v).unwrap();
+    }
+}
+
+fn new_flows(lb: &Lb) -> u64 {
+    lb.sync
+        .stats()
+        .unwrap()
+        .iter()
+        .filter(|(w, _)| w.starts_with("vip="))
+        .map(|(_, s)| s.new_flows)
+        .sum()
+}
+
+#[test]
+fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
+    require_root();
+    let lab = PacketLab::new().unwrap();
+    lab.run_inside(move || {
+        use interlock_common::lb::{TCP_CLOSING_TICKS, UDP_IDLE_TICKS};
+        let mut lb = Lb::new(&[
+            service(80, L4Protocol::Tcp, &BACKENDS),
+            service(53, L4Protocol::Udp, &BACKENDS),
+        ]);
+        let mac = [2, 0, 0, 0, 0, 1];
+        let (a, b) = (46000, 46001);
+        // Two TCP flows; one sees a FIN.
+        lb.run(&syn(a));
+        lb.run(&syn(b));
+        lb.run(&frame(mac, CLIENT, b, VIP, 80, 6, 0x11, b"")); // FIN|ACK
+        assert_eq!(new_flows(&lb), 2);
+        // Older than the closing timeout, younger than the idle one.
+        age_flows(&mut lb, TCP_CLOSING_TICKS + 100);
+        lb.run(&frame(mac, CLIENT, a, VIP, 80, 6, ACK, b""));
+        assert_eq!(new_flows(&lb), 2, "the open flow is still established");
+        lb.run(&frame(mac, CLIENT, b, VIP, 80, 6, ACK, b""));
+        assert_eq!(
+            new_flows(&lb),
+            3,
+            "the closed flow expired: its tuple starts anew"
+        );
+
+        // UDP: idle past the timeout, the next datagram is a new flow.
+        let dgram = frame(mac, CLIENT, 5353, VIP, 53, 17, 0, b"q");
+        lb.run(&dgram);
+        assert_eq!(new_flows(&lb), 4);
+        lb.run(&dgram);
+        assert_eq!(new_flows(&lb), 4, "a live UDP flow is established");
+        age_flows(&mut lb, UDP_IDLE_TICKS + 100);
+        lb.run(&dgram);
+        assert_eq!(new_flows(&lb), 5, "an idle UDP flow expired");
+    })
+    .unwrap();
+}
