@@ -179,8 +179,8 @@ fn bench() -> Result<String> {
     )?;
     let (new, action) = run(&mut ebpf, "interlock_lb_bench_new", &syn, REPEAT)?;
     ensure!(action == 4, "new flows are redirected (action {action})");
-    // A small share of inserts fail in a full LRU table (the kernel's LRU free lists are
-    // per CPU); those repetitions end as `no_port` drops after 8 probes. Reported, bounded.
+    // A tiny share of inserts fail in a full LRU table; those repetitions end as `no_port`
+    // drops after 8 probes. Reported, bounded.
     let drops = sync.maps().drops()?;
     let no_port: u64 = drops.iter().map(|(_, n)| n).sum();
     let (packets, new_flows) = total(&sync.stats()?);
