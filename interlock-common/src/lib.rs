@@ -8,3 +8,4 @@
 pub mod counters;
 
 pub use counters::{ProtoStats, PROTO_SLOTS, PROTO_SLOT_NON_IP};
+pub mod lb;

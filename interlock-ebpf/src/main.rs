@@ -4,6 +4,7 @@
 #![no_main]
 
 mod count;
+mod lb;
 mod packet;
 
 #[cfg(not(test))]

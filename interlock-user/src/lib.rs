@@ -11,5 +11,6 @@ pub mod bpf;
 pub mod commands;
 pub mod control;
 pub mod docker;
+pub mod l4;
 pub mod l7;
 pub mod model;

@@ -21,6 +21,8 @@ enum Command {
     Control(commands::control::ControlCommand),
     /// Run the HTTP proxy, with routes from the control plane (or a snapshot file).
     Proxy(Box<commands::proxy::ProxyArgs>),
+    /// Run the XDP L4 load balancer for the services in a JSON file (re-read on change/SIGHUP).
+    L4(commands::l4::L4Args),
 }
 
 #[tokio::main]
@@ -33,6 +35,7 @@ async fn main() -> std::process::ExitCode {
         Command::Count(args) => commands::count::run(args).await,
         Command::Control(cmd) => commands::control::run(cmd).await,
         Command::Proxy(args) => commands::proxy::run(*args).await,
+        Command::L4(args) => commands::l4::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! privilege check that makes a kernel test fail loudly instead of skipping.
 pub mod agent;
 pub mod docker;
+pub mod l4;
 pub mod netns;
 
 /// Fails the test with a clear message when it does not run as root.

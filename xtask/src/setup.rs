@@ -19,6 +19,8 @@ const BASE_PACKAGES: &[&str] = &[
     "busybox-static",
     "file",
     "nftables",
+    "iperf3",
+    "haproxy",
 ];
 /// Debian's Rust with its library source, and the LLVM bpf-linker is built against.
 const EBPF_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev"];

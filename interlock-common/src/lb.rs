@@ -1,0 +1,214 @@
+//! Map keys, values and sizes of the L4 load balancer (`interlock_lb`).
+//!
+//! Addresses and ports are kept in network byte order exactly as they appear in the
+//! packet, so the kernel side copies them without swapping; the user side converts.
+
+/// Maglev table size per VIP (prime). Every VIP has two tables of this size (double buffer).
+pub const MAGLEV_SIZE: u32 = 65537;
+/// VIPs the balancer can serve at once.
+pub const MAX_VIPS: u32 = 64;
+/// Backends over all VIPs (ids `0..MAX_BACKENDS`).
+pub const MAX_BACKENDS: u32 = 4096;
+/// Connection-table entries: two per flow (forward and reverse), so 1M flows.
+pub const MAX_FLOW_ENTRIES: u32 = 2 * 1024 * 1024;
+/// Maglev slots per array entry: array values are padded to 8 bytes, so single u32 slots
+/// would waste half the memory; 16 per entry waste none and cut user-space writes 16-fold.
+pub const MAGLEV_LANES: u32 = 16;
+/// Array entries per Maglev table.
+pub const MAGLEV_CHUNKS: u32 = MAGLEV_SIZE.div_ceil(MAGLEV_LANES);
+/// Entries of the Maglev array: a double-buffered table per VIP slot.
+pub const MAGLEV_ENTRIES: u32 = MAX_VIPS * 2 * MAGLEV_CHUNKS;
+/// Maglev slot value meaning "no backend" (a VIP whose backend set is empty).
+pub const MAGLEV_EMPTY: u32 = u32::MAX;
+
+/// Source ports the balancer allocates on the backend side (host byte order, inclusive).
+/// Keep this range out of the balancer host's `ip_local_port_range`.
+pub const SNAT_PORT_MIN: u16 = 20000;
+pub const SNAT_PORT_MAX: u16 = 29999;
+/// Tries to find a free source port for a new flow before giving up (bounded loop).
+pub const SNAT_PORT_TRIES: u32 = 8;
+
+/// Connection-table timestamps are `bpf_ktime_get_ns() >> TICK_SHIFT` (about 1 ms ticks) in
+/// a u32, so an entry fits 20 bytes; they wrap after 52 days, compared with wrapping maths.
+pub const TICK_SHIFT: u32 = 20;
+const TICKS_PER_SEC: u32 = (1_000_000_000u64 >> TICK_SHIFT) as u32;
+/// Idle timeouts (ticks): an entry idle longer is treated as gone.
+pub const TCP_IDLE_TICKS: u32 = 300 * TICKS_PER_SEC;
+/// After a FIN or RST the entry lives this long (the last ACKs still get through).
+pub const TCP_CLOSING_TICKS: u32 = 10 * TICKS_PER_SEC;
+pub const UDP_IDLE_TICKS: u32 = 30 * TICKS_PER_SEC;
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Key of `LB_VIPS`: a (VIP address, port, protocol) the balancer serves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipKey {
+    /// Network byte order.
+    pub addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of `LB_VIPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipValue {
+    /// Slot of this VIP (`0..MAX_VIPS`): index of its stats and Maglev tables.
+    pub slot: u32,
+    /// Which of the VIP's two Maglev tables is live (0 or 1); flipped in one map write.
+    pub table: u32,
+}
+
+/// Value of `LB_BACKENDS`, indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendValue {
+    /// Network byte order.
+    pub addr: u32,
+    /// Network byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Value of `LB_CONFIG[0]`: settings of the balancer as a whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbConfig {
+    /// The balancer's source address towards backends (network byte order); 0: not configured,
+    /// VIP traffic passes to the kernel untouched.
+    pub snat_addr: u32,
+    pub _pad: u32,
+}
+
+/// Key of `LB_FLOWS`: the 5-tuple of a packet as it arrives (network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `FlowValue::flags`: this entry translates backend replies back to the client.
+pub const FLOW_REVERSE: u8 = 1;
+/// `FlowValue::flags`: a FIN or RST was seen; the entry expires after `TCP_CLOSING_NS`.
+pub const FLOW_CLOSING: u8 = 2;
+
+/// Value of `LB_FLOWS`: the addresses and ports a matching packet is rewritten to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// The backend chosen for this flow (stats).
+    pub backend: u16,
+    /// The VIP slot (stats).
+    pub vip_slot: u8,
+    pub flags: u8,
+    /// Tick (see `TICK_SHIFT`) of the last packet.
+    pub last_seen: u32,
+}
+
+/// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSeed {
+    /// Network byte order.
+    pub daddr: u32,
+    /// Network byte order.
+    pub dport: u16,
+    pub _pad: u16,
+    pub seq: u32,
+    pub _pad2: u32,
+}
+
+/// Next hops cached per destination (bpf_fib_lookup is the costliest step of a packet).
+pub const MAX_NEXTHOPS: u32 = 16384;
+/// How long a cached next hop is used before the FIB is asked again.
+pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
+
+/// Value of `LB_NEXTHOPS` (key: destination address, network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    /// `bpf_ktime_get_ns` after which the entry is looked up again.
+    pub expires: u64,
+}
+
+/// Per-CPU traffic counters of one VIP slot or backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// Why the balancer dropped (or, for fragments/options, refused) a packet to a VIP.
+/// Index of the per-CPU `LB_DROPS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// IPv4 fragment to a VIP address: dropped (no reassembly in XDP).
+    Fragment = 0,
+    /// IPv4 header with options to a VIP address: dropped.
+    IpOptions = 1,
+    /// The VIP has no backend.
+    NoBackend = 2,
+    /// No free source port for a new flow after `SNAT_PORT_TRIES` tries.
+    NoPort = 3,
+    /// The route or neighbour (MAC) of the next hop is unknown.
+    NoRoute = 4,
+    /// The connection table refused an insert.
+    FlowTable = 5,
+}
+
+pub const DROP_REASONS: u32 = 6;
+
+impl DropReason {
+    pub const ALL: [DropReason; DROP_REASONS as usize] = [
+        DropReason::Fragment,
+        DropReason::IpOptions,
+        DropReason::NoBackend,
+        DropReason::NoPort,
+        DropReason::NoRoute,
+        DropReason::FlowTable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Fragment => "fragment",
+            DropReason::IpOptions => "ip_options",
+            DropReason::NoBackend => "no_backend",
+            DropReason::NoPort => "no_port",
+            DropReason::NoRoute => "no_route",
+            DropReason::FlowTable => "flow_table",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipValue {}
+    unsafe impl aya::Pod for BackendValue {}
+    unsafe impl aya::Pod for LbConfig {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for LbStats {}
+    unsafe impl aya::Pod for BenchSeed {}
+    unsafe impl aya::Pod for NextHop {}
+}

@@ -1,0 +1,140 @@
+//! The connection table: lookups with expiry, and recording a new flow in both directions.
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
+use interlock_common::lb::{
+    FlowKey, FlowValue, FLOW_CLOSING, FLOW_REVERSE, PROTO_TCP, SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_PORT_TRIES,
+    TCP_CLOSING_TICKS, TCP_IDLE_TICKS, TICK_SHIFT, UDP_IDLE_TICKS,
+};
+
+use super::maps::LB_FLOWS;
+use super::parse::{Packet, TCP_FIN, TCP_RST};
+
+#[inline(always)]
+pub fn key_of(p: &Packet) -> FlowKey {
+    FlowKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.proto,
+        _pad: [0; 3],
+    }
+}
+
+#[inline(always)]
+fn tick(now_ns: u64) -> u32 {
+    (now_ns >> TICK_SHIFT) as u32
+}
+
+#[inline(always)]
+fn expired(v: &FlowValue, proto: u8, now_ns: u64) -> bool {
+    let idle = if v.flags & FLOW_CLOSING != 0 {
+        TCP_CLOSING_TICKS
+    } else if proto == PROTO_TCP {
+        TCP_IDLE_TICKS
+    } else {
+        UDP_IDLE_TICKS
+    };
+    let age = tick(now_ns).wrapping_sub(v.last_seen);
+    // An age past half the range is a stamp from the future: another CPU stamped the entry
+    // after we read the clock. Not expired.
+    age < 0x8000_0000 && age > idle
+}
+
+#[inline(always)]
+fn expired_at(key: &FlowKey, proto: u8, now: u64) -> bool {
+    match LB_FLOWS.get_ptr(key) {
+        Some(old) => expired(unsafe { &*old }, proto, now),
+        None => true,
+    }
+}
+
+/// The live entry for this packet, refreshed (and marked closing on FIN/RST); a copy.
+#[inline(always)]
+pub fn lookup(key: &FlowKey, p: &Packet, now: u64) -> Option<FlowValue> {
+    let v = LB_FLOWS.get_ptr_mut(key)?;
+    let v = unsafe { &mut *v };
+    if expired(v, p.proto, now) {
+        return None;
+    }
+    v.last_seen = tick(now);
+    if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        v.flags |= FLOW_CLOSING;
+    }
+    Some(*v)
+}
+
+/// Why a flow could not be recorded.
+pub enum CtError {
+    NoPort,
+    Table,
+}
+
+/// Records a new flow: picks a source port towards the backend whose reverse entry is free
+/// (or expired), writes the reverse entry, then the forward one. Returns the forward value.
+#[inline(always)]
+pub fn create(
+    key: &FlowKey,
+    p: &Packet,
+    snat_addr: u32,
+    backend_addr: u32,
+    backend_port: u16,
+    backend: u16,
+    vip_slot: u8,
+    now: u64,
+) -> Result<FlowValue, CtError> {
+    let closing = if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        FLOW_CLOSING
+    } else {
+        0
+    };
+    let reverse = FlowValue {
+        saddr: p.daddr,
+        daddr: p.saddr,
+        sport: p.dport,
+        dport: p.sport,
+        backend,
+        vip_slot,
+        flags: FLOW_REVERSE | closing,
+        last_seen: tick(now),
+    };
+    let range = u32::from(SNAT_PORT_MAX - SNAT_PORT_MIN) + 1;
+    // A random first candidate (as the kernel picks ephemeral ports): a hash of the tuple
+    // would make flows that share a backend chase the same ports.
+    let start = unsafe { bpf_get_prandom_u32() };
+    let mut i = 0;
+    while i < SNAT_PORT_TRIES {
+        let port = SNAT_PORT_MIN + (start.wrapping_add(i.wrapping_mul(7919)) % range) as u16;
+        let rkey = FlowKey {
+            saddr: backend_addr,
+            daddr: snat_addr,
+            sport: backend_port,
+            dport: port.to_be(),
+            proto: p.proto,
+            _pad: [0; 3],
+        };
+        let free = LB_FLOWS.get_ptr(&rkey).is_none();
+        // An expired entry is overwritten; NOEXIST on a free slot, so a CPU racing us for the
+        // same port makes one of us move on to the next candidate.
+        let flags = if free { u64::from(BPF_NOEXIST) } else { 0 };
+        let reusable = free || expired_at(&rkey, p.proto, now);
+        if reusable && LB_FLOWS.insert(&rkey, &reverse, flags).is_ok() {
+            let forward = FlowValue {
+                saddr: snat_addr,
+                daddr: backend_addr,
+                sport: port.to_be(),
+                dport: backend_port,
+                backend,
+                vip_slot,
+                flags: closing,
+                last_seen: tick(now),
+            };
+            if LB_FLOWS.insert(key, &forward, 0).is_err() {
+                let _ = LB_FLOWS.remove(&rkey);
+                return Err(CtError::Table);
+            }
+            return Ok(forward);
+        }
+        i += 1;
+    }
+    Err(CtError::NoPort)
+}

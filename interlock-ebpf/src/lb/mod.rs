@@ -1,0 +1,178 @@
+//! `interlock_lb`: the XDP full-NAT load balancer.
+//!
+//! Order of decisions for an IPv4 TCP/UDP packet:
+//! 1. its 5-tuple is in the connection table: translate (forward to the backend, or a
+//!    backend's reply back to the client as if from the VIP);
+//! 2. it is for a VIP: new flow, backend from the VIP's live Maglev table, recorded both ways;
+//! 3. anything else passes to the kernel untouched (IPv6, ARP, non-VIP traffic).
+//!
+//! Fragments and packets with IP options to a VIP address are dropped and counted
+//! (`fragment`, `ip_options`): XDP cannot reassemble, and options are rare enough not to
+//! justify a variable-offset L4 parse.
+mod conntrack;
+mod csum;
+mod maps;
+mod nat;
+mod parse;
+
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext};
+use interlock_common::lb::{
+    DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
+};
+
+use conntrack::CtError;
+use maps::{
+    LB_BACKENDS, LB_BACKEND_STATS, LB_BENCH, LB_CONFIG, LB_DROPS, LB_MAGLEV, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
+};
+use parse::{Packet, Parsed};
+
+#[xdp]
+pub fn interlock_lb(ctx: XdpContext) -> u32 {
+    match parse::parse(&ctx) {
+        Parsed::Other => xdp_action::XDP_PASS,
+        Parsed::Unusual { daddr, fragment } => {
+            if unsafe { LB_VIP_ADDRS.get(&daddr) }.is_some() {
+                drop(if fragment {
+                    DropReason::Fragment
+                } else {
+                    DropReason::IpOptions
+                })
+            } else {
+                xdp_action::XDP_PASS
+            }
+        }
+        Parsed::L4(p) => balance(&ctx, &p),
+    }
+}
+
+/// Benchmark driver (`cargo xtask bench l4`, repeated runs reuse one buffer): rewrites the
+/// buffer into a packet from a client address and port never used before towards the VIP in
+/// `LB_BENCH`, then balances it, so every repetition takes the new-flow path.
+#[xdp]
+pub fn interlock_lb_bench_new(ctx: XdpContext) -> u32 {
+    let Some(seed) = LB_BENCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let ip = crate::packet::ptr_at_mut::<crate::packet::Ipv4Hdr>(&ctx, crate::packet::ETH_HDR_LEN);
+    let ports = crate::packet::ptr_at_mut::<[u16; 2]>(&ctx, parse::L4_OFF);
+    let (Some(ip), Some(ports)) = (ip, ports) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    unsafe {
+        (*seed).seq += 1;
+        let seq = (*seed).seq;
+        (*ip).saddr = (0x0a80_0000 | (seq >> 15)).to_be();
+        (*ip).daddr = (*seed).daddr;
+        (*ports)[0] = ((seq & 0x7fff) as u16 + 1024).to_be();
+        (*ports)[1] = (*seed).dport;
+    }
+    match parse::parse(&ctx) {
+        Parsed::L4(p) => balance(&ctx, &p),
+        _ => xdp_action::XDP_ABORTED,
+    }
+}
+
+/// The floor of the benchmark: the cheapest XDP program there is.
+#[xdp]
+pub fn interlock_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
+    let snat_addr = match LB_CONFIG.get(0) {
+        Some(c) if c.snat_addr != 0 => c.snat_addr,
+        _ => return xdp_action::XDP_PASS,
+    };
+    // Only packets to a VIP address or to our source address can be ours: everything else
+    // passes after one small lookup instead of a connection-table probe.
+    if p.daddr != snat_addr && unsafe { LB_VIP_ADDRS.get(&p.daddr) }.is_none() {
+        return xdp_action::XDP_PASS;
+    }
+    let key = conntrack::key_of(p);
+    // The coarse clock (jiffies resolution) is enough for ms ticks and 1 s caches, and cheaper.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    if let Some(to) = conntrack::lookup(&key, p, now) {
+        if to.flags & FLOW_REVERSE == 0 {
+            count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
+        }
+        count(&LB_BACKEND_STATS, u32::from(to.backend), len, false);
+        return send(ctx, p, &to, now);
+    }
+    let vip_key = VipKey {
+        addr: p.daddr,
+        port: p.dport,
+        proto: p.proto,
+        _pad: 0,
+    };
+    let Some(vip) = (unsafe { LB_VIPS.get(&vip_key) }) else {
+        return xdp_action::XDP_PASS;
+    };
+    let hash = flow_hash(p);
+    let slot = vip.slot;
+    let h = hash % MAGLEV_SIZE;
+    let chunk = (slot * 2 + (vip.table & 1)) * MAGLEV_CHUNKS + h / MAGLEV_LANES;
+    let lane = (h % MAGLEV_LANES) as usize;
+    let backend = match LB_MAGLEV.get(chunk).and_then(|c| c.get(lane)) {
+        Some(&b) if b != MAGLEV_EMPTY => b,
+        _ => return drop(DropReason::NoBackend),
+    };
+    let Some(b) = LB_BACKENDS.get(backend) else {
+        return drop(DropReason::NoBackend);
+    };
+    let to = match conntrack::create(&key, p, snat_addr, b.addr, b.port, backend as u16, slot as u8, now) {
+        Ok(to) => to,
+        Err(CtError::NoPort) => return drop(DropReason::NoPort),
+        Err(CtError::Table) => return drop(DropReason::FlowTable),
+    };
+    count(&LB_VIP_STATS, slot, len, true);
+    count(&LB_BACKEND_STATS, backend, len, true);
+    send(ctx, p, &to, now)
+}
+
+#[inline(always)]
+fn send(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> u32 {
+    if nat::rewrite(ctx, p, to).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    match nat::forward(ctx, p, to, now) {
+        Some(action) => action,
+        None => drop(DropReason::NoRoute),
+    }
+}
+
+#[inline(always)]
+fn count(map: &aya_ebpf::maps::PerCpuArray<interlock_common::lb::LbStats>, index: u32, len: u64, new_flow: bool) {
+    if let Some(s) = map.get_ptr_mut(index) {
+        let s = unsafe { &mut *s };
+        s.packets += 1;
+        s.bytes += len;
+        if new_flow {
+            s.new_flows += 1;
+        }
+    }
+}
+
+#[inline(always)]
+fn drop(reason: DropReason) -> u32 {
+    if let Some(n) = LB_DROPS.get_ptr_mut(reason as u32) {
+        unsafe { *n += 1 };
+    }
+    xdp_action::XDP_DROP
+}
+
+/// A well-mixed hash of the 5-tuple (murmur3's finalizer over the folded words): the same
+/// flow always lands on the same Maglev slot, different flows spread evenly.
+#[inline(always)]
+fn flow_hash(p: &Packet) -> u32 {
+    let mut h = p.saddr ^ p.daddr.rotate_left(7);
+    h ^= (u32::from(p.sport) << 16 | u32::from(p.dport)).rotate_left(13);
+    h ^= u32::from(p.proto);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}

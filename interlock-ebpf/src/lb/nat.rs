@@ -1,0 +1,95 @@
+//! Rewriting a packet to its translation and sending it towards the next hop.
+use aya_ebpf::{
+    bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_SUCCESS},
+    helpers::{bpf_fib_lookup, bpf_redirect},
+    programs::XdpContext,
+};
+use interlock_common::lb::{FlowValue, NextHop, NEXTHOP_TTL_NS, PROTO_UDP};
+
+use super::csum;
+use super::maps::LB_NEXTHOPS;
+use super::parse::{Packet, L4_OFF};
+use crate::packet::{ptr_at_mut, EthHdr, Ipv4Hdr, ETH_HDR_LEN};
+
+const AF_INET: u8 = 2;
+
+/// Rewrites addresses and ports to `to`, with incremental IP and L4 checksum updates.
+/// `None` when the packet became shorter than parsed (cannot happen; keeps the verifier sure).
+#[inline(always)]
+pub fn rewrite(ctx: &XdpContext, p: &Packet, to: &FlowValue) -> Option<()> {
+    let ip = ptr_at_mut::<Ipv4Hdr>(ctx, ETH_HDR_LEN)?;
+    let ports = ptr_at_mut::<[u16; 2]>(ctx, L4_OFF)?;
+    let check = ptr_at_mut::<u16>(ctx, p.check_off)?;
+    unsafe {
+        let ip_acc = u64::from(!(*ip).check);
+        let ip_acc = csum::add32(ip_acc, p.saddr, to.saddr);
+        let ip_acc = csum::add32(ip_acc, p.daddr, to.daddr);
+        (*ip).check = csum::finish(ip_acc);
+        (*ip).saddr = to.saddr;
+        (*ip).daddr = to.daddr;
+
+        let old = *check;
+        // A UDP checksum of 0 means "none": leave it so.
+        if !(p.proto == PROTO_UDP && old == 0) {
+            // The L4 checksum covers the pseudo-header addresses and the ports.
+            let acc = u64::from(!old);
+            let acc = csum::add32(acc, p.saddr, to.saddr);
+            let acc = csum::add32(acc, p.daddr, to.daddr);
+            let acc = csum::add16(acc, p.sport, to.sport);
+            let acc = csum::add16(acc, p.dport, to.dport);
+            let new = csum::finish(acc);
+            *check = if p.proto == PROTO_UDP && new == 0 { 0xffff } else { new };
+        }
+        (*ports)[0] = to.sport;
+        (*ports)[1] = to.dport;
+    }
+    Some(())
+}
+
+/// Sets the MACs of the next hop of the (rewritten) packet and returns the XDP action: TX
+/// out of the same interface, else REDIRECT. `None`: no route or no neighbour entry yet.
+#[inline(always)]
+pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<u32> {
+    let hop = match LB_NEXTHOPS.get_ptr(&to.daddr) {
+        Some(h) if unsafe { (*h).expires } > now => unsafe { *h },
+        _ => {
+            let hop = fib_lookup(ctx, p, to, now)?;
+            let _ = LB_NEXTHOPS.insert(&to.daddr, &hop, 0);
+            hop
+        }
+    };
+    let eth = ptr_at_mut::<EthHdr>(ctx, 0)?;
+    unsafe {
+        (*eth).dst = hop.dmac;
+        (*eth).src = hop.smac;
+    }
+    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+        Some(xdp_action::XDP_TX)
+    } else {
+        Some(unsafe { bpf_redirect(hop.ifindex, 0) } as u32)
+    }
+}
+
+/// Asks the kernel's FIB and neighbour table for the next hop of `to.daddr`.
+#[inline(always)]
+fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<NextHop> {
+    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = p.proto;
+    fib.sport = to.sport;
+    fib.dport = to.dport;
+    fib.__bindgen_anon_1.tot_len = u16::from_be(p.tot_len);
+    fib.ifindex = ctx.ingress_ifindex() as u32;
+    fib.__bindgen_anon_3.ipv4_src = to.saddr;
+    fib.__bindgen_anon_4.ipv4_dst = to.daddr;
+    let rc = unsafe { bpf_fib_lookup(ctx.ctx as *mut _, &mut fib, core::mem::size_of::<FibParams>() as i32, 0) };
+    if rc != i64::from(BPF_FIB_LKUP_RET_SUCCESS) {
+        return None;
+    }
+    Some(NextHop {
+        ifindex: fib.ifindex,
+        smac: fib.smac,
+        dmac: fib.dmac,
+        expires: now + NEXTHOP_TTL_NS,
+    })
+}

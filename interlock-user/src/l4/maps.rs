@@ -1,0 +1,172 @@
+//! Typed access to the balancer's maps: the only place that writes them from user space.
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::Ebpf;
+use interlock_common::lb::{
+    BackendValue, DropReason, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue, MAGLEV_CHUNKS, MAGLEV_EMPTY,
+    MAGLEV_LANES, MAGLEV_SIZE,
+};
+
+/// Names of the balancer's maps in the object (also their pin names).
+pub const MAP_NAMES: [&str; 9] = [
+    "LB_VIPS",
+    "LB_VIP_ADDRS",
+    "LB_MAGLEV",
+    "LB_BACKENDS",
+    "LB_CONFIG",
+    "LB_FLOWS",
+    "LB_VIP_STATS",
+    "LB_BACKEND_STATS",
+    "LB_DROPS",
+];
+
+pub struct LbMaps {
+    vips: HashMap<MapData, VipKey, VipValue>,
+    vip_addrs: HashMap<MapData, u32, u32>,
+    maglev: Array<MapData, [u32; MAGLEV_LANES as usize]>,
+    backends: Array<MapData, BackendValue>,
+    config: Array<MapData, LbConfig>,
+    flows: HashMap<MapData, FlowKey, FlowValue>,
+    vip_stats: PerCpuArray<MapData, LbStats>,
+    backend_stats: PerCpuArray<MapData, LbStats>,
+    drops: PerCpuArray<MapData, u64>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(bpf: &mut Ebpf, name: &str) -> Result<T> {
+    let map = bpf
+        .take_map(name)
+        .with_context(|| format!("the eBPF object has no map {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+/// Sums a per-CPU stats slot.
+fn sum(values: &aya::maps::PerCpuValues<LbStats>) -> LbStats {
+    values.iter().fold(LbStats::default(), |a, s| LbStats {
+        packets: a.packets + s.packets,
+        bytes: a.bytes + s.bytes,
+        new_flows: a.new_flows + s.new_flows,
+    })
+}
+
+impl LbMaps {
+    /// Takes the balancer's maps out of a loaded object.
+    pub fn take(bpf: &mut Ebpf) -> Result<LbMaps> {
+        Ok(LbMaps {
+            vips: take(bpf, "LB_VIPS")?,
+            vip_addrs: take(bpf, "LB_VIP_ADDRS")?,
+            maglev: take(bpf, "LB_MAGLEV")?,
+            backends: take(bpf, "LB_BACKENDS")?,
+            config: take(bpf, "LB_CONFIG")?,
+            flows: take(bpf, "LB_FLOWS")?,
+            vip_stats: take(bpf, "LB_VIP_STATS")?,
+            backend_stats: take(bpf, "LB_BACKEND_STATS")?,
+            drops: take(bpf, "LB_DROPS")?,
+        })
+    }
+
+    pub fn set_snat_addr(&mut self, addr: Ipv4Addr) -> Result<()> {
+        let cfg = LbConfig {
+            snat_addr: u32::from(addr).to_be(),
+            _pad: 0,
+        };
+        self.config.set(0, cfg, 0).context("writing LB_CONFIG")
+    }
+
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipValue)>> {
+        self.vips.iter().collect::<Result<_, _>>().context("reading LB_VIPS")
+    }
+
+    /// Makes `table` of the VIP live (one map write: the switch packets see atomically).
+    pub fn set_vip(&mut self, key: VipKey, value: VipValue) -> Result<()> {
+        self.vips.insert(key, value, 0).context("writing LB_VIPS")
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        self.vips.remove(key).context("removing from LB_VIPS")
+    }
+
+    pub fn set_vip_addrs(&mut self, addrs: &[u32]) -> Result<()> {
+        let old: Vec<u32> = self.vip_addrs.keys().collect::<Result<_, _>>()?;
+        for a in addrs {
+            self.vip_addrs.insert(a, 1, 0).context("writing LB_VIP_ADDRS")?;
+        }
+        for a in old.iter().filter(|a| !addrs.contains(a)) {
+            self.vip_addrs.remove(a).context("removing from LB_VIP_ADDRS")?;
+        }
+        Ok(())
+    }
+
+    /// Writes one of a VIP slot's two Maglev tables (the one not live), `MAGLEV_SIZE` ids.
+    pub fn write_maglev(&mut self, slot: u32, table: u32, ids: &[u32]) -> Result<()> {
+        anyhow::ensure!(
+            ids.len() == MAGLEV_SIZE as usize,
+            "a Maglev table has {MAGLEV_SIZE} slots"
+        );
+        let base = (slot * 2 + table) * MAGLEV_CHUNKS;
+        for (i, chunk) in ids.chunks(MAGLEV_LANES as usize).enumerate() {
+            let mut lanes = [MAGLEV_EMPTY; MAGLEV_LANES as usize];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let index = base + i as u32;
+            self.maglev
+                .set(index, lanes, 0)
+                .with_context(|| format!("writing LB_MAGLEV[{index}]"))?;
+        }
+        Ok(())
+    }
+
+    /// Every backend id with a non-empty entry.
+    pub fn backends(&self) -> Result<Vec<(u32, BackendValue)>> {
+        let mut out = Vec::new();
+        for (id, v) in self.backends.iter().enumerate() {
+            let v = v.context("reading LB_BACKENDS")?;
+            if v.addr != 0 {
+                out.push((id as u32, v));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn set_backend(&mut self, id: u32, value: BackendValue) -> Result<()> {
+        self.backends
+            .set(id, value, 0)
+            .with_context(|| format!("writing LB_BACKENDS[{id}]"))
+    }
+
+    pub fn vip_stats(&self, slot: u32) -> Result<LbStats> {
+        Ok(sum(&self.vip_stats.get(&slot, 0).context("reading LB_VIP_STATS")?))
+    }
+
+    pub fn backend_stats(&self, id: u32) -> Result<LbStats> {
+        Ok(sum(&self
+            .backend_stats
+            .get(&id, 0)
+            .context("reading LB_BACKEND_STATS")?))
+    }
+
+    pub fn drops(&self) -> Result<Vec<(DropReason, u64)>> {
+        DropReason::ALL
+            .iter()
+            .map(|r| {
+                let v = self.drops.get(&(*r as u32), 0).context("reading LB_DROPS")?;
+                Ok((*r, v.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Live connection-table entries (both directions), for tests and diagnostics.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>> {
+        self.flows.iter().collect::<Result<_, _>>().context("reading LB_FLOWS")
+    }
+
+    /// Writes a connection-table entry by hand (benchmarks and diagnostics; the kernel
+    /// program records real flows itself).
+    pub fn insert_flow(&mut self, key: FlowKey, value: FlowValue) -> Result<()> {
+        self.flows.insert(key, value, 0).context("writing LB_FLOWS")
+    }
+
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
+        self.flows.remove(key).context("removing from LB_FLOWS")
+    }
+}

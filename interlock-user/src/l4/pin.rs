@@ -1,0 +1,108 @@
+//! bpffs pinning: the maps and the XDP link outlive the agent, so a restarted agent takes
+//! them over and established flows keep their translation.
+//!
+//! Layout under the pin directory: one file per map (`LB_*`) and `link-<iface>` per
+//! interface. Removing the directory (`rm -r`) detaches the program once no agent runs.
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{xdp::XdpLink, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+
+use super::maps::MAP_NAMES;
+use crate::bpf::EBPF_OBJECT;
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/interlock";
+/// Name of the balancer program in the object.
+pub const PROG_LB: &str = "interlock_lb";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn fs_type(path: &Path) -> Result<i64> {
+    let c =
+        CString::new(path.as_os_str().as_encoded_bytes()).with_context(|| format!("bad path {}", path.display()))?;
+    // SAFETY: statfs writes into the zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("statfs {}", path.display()));
+    }
+    Ok(st.f_type as i64)
+}
+
+/// Makes sure `dir` exists on a bpffs; mounts bpffs on `/sys/fs/bpf` when nothing is there.
+pub fn prepare_pin_dir(dir: &Path) -> Result<()> {
+    let parent = dir
+        .parent()
+        .with_context(|| format!("pin directory {} has no parent", dir.display()))?;
+    if fs_type(parent)? != BPF_FS_MAGIC {
+        if parent != Path::new("/sys/fs/bpf") {
+            bail!(
+                "{} is not on a bpf filesystem: mount one (`mount -t bpf bpf {}`) or use a \
+                 directory under /sys/fs/bpf",
+                dir.display(),
+                parent.display()
+            );
+        }
+        let target = CString::new("/sys/fs/bpf")?;
+        let fstype = CString::new("bpf")?;
+        // SAFETY: plain mount(2) with NUL-terminated strings we own.
+        let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("mounting bpffs on /sys/fs/bpf failed (the agent needs CAP_SYS_ADMIN)");
+        }
+        tracing::info!("mounted bpffs on /sys/fs/bpf");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating pin directory {}", dir.display()))
+}
+
+/// Loads the object, reusing the maps pinned in `dir` (or creating and pinning them).
+pub fn load_pinned(dir: &Path) -> Result<Ebpf> {
+    crate::bpf::raise_memlock_limit();
+    let paths: Vec<(&str, PathBuf)> = MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    loader.load(EBPF_OBJECT).with_context(|| {
+        format!(
+            "loading the eBPF object with maps pinned in {} failed (needs CAP_BPF/CAP_SYS_ADMIN; \
+             if the pinned maps come from an incompatible version, remove that directory)",
+            dir.display()
+        )
+    })
+}
+
+/// Attaches `interlock_lb` to `iface`: replaces the program of a link pinned by an earlier
+/// agent in one step, or attaches anew and pins the link.
+pub fn attach_pinned(bpf: &mut Ebpf, iface: &str, mode: XdpMode, dir: &Path) -> Result<bool> {
+    let program: &mut Xdp = bpf
+        .program_mut(PROG_LB)
+        .context("the eBPF object has no program interlock_lb")?
+        .try_into()?;
+    // One program serves every interface: load it on the first call only.
+    if program.fd().is_err() {
+        program.load().context("the kernel rejected the interlock_lb program")?;
+    }
+    let link_path = dir.join(format!("link-{iface}"));
+    if link_path.exists() {
+        let pinned =
+            PinnedLink::from_pin(&link_path).with_context(|| format!("opening pinned link {}", link_path.display()))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .with_context(|| format!("{} is not an XDP link", link_path.display()))?;
+        program
+            .attach_to_link(link)
+            .with_context(|| format!("replacing the program on {iface}"))?;
+        return Ok(true);
+    }
+    let id = program
+        .attach(iface, mode)
+        .with_context(|| format!("attaching interlock_lb to {iface} failed (does it exist?)"))?;
+    let link = program.take_link(id)?;
+    let fd_link = FdLink::try_from(link).context("the kernel attached XDP without a bpf_link (too old to pin)")?;
+    fd_link
+        .pin(&link_path)
+        .with_context(|| format!("pinning the link at {}", link_path.display()))?;
+    Ok(false)
+}
