@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use interlock::l7::routes::{normalize_host, prefix_matches, rewrite_path, Lookup, RouteTable};
 use interlock::l7::sni::{self, Hello};
 use interlock::model::labels;
-use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot, Stickiness, TlsMode};
+use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use proptest::prelude::*;
 
 fn label_key() -> impl Strategy<Value = String> {
@@ -44,20 +44,13 @@ proptest! {
 
     #[test]
     fn route_lookup_never_panics_and_matches_whole_segments(host in "[a-zA-Z0-9.:\\-\\[\\]]{0,30}", path in "/[a-z/?=]{0,20}") {
-        let route = HttpRoute {
-            service: ServiceRef { id: "s".into(), name: "s".into() },
-            hosts: vec!["a.example".into(), "*.w.example".into()],
-            path_prefix: "/app".into(),
-            strip_prefix: true,
-            tls: TlsMode::None,
-            ssl_only: false,
-            websocket_endpoints: vec![],
-            stickiness: Stickiness::None,
-            redirects: vec![],
-            default_backend: false,
-            health_check: None,
-            backends: vec![Backend { addr: "127.0.0.1:1".parse().unwrap(), weight: 1, id: "b".into() }],
-        };
+        let mut route = HttpRoute::plain(
+            ServiceRef { id: "s".into(), name: "s".into() },
+            vec!["a.example".into(), "*.w.example".into()],
+            "/app",
+            vec![Backend { addr: "127.0.0.1:1".parse().unwrap(), weight: 1, id: "b".into() }],
+        );
+        route.strip_prefix = true;
         let table = RouteTable::compile(&Snapshot { version: 1, http: vec![route], ..Snapshot::default() });
         match table.lookup("http", &host, &path) {
             Lookup::Route(r) => {

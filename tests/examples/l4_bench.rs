@@ -19,32 +19,11 @@ use aya::maps::Array;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use interlock::l4::{L4Sync, LbMaps};
-use interlock::model::{Backend, L4Protocol, L4Service, ServiceRef};
+use interlock::model::{Backend, L4Protocol, L4Service};
 use interlock_common::lb::{BenchSeed, FlowKey, FlowValue, LbStats, FLOW_REVERSE};
 use interlock_tests::l4::*;
 
 const REPEAT: u32 = 1_000_000;
-const BACKEND_PORT: u16 = 8080;
-
-fn service(vip: Ipv4Addr, port: u16) -> L4Service {
-    L4Service {
-        service: ServiceRef {
-            id: format!("{vip}:{port}"),
-            name: format!("{vip}:{port}"),
-        },
-        vip: Some(vip),
-        port,
-        protocol: L4Protocol::Tcp,
-        backends: BACKENDS
-            .iter()
-            .map(|a| Backend {
-                addr: SocketAddr::new((*a).into(), BACKEND_PORT),
-                weight: 1,
-                id: a.to_string(),
-            })
-            .collect(),
-    }
-}
 
 fn setup(flow_entries: Option<u32>, services: &[L4Service]) -> Result<(Ebpf, L4Sync)> {
     let mut loader = EbpfLoader::new();
@@ -89,7 +68,7 @@ fn bench() -> Result<String> {
     let other = frame([2; 6], CLIENT, 40000, Ipv4Addr::new(192, 0, 2, 99), 80, 6, 0x10, b"x");
 
     // Established.
-    let (mut ebpf, mut sync) = setup(None, &[service(VIP, 80)])?;
+    let (mut ebpf, mut sync) = setup(None, &[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)])?;
     let (trivial, action) = run(&mut ebpf, "interlock_pass", &ack, REPEAT)?;
     ensure!(action == 2, "the trivial program passes");
     let (_, action) = run(&mut ebpf, "interlock_lb", &syn, 1)?;
@@ -142,7 +121,7 @@ fn bench() -> Result<String> {
 
     // New flows: the driver program makes every repetition a packet from a new client.
     // 30 backends (3 hosts x 10 ports), so source ports towards them stay plentiful.
-    let mut wide = service(VIP, 80);
+    let mut wide = service(VIP, 80, L4Protocol::Tcp, &BACKENDS);
     wide.backends = BACKENDS
         .iter()
         .flat_map(|a| (0..10).map(move |p| (*a, BACKEND_PORT + p)))

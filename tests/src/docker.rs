@@ -97,6 +97,21 @@ impl Service {
         Ok(Service { name })
     }
 
+    /// A service routed at `host` (port 80) on `net` with `replicas` tasks.
+    pub fn routed(net: &Network, replicas: u32, host: &str) -> Result<Service> {
+        let (replicas, hosts) = (replicas.to_string(), format!("com.docker.lb.hosts={host}"));
+        Service::create(&[
+            "--network",
+            &net.name,
+            "--replicas",
+            &replicas,
+            "--label",
+            &hosts,
+            "--label",
+            "com.docker.lb.port=80",
+        ])
+    }
+
     pub fn update(&self, extra: &[&str]) -> Result<()> {
         let mut args = vec!["service", "update", "--detach", "--quiet"];
         args.extend_from_slice(extra);

@@ -1,9 +1,10 @@
 //! Helpers for the L4 fast-path tests and bench: hand-built frames, checksum checks, and a
 //! namespace with routes and neighbours where BPF_PROG_TEST_RUN of `interlock_lb` runs.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use anyhow::{Context, Result};
+use interlock::model::{Backend, L4Protocol, L4Service, ServiceRef};
 
 use crate::netns::{veth_pair, NetNs};
 
@@ -16,6 +17,28 @@ pub const BACKENDS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(10, 231, 2, 11),
     Ipv4Addr::new(10, 231, 2, 12),
 ];
+/// The port every test backend listens on.
+pub const BACKEND_PORT: u16 = 8080;
+
+/// An L4 service on `vip:port` balanced over `backends` (each on `BACKEND_PORT`, weight 1).
+pub fn service(vip: Ipv4Addr, port: u16, protocol: L4Protocol, backends: &[Ipv4Addr]) -> L4Service {
+    let name = format!("{vip}:{port}/{protocol:?}");
+    L4Service {
+        service: ServiceRef { id: name.clone(), name },
+        vip: Some(vip),
+        port,
+        protocol,
+        backends: backends
+            .iter()
+            .map(|a| Backend {
+                addr: SocketAddr::new((*a).into(), BACKEND_PORT),
+                weight: 1,
+                id: a.to_string(),
+            })
+            .collect(),
+    }
+}
+
 pub fn backend_mac(i: usize) -> [u8; 6] {
     [0x02, 0, 0, 0, 2, 0x10 + i as u8]
 }

@@ -25,17 +25,7 @@ fn snapshots_follow_service_lifecycle() {
     let net = setup();
     let agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
     let host = format!("{}.example", unique("app"));
-    let svc = Service::create(&[
-        "--network",
-        &net.name,
-        "--replicas",
-        "2",
-        "--label",
-        &format!("com.docker.lb.hosts={host}"),
-        "--label",
-        "com.docker.lb.port=80",
-    ])
-    .unwrap();
+    let svc = Service::routed(&net, 2, &host).unwrap();
     let name = svc.name.clone();
 
     let s = agent
@@ -113,17 +103,7 @@ fn snapshots_follow_service_lifecycle() {
 fn bad_labels_affect_only_their_own_service() {
     let net = setup();
     let host = format!("{}.example", unique("good"));
-    let good = Service::create(&[
-        "--network",
-        &net.name,
-        "--replicas",
-        "1",
-        "--label",
-        &format!("com.docker.lb.hosts={host}"),
-        "--label",
-        "com.docker.lb.port=80",
-    ])
-    .unwrap();
+    let good = Service::routed(&net, 1, &host).unwrap();
     let bad_cases: Vec<(Vec<String>, &str, &str)> = vec![
         (
             vec![
@@ -226,17 +206,7 @@ fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
     let mut leader =
         ControlAgent::start(&["--role", "leader", "--poll-ms", "500", "--snapshot-listen", &listen]).unwrap();
     let mut follower = ControlAgent::start(&["--role", "follower", "--leader", &listen]).unwrap();
-    let svc = Service::create(&[
-        "--network",
-        &net.name,
-        "--replicas",
-        "1",
-        "--label",
-        &format!("com.docker.lb.hosts={}.example", unique("f")),
-        "--label",
-        "com.docker.lb.port=80",
-    ])
-    .unwrap();
+    let svc = Service::routed(&net, 1, &format!("{}.example", unique("f"))).unwrap();
     let name = svc.name.clone();
     let on_leader = leader
         .wait_for("the service on the leader", WAIT, |s| backend_ips(s, &name).len() == 1)

@@ -64,17 +64,7 @@ fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
     require_root();
     ensure_backend_image().unwrap();
     let net = Network::new().unwrap();
-    let svc = Service::create(&[
-        "--network",
-        &net.name,
-        "--replicas",
-        "1",
-        "--label",
-        &format!("com.docker.lb.hosts={}.example", unique("r")),
-        "--label",
-        "com.docker.lb.port=80",
-    ])
-    .unwrap();
+    let svc = Service::routed(&net, 1, &format!("{}.example", unique("r"))).unwrap();
     let name = svc.name.clone();
     let mut agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
     let before = agent

@@ -1,11 +1,11 @@
 //! The XDP balancer on hand-built frames through BPF_PROG_TEST_RUN, inside a namespace whose
 //! FIB and neighbour table give the next hops (see `interlock_tests::l4::PacketLab`).
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::Ebpf;
 use interlock::l4::{L4Sync, LbMaps};
-use interlock::model::{Backend, L4Protocol, L4Service, ServiceRef};
+use interlock::model::{L4Protocol, L4Service};
 use interlock_common::lb::{DropReason, SNAT_PORT_MAX, SNAT_PORT_MIN};
 use interlock_tests::l4::*;
 use interlock_tests::require_root;
@@ -16,27 +16,6 @@ const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
-const BACKEND_PORT: u16 = 8080;
-
-fn service(port: u16, proto: L4Protocol, backends: &[Ipv4Addr]) -> L4Service {
-    L4Service {
-        service: ServiceRef {
-            id: format!("svc{port}"),
-            name: format!("svc{port}"),
-        },
-        vip: Some(VIP),
-        port,
-        protocol: proto,
-        backends: backends
-            .iter()
-            .map(|a| Backend {
-                addr: SocketAddr::new((*a).into(), BACKEND_PORT),
-                weight: 1,
-                id: a.to_string(),
-            })
-            .collect(),
-    }
-}
 
 struct Lb {
     ebpf: Ebpf,
@@ -116,7 +95,7 @@ fn l4_new_flow_is_translated_and_the_reply_comes_back_as_the_vip() {
     let lab = PacketLab::new().unwrap();
     let (cmac, bmac) = (lab.client_side_mac, lab.backend_side_mac);
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(80, L4Protocol::Tcp, &BACKENDS)]);
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
         let input = syn(40000);
         let (action, out) = lb.run(&input);
         let f = assert_forwarded(bmac, &input, action, &out);
@@ -147,7 +126,7 @@ fn l4_udp_flows_are_translated_with_valid_checksums() {
     let lab = PacketLab::new().unwrap();
     let bmac = lab.backend_side_mac;
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(53, L4Protocol::Udp, &BACKENDS)]);
+        let mut lb = Lb::new(&[service(VIP, 53, L4Protocol::Udp, &BACKENDS)]);
         let input = frame([2, 0, 0, 0, 0, 1], CLIENT, 5353, VIP, 53, 17, 0, b"query");
         let (action, out) = lb.run(&input);
         assert_eq!(action, XDP_REDIRECT);
@@ -165,7 +144,7 @@ fn l4_established_flows_stick_when_the_backend_set_changes() {
     let lab = PacketLab::new().unwrap();
     let bmac = lab.backend_side_mac;
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(80, L4Protocol::Tcp, &BACKENDS)]);
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
         // Open 30 flows, remember where each went.
         let mut chosen = Vec::new();
         for port in 41000..41030 {
@@ -175,7 +154,7 @@ fn l4_established_flows_stick_when_the_backend_set_changes() {
         }
         let removed = chosen[0].1.dst;
         let rest: Vec<Ipv4Addr> = BACKENDS.iter().copied().filter(|b| *b != removed).collect();
-        let r = lb.sync.apply(&[service(80, L4Protocol::Tcp, &rest)]).unwrap();
+        let r = lb.sync.apply(&[service(VIP, 80, L4Protocol::Tcp, &rest)]).unwrap();
         assert_eq!(r.updated, 1);
         // Every established flow, including those on the removed backend, keeps its backend.
         for (port, before) in &chosen {
@@ -200,7 +179,7 @@ fn l4_traffic_not_for_a_vip_passes_unchanged() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(80, L4Protocol::Tcp, &BACKENDS)]);
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
         let mac = [2, 0, 0, 0, 0, 1];
         let other = Ipv4Addr::new(192, 0, 2, 99);
         let mut ipv6 = syn(40000);
@@ -230,7 +209,7 @@ fn l4_every_truncation_of_a_tcp_frame_is_handled() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(80, L4Protocol::Tcp, &BACKENDS)]);
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
         let full = syn(43000);
         for len in 0..=full.len() {
             match lb.try_run(&full[..len]) {
@@ -256,7 +235,7 @@ fn l4_fragments_and_ip_options_to_a_vip_are_dropped_and_counted() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(80, L4Protocol::Tcp, &BACKENDS)]);
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
         let mut frag = syn(44000);
         frag[ETH + 6] |= 0x20; // more fragments
         let (action, _) = lb.run(&frag);
@@ -287,7 +266,7 @@ fn l4_a_vip_without_backends_drops_new_flows_and_counts_them() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
-        let mut lb = Lb::new(&[service(80, L4Protocol::Tcp, &[])]);
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &[])]);
         assert_eq!(lb.run(&syn(45000)).0, XDP_DROP);
         assert_eq!(lb.drops(DropReason::NoBackend), 1);
     })
@@ -319,8 +298,8 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
     lab.run_inside(move || {
         use interlock_common::lb::{TCP_CLOSING_TICKS, UDP_IDLE_TICKS};
         let mut lb = Lb::new(&[
-            service(80, L4Protocol::Tcp, &BACKENDS),
-            service(53, L4Protocol::Udp, &BACKENDS),
+            service(VIP, 80, L4Protocol::Tcp, &BACKENDS),
+            service(VIP, 53, L4Protocol::Udp, &BACKENDS),
         ]);
         let mac = [2, 0, 0, 0, 0, 1];
         let (a, b) = (46000, 46001);

@@ -24,6 +24,10 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
             return;
         }
         let snapshot = rx.borrow_and_update().clone();
+        if snapshot.http.iter().all(|r| r.health_check.is_none()) {
+            next_due.clear();
+            continue;
+        }
         let states: HashMap<SocketAddr, _> = proxy.backend_states().into_iter().map(|b| (b.addr, b)).collect();
         let now = tokio::time::Instant::now();
         let mut live = Vec::new();

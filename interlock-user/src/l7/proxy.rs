@@ -46,7 +46,7 @@ impl LiveTable {
 pub struct Proxy {
     live: ArcSwap<LiveTable>,
     registry: Registry,
-    upstream: Arc<Upstream>,
+    upstream: Upstream,
     pub metrics: Arc<Metrics>,
     proxy_id: HeaderValue,
 }
@@ -75,7 +75,7 @@ impl Proxy {
                 backends: HashMap::new(),
             }),
             registry: Registry::default(),
-            upstream: Arc::new(Upstream::new(connect_timeout, response_timeout)),
+            upstream: Upstream::new(connect_timeout, response_timeout),
             metrics,
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
         }
@@ -122,13 +122,11 @@ impl Proxy {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+        // One cheap clone (shared bytes) serves routing and the access log.
+        let uri = req.uri().clone();
         let host = request_host(&req).map(str::to_string);
-        let (route_name, mut response, upstream) = match self.route_and_forward(req, client, scheme, &host).await {
+        let (route_name, mut response, upstream) = match self.route_and_forward(req, &uri, client, scheme, &host).await
+        {
             Ok((route, resp, upstream)) => (route, resp, upstream),
             Err((route, e)) => {
                 if !matches!(e, ProxyError::NoRoute { .. }) {
@@ -142,31 +140,31 @@ impl Proxy {
         response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         let status = response.status().as_u16();
         let route_label = route_name.as_deref().unwrap_or("-").to_string();
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route_label.clone(),
-                status,
-            })
-            .inc();
-        self.metrics
-            .latency
-            .get_or_create(&RouteLabels {
-                route: route_label.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
         tracing::info!(
             target: "interlock::access",
             client = %client.ip(),
             method = %method,
             host = host.as_deref().unwrap_or("-"),
-            path = %path,
+            path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
             route = %route_label,
             upstream = upstream.map(|a| a.to_string()).as_deref().unwrap_or("-"),
             status,
             ms = elapsed.as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
         );
+        self.metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                route: route_label.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route_label,
+                status,
+            })
+            .inc();
         response
     }
 
@@ -174,6 +172,7 @@ impl Proxy {
     async fn route_and_forward(
         &self,
         req: Request<Incoming>,
+        uri: &Uri,
         client: SocketAddr,
         scheme: Scheme,
         host: &Option<String>,
@@ -181,8 +180,8 @@ impl Proxy {
         headers::check_request(req.headers(), host.as_deref()).map_err(|e| (None, e))?;
         let host = host.as_deref().unwrap_or_default();
         let live = self.live.load_full();
-        let path = req.uri().path().to_string();
-        let route = match live.table.lookup(scheme.as_str(), host, &path) {
+        let path = uri.path();
+        let route = match live.table.lookup(scheme.as_str(), host, path) {
             Lookup::Route(route) => route,
             Lookup::Redirect(target) => return Ok((None, redirect(&target), None)),
             Lookup::NotFound => {
@@ -199,7 +198,7 @@ impl Proxy {
             let target = format!(
                 "https://{}{}",
                 routes::normalize_host(host),
-                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
             );
             return Ok((name, redirect(&target), None));
         }
@@ -209,7 +208,7 @@ impl Proxy {
             && !route
                 .websocket_endpoints
                 .iter()
-                .any(|p| routes::prefix_matches(p, &path))
+                .any(|p| routes::prefix_matches(p, path))
         {
             return Err((name, ProxyError::BadRequest("upgrade not allowed on this path")));
         }

@@ -224,27 +224,21 @@ mod tests {
     use crate::model::{Backend, ServiceRef};
 
     fn route(name: &str, hosts: &[&str], prefix: &str, port: u16) -> HttpRoute {
-        HttpRoute {
-            service: ServiceRef {
-                id: name.into(),
-                name: name.into(),
-            },
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            path_prefix: prefix.into(),
-            strip_prefix: false,
-            tls: TlsMode::None,
-            ssl_only: false,
-            websocket_endpoints: vec![],
-            stickiness: Stickiness::None,
-            redirects: vec![],
-            default_backend: false,
-            health_check: None,
-            backends: vec![Backend {
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                weight: 1,
-                id: name.into(),
-            }],
-        }
+        let backend = Backend {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            weight: 1,
+            id: name.into(),
+        };
+        let service = ServiceRef {
+            id: name.into(),
+            name: name.into(),
+        };
+        HttpRoute::plain(
+            service,
+            hosts.iter().map(|h| h.to_string()).collect(),
+            prefix,
+            vec![backend],
+        )
     }
 
     fn table(routes: Vec<HttpRoute>) -> RouteTable {

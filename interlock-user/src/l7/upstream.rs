@@ -6,7 +6,7 @@
 //! the unsent request back (`try_send_request`), so a just-died task never costs a 502.
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -39,7 +39,7 @@ impl Upstream {
     /// Sends `req` to `addr` and waits for the response head. On a retry-safe error the
     /// request comes back (`Err((error, Some(req)))`) so it can go to another backend.
     pub async fn send(
-        self: &Arc<Self>,
+        &self,
         addr: SocketAddr,
         mut req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, (ProxyError, Option<Request<ProxyBody>>)> {

@@ -71,6 +71,26 @@ pub struct HttpRoute {
     pub backends: Vec<Backend>,
 }
 
+impl HttpRoute {
+    /// A route with every option at its default (plain HTTP, no rewrite, no stickiness).
+    pub fn plain(service: ServiceRef, hosts: Vec<String>, path_prefix: &str, backends: Vec<Backend>) -> HttpRoute {
+        HttpRoute {
+            service,
+            hosts,
+            path_prefix: path_prefix.into(),
+            strip_prefix: false,
+            tls: TlsMode::None,
+            ssl_only: false,
+            websocket_endpoints: vec![],
+            stickiness: Stickiness::None,
+            redirects: vec![],
+            default_backend: false,
+            health_check: None,
+            backends,
+        }
+    }
+}
+
 /// How TLS is handled for a route's hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TlsMode {

@@ -17,7 +17,7 @@ use interlock::l7::metrics::Metrics;
 use interlock::l7::proxy::Proxy;
 use interlock::l7::server::{self, Limits, Listener};
 use interlock::l7::tls::TlsFront;
-use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot, Stickiness, TlsMode};
+use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -134,22 +134,14 @@ async fn answer(
 
 /// A route for `hosts` (+ prefix) to `backends`.
 pub fn route(service: &str, hosts: &[&str], prefix: &str, backends: &[&TestBackend]) -> HttpRoute {
-    HttpRoute {
-        service: ServiceRef {
+    HttpRoute::plain(
+        ServiceRef {
             id: service.into(),
             name: service.into(),
         },
-        hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        path_prefix: prefix.into(),
-        strip_prefix: false,
-        tls: TlsMode::None,
-        ssl_only: false,
-        websocket_endpoints: vec![],
-        stickiness: Stickiness::None,
-        redirects: vec![],
-        default_backend: false,
-        health_check: None,
-        backends: backends
+        hosts.iter().map(|h| h.to_string()).collect(),
+        prefix,
+        backends
             .iter()
             .map(|b| Backend {
                 addr: b.addr,
@@ -157,7 +149,7 @@ pub fn route(service: &str, hosts: &[&str], prefix: &str, backends: &[&TestBacke
                 id: b.name.clone(),
             })
             .collect(),
-    }
+    )
 }
 
 pub fn snapshot(version: u64, http: Vec<HttpRoute>) -> Snapshot {
