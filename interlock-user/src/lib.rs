@@ -1,12 +1,14 @@
 //! The Interlock agent as a library: the `interlock` binary (src/main.rs) is a thin CLI
 //! over these modules, and the end-to-end tests (tests/) use them directly.
 //!
+//! - `agent`: `interlock run`, the planes put together (settings, network joins, L4 plane).
 //! - `bpf`: the embedded kernel object, loading it, attaching XDP, reading counters.
 //! - `commands`: what each CLI subcommand does.
 //! - `docker`: reading the engine (services, tasks, networks, secrets, events).
 //! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
 //! - `l7`: the HTTP reverse proxy (routes, balancing, TLS, passthrough, metrics).
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
+pub mod agent;
 pub mod bpf;
 pub mod commands;
 pub mod control;

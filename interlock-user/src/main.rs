@@ -1,5 +1,6 @@
 //! The `interlock` binary.
 use clap::{Parser, Subcommand};
+use interlock::agent::settings::{LogFormat, RunArgs, Settings};
 use interlock::commands;
 
 #[derive(Parser)]
@@ -15,6 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: control plane, HTTP router and XDP fast path (what the stack deploys).
+    Run(Box<RunArgs>),
+    /// Show a running agent's routes, backends and L4 counters.
+    Status(commands::status::StatusArgs),
     /// Attach the packet-counting XDP program to an interface and print counts per IP protocol.
     Count(commands::count::CountArgs),
     /// Run the control plane alone (watch Docker or follow a leader) and print snapshots.
@@ -25,18 +30,41 @@ enum Command {
     L4(commands::l4::L4Args),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
-        Command::Count(args) => commands::count::run(args).await,
-        Command::Control(cmd) => commands::control::run(cmd).await,
-        Command::Proxy(args) => commands::proxy::run(*args).await,
-        Command::L4(args) => commands::l4::run(args).await,
+fn main() -> std::process::ExitCode {
+    let command = Cli::parse().command;
+    // `run` settings decide the log format and the Docker endpoint, so they come first.
+    let settings = match &command {
+        Command::Run(args) => match Settings::load((**args).clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("interlock: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        _ => None,
     };
+    if let Some(host) = settings.as_ref().and_then(|s| s.docker_host.as_ref()) {
+        // Before any thread exists: bollard and the raw client read DOCKER_HOST.
+        std::env::set_var("DOCKER_HOST", host);
+    }
+    init_logging(settings.as_ref().map_or(LogFormat::Text, |s| s.log_format));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("interlock: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Run(_) => commands::run::run(settings.expect("resolved above")).await,
+            Command::Status(args) => commands::status::run(args).await,
+            Command::Count(args) => commands::count::run(args).await,
+            Command::Control(cmd) => commands::control::run(cmd).await,
+            Command::Proxy(args) => commands::proxy::run(*args).await,
+            Command::L4(args) => commands::l4::run(args).await,
+        }
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -44,5 +72,16 @@ async fn main() -> std::process::ExitCode {
             tracing::error!("{e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

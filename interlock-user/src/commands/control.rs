@@ -13,7 +13,8 @@ use crate::docker::DockerSource;
 use crate::model::assemble::Options;
 use crate::model::SnapshotRx;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Auto,
     Leader,

@@ -3,3 +3,5 @@ pub mod control;
 pub mod count;
 pub mod l4;
 pub mod proxy;
+pub mod run;
+pub mod status;

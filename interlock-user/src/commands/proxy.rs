@@ -46,27 +46,54 @@ pub struct ProxyArgs {
     pub control: ControlArgs,
 }
 
+/// What the HTTP plane needs, whoever starts it (`interlock proxy` or `interlock run`).
+pub struct HttpOptions {
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub proxy_id: String,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub drain_grace: Duration,
+}
+
 pub async fn run(args: ProxyArgs) -> Result<()> {
     let rx = match &args.routes {
         Some(file) => watch_routes_file(file.clone())?,
         None => control_cmd::start(&args.control).await?,
     };
+    let opts = HttpOptions {
+        http: args.http,
+        https: args.https,
+        admin: args.admin,
+        proxy_id: args.proxy_id.clone().unwrap_or_else(host_name),
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_s),
+        upstream_timeout: Duration::from_secs(args.upstream_timeout_s),
+        drain_grace: Duration::from_secs(args.drain_grace_s),
+    };
+    serve_http(opts, rx, None).await
+}
+
+/// Serves HTTP(S) and the admin address with routes from `rx` until SIGTERM/Ctrl-C, then
+/// drains. `status` answers the admin `/status` path.
+pub async fn serve_http(opts: HttpOptions, rx: SnapshotRx, status: Option<l7::admin::StatusFn>) -> Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
-    let proxy_id = args.proxy_id.clone().unwrap_or_else(host_name);
     let proxy = Arc::new(Proxy::new(
         metrics,
-        &proxy_id,
+        &opts.proxy_id,
         Duration::from_secs(3),
-        Duration::from_secs(args.upstream_timeout_s),
+        opts.upstream_timeout,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut listeners = vec![server::Listener {
-        tcp: bind(args.http).await?,
+        tcp: bind(opts.http).await?,
         tls: None,
     }];
-    let tls = match args.https {
+    let tls = match opts.https {
         Some(addr) => {
             let front = Arc::new(TlsFront::new()?);
             listeners.push(server::Listener {
@@ -79,14 +106,19 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
     };
     tokio::spawn(l7::follow_snapshots(rx.clone(), proxy.clone(), tls, stop_rx.clone()));
     tokio::spawn(l7::health::run(rx, proxy.clone()));
-    let admin = bind(args.admin).await?;
-    tokio::spawn(l7::admin::serve(admin, Arc::new(Mutex::new(registry)), proxy.clone()));
-    tracing::info!(http = %args.http, https = ?args.https, admin = %args.admin, "proxy listening");
+    let admin = bind(opts.admin).await?;
+    tokio::spawn(l7::admin::serve(
+        admin,
+        Arc::new(Mutex::new(registry)),
+        proxy.clone(),
+        status,
+    ));
+    tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
 
     let limits = server::Limits {
-        max_connections: args.max_connections,
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_s),
-        drain_grace: Duration::from_secs(args.drain_grace_s),
+        max_connections: opts.max_connections,
+        header_read_timeout: opts.header_read_timeout,
+        drain_grace: opts.drain_grace,
         ..server::Limits::default()
     };
     let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));
@@ -103,7 +135,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "interlock".into())

@@ -2,6 +2,7 @@
 //! `model::assemble::ClusterState`, and watching its event stream. I/O only; what the
 //! state means is decided in `model/`.
 mod events;
+pub mod local;
 pub mod raw;
 mod read;
 

@@ -134,7 +134,7 @@ impl DockerSource {
 }
 
 /// `10.0.1.5/24` -> 10.0.1.5 (IPv6 addresses are not routed yet).
-fn parse_cidr(addr: &str) -> Option<Ipv4Addr> {
+pub(super) fn parse_cidr(addr: &str) -> Option<Ipv4Addr> {
     addr.split('/').next()?.parse().ok()
 }
 

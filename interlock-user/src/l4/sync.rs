@@ -177,6 +177,14 @@ impl L4Sync {
         Ok(out)
     }
 
+    /// Counters of each VIP (`addr:port/proto`), summed over CPUs.
+    pub fn listener_stats(&self) -> Result<Vec<(String, LbStats)>> {
+        self.vips
+            .iter()
+            .map(|(key, state)| Ok((describe(key), self.maps.vip_stats(state.slot)?)))
+            .collect()
+    }
+
     /// Per-VIP and per-backend counters (summed over CPUs) of what is applied now.
     pub fn stats(&self) -> Result<Vec<(String, LbStats)>> {
         let mut out = Vec::new();

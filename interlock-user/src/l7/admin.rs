@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz`, `/routes` (the current snapshot's
-//! route table version). Read-only; bind it to loopback or a management address.
+//! route table version), `/status` (JSON for `interlock status`). Read-only; bind it to loopback or a management address.
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -13,16 +13,19 @@ use tokio::net::TcpListener;
 use super::metrics::BackendLabels;
 use super::proxy::Proxy;
 
-pub async fn serve(listener: TcpListener, registry: Arc<Mutex<Registry>>, proxy: Arc<Proxy>) {
+/// Produces the JSON body of `/status` (the agent's routes, backends and L4 counters).
+pub type StatusFn = Arc<dyn Fn(&Proxy) -> String + Send + Sync>;
+
+pub async fn serve(listener: TcpListener, registry: Arc<Mutex<Registry>>, proxy: Arc<Proxy>, status: Option<StatusFn>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (registry, proxy) = (registry.clone(), proxy.clone());
+        let (registry, proxy, status) = (registry.clone(), proxy.clone(), status.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (registry, proxy) = (registry.clone(), proxy.clone());
-                async move { Ok::<_, Infallible>(answer(req.uri().path(), &registry, &proxy)) }
+                let (registry, proxy, status) = (registry.clone(), proxy.clone(), status.clone());
+                async move { Ok::<_, Infallible>(answer(req.uri().path(), &registry, &proxy, status.as_ref())) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -31,7 +34,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Mutex<Registry>>, proxy:
     }
 }
 
-fn answer(path: &str, registry: &Mutex<Registry>, proxy: &Proxy) -> Response<Full<Bytes>> {
+fn answer(path: &str, registry: &Mutex<Registry>, proxy: &Proxy, status: Option<&StatusFn>) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_string()),
         "/metrics" => {
@@ -53,6 +56,13 @@ fn answer(path: &str, registry: &Mutex<Registry>, proxy: &Proxy) -> Response<Ful
             }
         }
         "/routes" => (StatusCode::OK, format!("{}\n", proxy.table().table.version)),
+        "/status" => match status {
+            Some(f) => (StatusCode::OK, f(proxy)),
+            None => (
+                StatusCode::NOT_FOUND,
+                "no status here (interlock run serves it)\n".to_string(),
+            ),
+        },
         _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

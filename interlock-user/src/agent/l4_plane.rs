@@ -1,0 +1,171 @@
+//! The agent's L4 plane: attaches the XDP balancer to the host's interfaces (and to
+//! `docker_gwbridge`, where local tasks answer), then keeps the kernel maps in step with the
+//! snapshots, translated to the tasks' local addresses (`local_backends`).
+//!
+//! Maps and links are pinned in bpffs: a restarted agent takes them over and flows that were
+//! established keep going while it is away.
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use aya::programs::XdpMode;
+use aya::Ebpf;
+use tokio::time::{interval, MissedTickBehavior};
+
+use super::hostns;
+use super::local_backends::localize;
+use super::settings::XdpModeSetting;
+use super::status::L4Status;
+use crate::docker::local::{GatewayAddr, GWBRIDGE};
+use crate::docker::DockerSource;
+use crate::l4::desired::{describe, vip_key};
+use crate::l4::{pin, L4Sync, LbMaps};
+use crate::model::{L4Service, SnapshotRx};
+
+pub struct L4Options {
+    pub interfaces: Vec<String>,
+    pub mode: XdpModeSetting,
+    pub vip: Option<Ipv4Addr>,
+    pub bpffs: PathBuf,
+    pub host_netns: Option<PathBuf>,
+}
+
+/// What setting up in the host namespace hands back to the async side.
+struct Attached {
+    /// Keeps the loaded program and its fds alive with the agent.
+    _ebpf: Ebpf,
+    sync: L4Sync,
+    default_vip: Ipv4Addr,
+    /// A socket in the host's namespace: datagrams from it make the host resolve the MACs of
+    /// local tasks, which XDP's FIB lookup needs (XDP itself cannot ARP).
+    neighbour_poke: UdpSocket,
+}
+
+/// Attaches and starts following the snapshots; the status of the L4 services is published
+/// into `status` every second.
+pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4Status>>>) -> Result<()> {
+    let netns = opts.host_netns.clone();
+    let attached = tokio::task::spawn_blocking(move || hostns::run_in(netns, move || attach(&opts)))
+        .await
+        .context("the L4 setup thread failed")??;
+    tracing::info!(vip = %attached.default_vip, "L4 fast path attached");
+    tokio::spawn(follow(attached, rx, status));
+    Ok(())
+}
+
+fn attach(opts: &L4Options) -> Result<Attached> {
+    pin::prepare_pin_dir(&opts.bpffs)?;
+    let mut ebpf = pin::load_pinned(&opts.bpffs)?;
+    let mut maps = LbMaps::take(&mut ebpf)?;
+    let snat = hostns::iface_ipv4(GWBRIDGE)
+        .context("the L4 fast path reaches local tasks through docker_gwbridge, which has no address here")?;
+    maps.set_snat_addr(snat)?;
+    let default_vip = match opts.vip {
+        Some(vip) => vip,
+        None => hostns::iface_ipv4(&opts.interfaces[0]).context("choosing the default L4 VIP")?,
+    };
+    let sync = L4Sync::new(maps, Some(default_vip))?;
+    let mode = match opts.mode {
+        XdpModeSetting::Skb => XdpMode::Skb,
+        XdpModeSetting::Driver => XdpMode::Driver,
+    };
+    let mut ifaces: BTreeSet<&str> = opts.interfaces.iter().map(String::as_str).collect();
+    ifaces.insert(GWBRIDGE);
+    for iface in ifaces {
+        let took_over = pin::attach_pinned(&mut ebpf, iface, mode, &opts.bpffs)?;
+        tracing::info!(iface, took_over, "XDP balancer attached");
+    }
+    let neighbour_poke = UdpSocket::bind("0.0.0.0:0").context("creating the neighbour socket")?;
+    neighbour_poke.set_nonblocking(true)?;
+    Ok(Attached {
+        _ebpf: ebpf,
+        sync,
+        default_vip,
+        neighbour_poke,
+    })
+}
+
+async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4Status>>>) {
+    let mut tick = interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut source: Option<DockerSource> = None;
+    let mut local: HashMap<String, GatewayAddr> = HashMap::new();
+    let mut applied: Option<Vec<L4Service>> = None;
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tick.tick() => ticks += 1,
+        }
+        let snapshot = rx.borrow_and_update().clone();
+        // Version 0 is "nothing known yet" (a restart): the pinned maps keep serving.
+        if snapshot.version == 0 {
+            continue;
+        }
+        if source.is_none() {
+            source = DockerSource::connect().await.ok();
+        }
+        if let Some(s) = &source {
+            match s.local_gateway_addrs().await {
+                Ok(l) => local = l,
+                Err(e) => {
+                    tracing::warn!("reading local task addresses, keeping the last ones: {e:#}");
+                    source = None;
+                }
+            }
+        }
+        let services = localize(&snapshot.l4, &local);
+        if applied.as_ref() != Some(&services) {
+            match a.sync.apply(&services) {
+                Ok(r) => {
+                    tracing::info!(
+                        added = r.added,
+                        updated = r.updated,
+                        removed = r.removed,
+                        "L4 maps updated"
+                    );
+                    poke_neighbours(&a.neighbour_poke, &services);
+                    applied = Some(services);
+                }
+                Err(e) => tracing::error!("L4 services not applied, keeping the previous ones: {e:#}"),
+            }
+        } else if ticks % 10 == 0 {
+            // Keeps the host's neighbour entries of the backends fresh.
+            poke_neighbours(&a.neighbour_poke, &services);
+        }
+        if let Some(applied) = &applied {
+            status.store(Arc::new(l4_status(&a.sync, applied, a.default_vip)));
+        }
+    }
+}
+
+/// One empty datagram to the discard port of each backend: the host resolves its MAC.
+fn poke_neighbours(socket: &UdpSocket, services: &[L4Service]) {
+    let ips: BTreeSet<_> = services.iter().flat_map(|s| &s.backends).map(|b| b.addr.ip()).collect();
+    for ip in ips {
+        let _ = socket.send_to(&[], (ip, 9));
+    }
+}
+
+fn l4_status(sync: &L4Sync, services: &[L4Service], default_vip: Ipv4Addr) -> Vec<L4Status> {
+    let stats: HashMap<String, _> = sync.listener_stats().unwrap_or_default().into_iter().collect();
+    services
+        .iter()
+        .map(|s| {
+            let listener = describe(&vip_key(s.vip.unwrap_or(default_vip), s.port, s.protocol));
+            let st = stats.get(&listener).copied().unwrap_or_default();
+            L4Status {
+                service: s.service.name.clone(),
+                backends: s.backends.iter().map(|b| b.addr.to_string()).collect(),
+                packets: st.packets,
+                bytes: st.bytes,
+                new_flows: st.new_flows,
+                listener,
+            }
+        })
+        .collect()
+}

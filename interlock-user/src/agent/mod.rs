@@ -1,0 +1,104 @@
+//! `interlock run`: the agent an operator deploys. It puts the planes together:
+//! control plane (leader or follower) -> snapshots -> L7 router, L4 maps, network joins.
+//!
+//! - `settings`: flags, environment and TOML resolved into one `Settings`.
+//! - `networks`: joining the overlays of labelled services.
+//! - `l4_plane`, `local_backends`, `hostns`: the XDP fast path on the host's interfaces.
+//! - `status`: what `interlock status` shows.
+pub mod hostns;
+pub mod l4_plane;
+pub mod local_backends;
+pub mod networks;
+pub mod settings;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use arc_swap::ArcSwap;
+
+use crate::commands::control::{self as control_cmd, ControlArgs};
+use crate::commands::proxy::{self, HttpOptions};
+use crate::l7::proxy::Proxy;
+use crate::model::SnapshotRx;
+use settings::Settings;
+use status::{BackendStatus, L4Status, RouteStatus, Status};
+
+pub async fn run(s: Settings) -> Result<()> {
+    let control = ControlArgs {
+        role: s.role,
+        snapshot_listen: s.snapshot_listen,
+        leader: s.leader.clone(),
+        poll_ms: 1000,
+        reconcile_s: 30,
+        service_cluster: s.service_cluster.clone(),
+        secrets_dir: "/run/secrets".into(),
+    };
+    let rx = control_cmd::start(&control).await?;
+
+    if s.join_networks {
+        match crate::docker::local::own_container_id() {
+            Some(id) => {
+                tracing::info!(container = %id, "joining the networks of labelled services");
+                tokio::spawn(networks::run(rx.clone(), id));
+            }
+            None => tracing::warn!("join_networks is on but the agent is not in a container: not joining networks"),
+        }
+    }
+
+    let l4_status = Arc::new(ArcSwap::from_pointee(Vec::<L4Status>::new()));
+    if !s.xdp_interfaces.is_empty() {
+        let opts = l4_plane::L4Options {
+            interfaces: s.xdp_interfaces.clone(),
+            mode: s.xdp_mode,
+            vip: s.l4_vip,
+            bpffs: s.bpffs.clone(),
+            host_netns: s.host_netns.clone(),
+        };
+        l4_plane::start(opts, rx.clone(), l4_status.clone()).await?;
+    }
+
+    let status_rx = rx.clone();
+    let status_fn: crate::l7::admin::StatusFn =
+        Arc::new(move |proxy: &Proxy| status_json(&status_rx, proxy, &l4_status.load()));
+    let http = HttpOptions {
+        http: s.http,
+        https: s.https,
+        admin: s.admin,
+        proxy_id: s.proxy_id.clone().unwrap_or_else(proxy::host_name),
+        max_connections: s.max_connections,
+        header_read_timeout: Duration::from_secs(10),
+        upstream_timeout: Duration::from_secs(60),
+        drain_grace: Duration::from_secs(s.drain_grace_s),
+    };
+    proxy::serve_http(http, rx, Some(status_fn)).await
+}
+
+fn status_json(rx: &SnapshotRx, proxy: &Proxy, l4: &[L4Status]) -> String {
+    let snapshot = rx.borrow().clone();
+    let up: HashMap<_, _> = proxy.backend_states().iter().map(|b| (b.addr, b.available())).collect();
+    let status = Status {
+        snapshot_version: snapshot.version,
+        routes: snapshot
+            .http
+            .iter()
+            .map(|r| RouteStatus {
+                service: r.service.name.clone(),
+                hosts: r.hosts.clone(),
+                path: r.path_prefix.clone(),
+                backends: r
+                    .backends
+                    .iter()
+                    .map(|b| BackendStatus {
+                        addr: b.addr.to_string(),
+                        up: up.get(&b.addr).copied().unwrap_or(true),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        l4: l4.to_vec(),
+    };
+    serde_json::to_string(&status).unwrap_or_default()
+}

@@ -1,0 +1,154 @@
+//! What `interlock status` shows: the agent's routes, backends and L4 counters. The agent
+//! serves it as JSON on the admin address (`/status`); the CLI prints it as tables.
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub snapshot_version: u64,
+    pub routes: Vec<RouteStatus>,
+    pub l4: Vec<L4Status>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    pub service: String,
+    pub hosts: Vec<String>,
+    pub path: String,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub addr: String,
+    /// False while ejected after connect failures or failing its health check.
+    pub up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct L4Status {
+    /// `vip:port/proto`.
+    pub listener: String,
+    pub service: String,
+    pub backends: Vec<String>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+impl Status {
+    /// Two plain-text tables, as `interlock status` prints them.
+    pub fn to_table(&self) -> String {
+        let mut out = format!("snapshot version {}\n\nHTTP ROUTES\n", self.snapshot_version);
+        let mut rows = vec![vec!["SERVICE".into(), "HOSTS".into(), "PATH".into(), "BACKENDS".into()]];
+        for r in &self.routes {
+            let backends: Vec<String> = r
+                .backends
+                .iter()
+                .map(|b| format!("{}{}", b.addr, if b.up { "" } else { " (down)" }))
+                .collect();
+            rows.push(vec![
+                r.service.clone(),
+                r.hosts.join(","),
+                r.path.clone(),
+                if backends.is_empty() {
+                    "-".into()
+                } else {
+                    backends.join(" ")
+                },
+            ]);
+        }
+        out.push_str(&columns(&rows));
+        out.push_str("\nL4 SERVICES\n");
+        let mut rows = vec![vec![
+            "LISTENER".into(),
+            "SERVICE".into(),
+            "BACKENDS".into(),
+            "PACKETS".into(),
+            "BYTES".into(),
+            "NEW FLOWS".into(),
+        ]];
+        for s in &self.l4 {
+            rows.push(vec![
+                s.listener.clone(),
+                s.service.clone(),
+                if s.backends.is_empty() {
+                    "-".into()
+                } else {
+                    s.backends.join(" ")
+                },
+                s.packets.to_string(),
+                s.bytes.to_string(),
+                s.new_flows.to_string(),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+        out
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn columns(rows: &[Vec<String>]) -> String {
+    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..width)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_routes_and_l4_counters_as_tables() {
+        let status = Status {
+            snapshot_version: 7,
+            routes: vec![RouteStatus {
+                service: "web".into(),
+                hosts: vec!["app.example.org".into()],
+                path: "/".into(),
+                backends: vec![
+                    BackendStatus {
+                        addr: "10.0.1.5:80".into(),
+                        up: true,
+                    },
+                    BackendStatus {
+                        addr: "10.0.1.6:80".into(),
+                        up: false,
+                    },
+                ],
+            }],
+            l4: vec![L4Status {
+                listener: "192.0.2.1:5432/tcp".into(),
+                service: "db".into(),
+                backends: vec![],
+                packets: 12,
+                bytes: 3400,
+                new_flows: 2,
+            }],
+        };
+        let t = status.to_table();
+        assert!(t.starts_with("snapshot version 7\n"), "{t}");
+        assert!(
+            t.contains("web      app.example.org  /     10.0.1.5:80 10.0.1.6:80 (down)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("192.0.2.1:5432/tcp  db       -         12       3400   2"),
+            "{t}"
+        );
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+    }
+}
