@@ -3,6 +3,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod docker;
+mod image;
 mod setup;
 mod test;
 
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Show the balancer at work on a built-in example.
     Demo,
+    /// Build the agent's image (interlock:local) FROM scratch from a static binary, offline.
+    Image,
     /// Run a benchmark and print its BENCH line.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -72,6 +75,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Setup => setup::run(),
         Command::Test { unprivileged, args } => test::run(unprivileged, &args),
         Command::Demo => demo::run(),
+        Command::Image => image::run(),
         Command::Bench(which) => bench::run(which),
     }
 }

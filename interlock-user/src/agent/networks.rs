@@ -14,7 +14,10 @@ use crate::model::SnapshotRx;
 /// How long a joined network must be unneeded before the agent leaves it: a service being
 /// redeployed must not lose its proxy path for a moment.
 const LEAVE_AFTER: Duration = Duration::from_secs(60);
+/// A full recheck this often; a failed join is retried every second (a network a node has
+/// not instantiated yet answers "not found" for a moment after its service is created).
 const RECHECK: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -50,13 +53,20 @@ pub async fn run(mut rx: SnapshotRx, container: String) {
     let mut unneeded_since = HashMap::new();
     // Failures are logged when they first happen or change, not every recheck.
     let mut reported: BTreeMap<String, String> = BTreeMap::new();
-    let mut tick = interval(RECHECK);
+    let mut tick = interval(RETRY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_check: Option<Instant> = None;
     loop {
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                let pending = reported.keys().any(|k| k != "docker");
+                if !pending && last_check.is_some_and(|t| t.elapsed() < RECHECK) {
+                    continue;
+                }
+            }
         }
+        last_check = Some(Instant::now());
         let wanted: BTreeSet<String> = rx.borrow_and_update().networks.iter().cloned().collect();
         let source = match DockerSource::connect().await {
             Ok(s) => s,
