@@ -81,6 +81,21 @@ pub struct Service {
 impl Service {
     /// `docker service create` with the given extra arguments (labels, network, replicas).
     pub fn create(extra: &[&str]) -> Result<Service> {
+        Service::create_cmd(extra, &[])
+    }
+
+    /// A backend whose page `/` answers `text` (busybox httpd on port 80).
+    pub fn page(extra: &[&str], text: &str) -> Result<Service> {
+        let script = format!(
+            "/busybox mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec /busybox httpd -f -p 80 -h /tmp/www"
+        );
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&["--entrypoint", "/busybox"]);
+        Service::create_cmd(&args, &["sh", "-c", &script])
+    }
+
+    /// Like `create`, with a command after the image.
+    pub fn create_cmd(extra: &[&str], cmd: &[&str]) -> Result<Service> {
         let name = unique("svc");
         let mut args = vec![
             "service",
@@ -93,6 +108,7 @@ impl Service {
         ];
         args.extend_from_slice(extra);
         args.push(BACKEND_IMAGE);
+        args.extend_from_slice(cmd);
         docker(&args)?;
         Ok(Service { name })
     }
@@ -117,6 +133,39 @@ impl Service {
         args.extend_from_slice(extra);
         args.push(&self.name);
         docker(&args).map(|_| ())
+    }
+
+    /// `docker service update` waiting until the service converged.
+    pub fn update_and_wait(&self, extra: &[&str]) -> Result<()> {
+        let mut args = vec!["service", "update", "--quiet"];
+        args.extend_from_slice(extra);
+        args.push(&self.name);
+        docker(&args).map(|_| ())
+    }
+
+    /// When (Unix ns) each running task entered its current state.
+    pub fn running_since(&self) -> Result<Vec<i64>> {
+        let ids = docker(&[
+            "service",
+            "ps",
+            "--quiet",
+            "--filter",
+            "desired-state=running",
+            &self.name,
+        ])?;
+        let mut out = vec![];
+        for id in ids.lines() {
+            let line = docker(&[
+                "inspect",
+                "--format",
+                "{{.Status.State}} {{.Status.Timestamp.UnixNano}}",
+                id,
+            ])?;
+            if let Some(("running", ns)) = line.split_once(' ') {
+                out.push(ns.parse()?);
+            }
+        }
+        Ok(out)
     }
 
     pub fn id(&self) -> Result<String> {

@@ -3,8 +3,11 @@
 //! privilege check that makes a kernel test fail loudly instead of skipping.
 pub mod agent;
 pub mod docker;
+pub mod engine;
 pub mod l4;
+pub mod load;
 pub mod netns;
+pub mod stack;
 
 /// Fails the test with a clear message when it does not run as root.
 pub fn require_root() {

@@ -1,63 +1,13 @@
 //! dockerd restarted under a running control plane: it keeps its last snapshot while the
 //! engine is away (never publishes an empty one), then resyncs and follows new changes.
 //! Its own test binary: it takes the engine away from every other Docker test.
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use interlock_tests::docker::{docker, ensure_backend_image, route, unique, ControlAgent, Network, Service};
+use interlock_tests::docker::{ensure_backend_image, route, unique, ControlAgent, Network, Service};
+use interlock_tests::engine::{start_dockerd, stop_dockerd, wait_engine, EngineGuard};
 use interlock_tests::{report, require_root};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn engine_up() -> bool {
-    docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).is_ok_and(|s| s == "active")
-}
-
-fn start_dockerd() {
-    let _ = Command::new("sh")
-        .args(["-c", "setsid dockerd >>/var/log/dockerd.log 2>&1 < /dev/null &"])
-        .status();
-}
-
-fn dockerd_running() -> bool {
-    Command::new("pgrep")
-        .args(["-x", "dockerd"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn wait_engine(up: bool) {
-    let deadline = Instant::now() + WAIT;
-    // Down means the process is gone too: a new dockerd refuses to start beside a stopping one.
-    while engine_up() != up || (!up && dockerd_running()) {
-        assert!(
-            Instant::now() < deadline,
-            "dockerd did not come {}",
-            if up { "up" } else { "down" }
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// Leaves dockerd running in swarm mode whatever happens in the test.
-struct EngineGuard;
-
-impl Drop for EngineGuard {
-    fn drop(&mut self) {
-        if !engine_up() {
-            if Command::new("pgrep")
-                .args(["-x", "dockerd"])
-                .status()
-                .map(|s| !s.success())
-                .unwrap_or(true)
-            {
-                start_dockerd();
-            }
-            wait_engine(true);
-        }
-    }
-}
 
 #[test]
 fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
@@ -75,8 +25,7 @@ fn dockerd_restart_keeps_the_last_snapshot_then_resyncs() {
 
     // Declared after the swarm objects so it is dropped first: they are removed with a live engine.
     let _engine = EngineGuard;
-    let stopped = Command::new("pkill").args(["-TERM", "-x", "dockerd"]).status().unwrap();
-    assert!(stopped.success(), "dockerd was running");
+    stop_dockerd();
     wait_engine(false);
     agent
         .process

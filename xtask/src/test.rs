@@ -40,6 +40,9 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
             "interlock",
         ]))?;
         cargo.env("INTERLOCK_BIN", root().join("target/debug/interlock"));
+        // The swarm tests deploy deploy/stack.yml with the image of this checkout.
+        crate::image::run()?;
+        cargo.env("INTERLOCK_IMAGE", crate::image::IMAGE);
     }
     if !extra.is_empty() {
         cargo.arg("--").args(extra);
@@ -47,8 +50,16 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
     cmd::run(&mut cargo)
 }
 
-/// Namespaces and swarm objects left by a test run that was killed (tests name theirs `ilt-*`).
+/// Namespaces and swarm objects left by a test run that was killed (tests name theirs `ilt-*`),
+/// and the demo's stack, whose XDP fast path holds docker_gwbridge that the tests need.
 fn remove_stale_test_objects() {
+    if cmd::ok("docker stack ps interlock") {
+        eprintln!("test: removing the demo's stack `interlock` (the swarm tests need docker_gwbridge)");
+        let _ = cmd::sh("docker stack rm interlock >/dev/null && sleep 5");
+        let _ = cmd::sh("rm -rf /sys/fs/bpf/interlock");
+    }
+    let _ = cmd::sh("docker stack ls --format '{{.Name}}' | grep '^ilt-' | xargs -r -n1 docker stack rm >/dev/null");
+    let _ = cmd::sh("rm -rf /sys/fs/bpf/ilt-stack-*");
     let _ = cmd::sh("for ns in $(ip netns list | awk '/^ilt-/ {print $1}'); do ip netns del \"$ns\"; done");
     let _ = cmd::sh("docker service ls -q --filter name=ilt- | xargs -r docker service rm >/dev/null");
     let _ = cmd::sh("docker network ls -q --filter name=ilt- | xargs -r docker network rm >/dev/null 2>&1");

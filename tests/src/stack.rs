@@ -1,0 +1,128 @@
+//! The interlock stack (`deploy/stack.yml`) deployed by a test, removed on drop together with
+//! its pinned maps; and plain HTTP requests through it.
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::docker::{docker, unique};
+use crate::netns::run;
+
+/// Node ports the test stacks publish (the demo's stack keeps 80/443).
+pub const HTTP_PORT: u16 = 18080;
+const HTTPS_PORT: u16 = 18443;
+
+pub struct Stack {
+    pub name: String,
+    bpffs: PathBuf,
+}
+
+impl Stack {
+    /// Deploys the stack (image `INTERLOCK_IMAGE`, default `interlock:local` from
+    /// `cargo xtask image`) and waits until its proxy answers. `xdp_interfaces`: where the L4
+    /// fast path listens ("" for none).
+    pub fn deploy(xdp_interfaces: &str) -> Result<Stack> {
+        let name = unique("stack");
+        let bpffs = PathBuf::from("/sys/fs/bpf").join(&name);
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/stack.yml");
+        let stack = Stack { name, bpffs };
+        run(Command::new("docker")
+            .args(["stack", "deploy", "--compose-file"])
+            .arg(&file)
+            .arg(&stack.name)
+            .env(
+                "INTERLOCK_IMAGE",
+                std::env::var("INTERLOCK_IMAGE").unwrap_or_else(|_| "interlock:local".into()),
+            )
+            .env("INTERLOCK_XDP_INTERFACES", xdp_interfaces)
+            .env("INTERLOCK_HTTP_PORT", HTTP_PORT.to_string())
+            .env("INTERLOCK_HTTPS_PORT", HTTPS_PORT.to_string())
+            .env("INTERLOCK_BPFFS", &stack.bpffs)
+            .env("INTERLOCK_DRAIN_GRACE_S", "2"))?;
+        stack.wait_ready(Duration::from_secs(90))?;
+        Ok(stack)
+    }
+
+    /// Waits until a proxy answers anything on the HTTP port.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while get("ready.invalid", "/").is_err() {
+            if Instant::now() > deadline {
+                let ps = docker(&["service", "ps", "--no-trunc", &format!("{}_interlock", self.name)]);
+                bail!("the stack's proxy did not answer within {timeout:?}; tasks: {ps:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    /// The running agent container of the manager service.
+    pub fn agent_container(&self) -> Result<String> {
+        let label = format!("label=com.docker.swarm.service.name={}_interlock", self.name);
+        let id = docker(&["ps", "--quiet", "--filter", &label])?;
+        match id.lines().next() {
+            Some(id) => Ok(id.to_string()),
+            None => bail!("no running agent container for stack {}", self.name),
+        }
+    }
+
+    /// `interlock status` run inside the agent container.
+    pub fn status(&self) -> Result<String> {
+        docker(&["exec", &self.agent_container()?, "/interlock", "status"])
+    }
+
+    /// The agent's log (both services).
+    pub fn logs(&self) -> String {
+        docker(&["service", "logs", "--raw", &format!("{}_interlock", self.name)]).unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = docker(&["stack", "rm", &self.name]);
+        // Containers leave (and release ports and networks) after their drain.
+        let label = format!("label=com.docker.stack.namespace={}", self.name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while docker(&["ps", "--all", "--quiet", "--filter", &label]).is_ok_and(|ids| !ids.is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let network = format!("{}_interlock", self.name);
+        for _ in 0..40 {
+            if docker(&["network", "inspect", &network]).is_err() || docker(&["network", "rm", &network]).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        // Unpinning the links detaches the XDP programs the stack left on the host.
+        let _ = std::fs::remove_dir_all(&self.bpffs);
+    }
+}
+
+/// One `GET` through the stack's proxy with `Connection: close`; returns the status code and
+/// the body. Minimal on purpose (no chunked decoding): enough to check answers.
+pub fn get(host: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", HTTP_PORT)).context("connecting to the proxy")?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).context("reading the answer")?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

@@ -1,0 +1,104 @@
+//! The interlock stack on a real swarm: labelled services answer through the proxy by host
+//! and by path within 2 s of their tasks running, on a network the agent joins by itself;
+//! after dockerd restarts, routes serve again and later changes are picked up.
+//! Its own test binary: it restarts the engine under every other Docker test.
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Result};
+use interlock_tests::docker::{ensure_backend_image, unique, Network, Service};
+use interlock_tests::engine::{start_dockerd, stop_dockerd, wait_engine, EngineGuard};
+use interlock_tests::stack::{get, Stack};
+use interlock_tests::{report, require_root};
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Polls `host`+`path` until it answers 200 with `body`; returns when (Unix ns).
+fn wait_answer(host: &str, path: &str, body: &str, timeout: Duration) -> Result<i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = get(host, path);
+        if let Ok((200, b)) = &answer {
+            if b.trim() == body {
+                return Ok(now_ns());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{host}{path} did not answer 200 {body:?} within {timeout:?}; last: {answer:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
+    require_root();
+    ensure_backend_image().unwrap();
+    // Declared before the stack so it is removed after the agent has left it.
+    let net = Network::new().unwrap();
+    let stack = Stack::deploy("").unwrap();
+    let host = format!("{}.example", unique("h"));
+    let (hosts, on_net) = (format!("com.docker.lb.hosts={host}"), ["--network", net.name.as_str()]);
+    let common = [&on_net[..], &["--label", &hosts, "--label", "com.docker.lb.port=80"]].concat();
+    let web = Service::page(&common, "web").unwrap();
+    let api_labels = [
+        &common[..],
+        &[
+            "--label",
+            "com.docker.lb.context_root=/api",
+            "--label",
+            "com.docker.lb.context_root_rewrite=true",
+        ],
+    ]
+    .concat();
+    let api = Service::page(&api_labels, "api").unwrap();
+
+    let web_at = wait_answer(&host, "/", "web", Duration::from_secs(60)).unwrap();
+    let api_at = wait_answer(&host, "/api/", "api", Duration::from_secs(60)).unwrap();
+    let web_running = web.running_since().unwrap()[0];
+    let api_running = api.running_since().unwrap()[0];
+    let (web_live_ms, api_live_ms) = ((web_at - web_running) / 1_000_000, (api_at - api_running) / 1_000_000);
+    assert!(
+        web_live_ms < 2000 && api_live_ms < 2000,
+        "routes live {web_live_ms} ms / {api_live_ms} ms after the tasks ran (limit 2 s)"
+    );
+    let (status, _) = get("nobody.invalid", "/").unwrap();
+    assert_eq!(status, 404, "a host no service claims is not forwarded");
+    let table = stack.status().unwrap();
+    assert!(
+        table.contains(&host) && table.contains("/api"),
+        "status shows the routes:\n{table}"
+    );
+
+    // dockerd restarted: every container goes (swarm has no live-restore) and comes back.
+    let _engine = EngineGuard;
+    stop_dockerd();
+    wait_engine(false);
+    start_dockerd();
+    wait_engine(true);
+    let back = Instant::now();
+    wait_answer(&host, "/", "web", Duration::from_secs(120)).unwrap();
+    let serving_again_s = back.elapsed().as_secs_f64();
+    let later_host = format!("{}.example", unique("h"));
+    let later = Service::page(
+        &[
+            "--network",
+            &net.name,
+            "--label",
+            &format!("com.docker.lb.hosts={later_host}"),
+            "--label",
+            "com.docker.lb.port=80",
+        ],
+        "later",
+    )
+    .unwrap();
+    wait_answer(&later_host, "/", "later", Duration::from_secs(60)).unwrap();
+    report(&format!(
+        "swarm_routes: live after running: web {web_live_ms} ms, api {api_live_ms} ms; after a dockerd \
+         restart serving again in {serving_again_s:.1} s, and a new service routed"
+    ));
+    drop((later, api, web));
+}
