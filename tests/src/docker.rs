@@ -4,14 +4,13 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use interlock::model::Snapshot;
 
 use crate::agent::{interlock_bin, AgentProcess};
 use crate::netns::run;
 
-/// The test backend: busybox httpd serving /www, built FROM scratch (no registry here).
-pub const BACKEND_IMAGE: &str = "interlock-test-backend:1";
+pub use xtask::backend_image::BACKEND_IMAGE;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -30,22 +29,9 @@ pub fn docker(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Builds the backend image once (from Debian's busybox-static).
+/// Builds the backend image once (busybox httpd FROM scratch, see xtask/src/backend_image.rs).
 pub fn ensure_backend_image() -> Result<()> {
-    if docker(&["image", "inspect", BACKEND_IMAGE]).is_ok() {
-        return Ok(());
-    }
-    let dir = std::env::temp_dir().join(format!("ilt-image-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("www"))?;
-    std::fs::copy("/bin/busybox", dir.join("busybox")).context("copying /bin/busybox (package busybox-static)")?;
-    std::fs::write(dir.join("www/index.html"), "ok\n")?;
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /busybox\nCOPY www /www\nCMD [\"/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
-    )?;
-    let built = docker(&["build", "-q", "-t", BACKEND_IMAGE, dir.to_str().unwrap_or(".")]);
-    let _ = std::fs::remove_dir_all(&dir);
-    built.map(|_| ())
+    xtask::backend_image::ensure().map_err(|e| anyhow::anyhow!(e))
 }
 
 /// An attachable overlay network, removed on drop.

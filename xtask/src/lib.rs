@@ -1,4 +1,6 @@
 //! Project automation for Interlock, run as `cargo xtask <command>`.
 //!
-//! `ebpf` is also used by interlock-user's build script, so it depends on std alone.
+//! `ebpf` is also used by interlock-user's build script, and `backend_image` by the tests,
+//! so the library depends on std alone.
+pub mod backend_image;
 pub mod ebpf;

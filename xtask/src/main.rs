@@ -37,8 +37,12 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Show the balancer at work on a built-in example.
-    Demo,
+    /// Deploy the stack and sample services on the local swarm, show them answering (HTTP by
+    /// host and path, TCP through XDP) and leave them running; `--remove` takes them down.
+    Demo {
+        #[arg(long)]
+        remove: bool,
+    },
     /// Build the agent's image (interlock:local) FROM scratch from a static binary, offline.
     Image,
     /// Run a benchmark and print its BENCH line.
@@ -74,7 +78,7 @@ fn dispatch(command: Command) -> Result<()> {
         }
         Command::Setup => setup::run(),
         Command::Test { unprivileged, args } => test::run(unprivileged, &args),
-        Command::Demo => demo::run(),
+        Command::Demo { remove } => demo::run(remove),
         Command::Image => image::run(),
         Command::Bench(which) => bench::run(which),
     }
