@@ -106,7 +106,12 @@ impl Drop for Stack {
 /// One `GET` through the stack's proxy with `Connection: close`; returns the status code and
 /// the body. Minimal on purpose (no chunked decoding): enough to check answers.
 pub fn get(host: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", HTTP_PORT)).context("connecting to the proxy")?;
+    get_at(HTTP_PORT, host, path)
+}
+
+/// `get` on another local port.
+pub fn get_at(port: u16, host: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,

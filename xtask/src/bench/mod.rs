@@ -1,6 +1,7 @@
 //! `cargo xtask bench <what>`: benchmarks that print `BENCH` lines, each with a reference
 //! measured in the same run. Never timed assertions: tests assert behaviour, benches measure.
 mod control;
+mod e2e;
 mod l4;
 mod l7;
 
@@ -18,6 +19,8 @@ pub enum Bench {
     L7,
     /// Control plane: event-to-snapshot latency and full resync time on a real swarm.
     Control,
+    /// The deployed stack: route-live latency after scale-ups and errors during rolling updates.
+    E2e,
 }
 
 pub fn run(which: Bench) -> Result<()> {
@@ -25,5 +28,6 @@ pub fn run(which: Bench) -> Result<()> {
         Bench::L4 => l4::run(),
         Bench::L7 => l7::run(),
         Bench::Control => control::run(),
+        Bench::E2e => e2e::run(),
     }
 }
