@@ -74,6 +74,12 @@ impl Stack {
         docker(&["exec", &self.agent_container()?, "/interlock", "status"])
     }
 
+    /// The agent's tasks with their states and errors.
+    pub fn tasks(&self) -> String {
+        docker(&["service", "ps", "--no-trunc", &format!("{}_interlock", self.name)])
+            .unwrap_or_else(|e| format!("{e:#}"))
+    }
+
     /// The agent's log (both services).
     pub fn logs(&self) -> String {
         docker(&["service", "logs", "--raw", &format!("{}_interlock", self.name)]).unwrap_or_default()

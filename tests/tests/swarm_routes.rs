@@ -80,7 +80,9 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
     start_dockerd();
     wait_engine(true);
     let back = Instant::now();
-    wait_answer(&host, "/", "web", Duration::from_secs(120)).unwrap();
+    if let Err(e) = wait_answer(&host, "/", "web", Duration::from_secs(120)) {
+        panic!("{e:#}\nagent tasks:\n{}\nagent log:\n{}", stack.tasks(), stack.logs());
+    }
     let serving_again_s = back.elapsed().as_secs_f64();
     let later_host = format!("{}.example", unique("h"));
     let later = Service::page(

@@ -1,15 +1,19 @@
 //! The leader's loop: connect, read everything, publish; then follow events (debounced),
 //! poll tasks and reconcile fully on timers. When Docker goes away it keeps the last
 //! snapshot (never publishes an empty one for that reason) and reconnects with backoff.
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
-use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
+use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use super::Publisher;
 use crate::docker::{watch_events, Dirty, DockerSource};
 use crate::model::assemble::ClusterState;
+
+/// When to re-read tasks after an event touching them (ms after the event's refresh).
+const RECHECKS_MS: [u64; 4] = [100, 250, 500, 800];
 
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -72,8 +76,24 @@ async fn session(config: &WatchConfig, publisher: &mut Publisher) -> Result<()> 
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
         timer.tick().await;
     }
+    // After a container event the task's state in the swarm lags the container by a few
+    // hundred ms (the node reports it to the managers): re-read tasks a few times soon after,
+    // instead of waiting for the next poll.
+    let mut rechecks: VecDeque<Instant> = VecDeque::new();
     loop {
+        let next_recheck = rechecks.front().copied();
+        let recheck = async move {
+            match next_recheck {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut from_events = false;
         let dirty = tokio::select! {
+            _ = recheck => {
+                rechecks.pop_front();
+                Dirty { tasks: true, ..Dirty::default() }
+            }
             ended = &mut event_task => {
                 let why = ended.unwrap_or_else(|e| format!("event task failed: {e}"));
                 anyhow::bail!("{why}");
@@ -88,6 +108,7 @@ async fn session(config: &WatchConfig, publisher: &mut Publisher) -> Result<()> 
                         Some(more) = events.recv() => dirty.merge(more),
                     }
                 }
+                from_events = true;
                 dirty
             }
             _ = poll.tick() => Dirty { tasks: true, ..Dirty::default() },
@@ -98,5 +119,9 @@ async fn session(config: &WatchConfig, publisher: &mut Publisher) -> Result<()> 
             return Err(e);
         }
         publisher.publish(&state);
+        if from_events && dirty.tasks && rechecks.is_empty() {
+            let now = Instant::now();
+            rechecks.extend(RECHECKS_MS.iter().map(|ms| now + Duration::from_millis(*ms)));
+        }
     }
 }
