@@ -20,6 +20,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Show a running agent's routes, backends and L4 counters.
     Status(commands::status::StatusArgs),
+    /// Make the CA and certificate of the leader -> follower snapshot stream (files or Docker secrets).
+    Certs(commands::certs::CertsArgs),
     /// Attach the packet-counting XDP program to an interface and print counts per IP protocol.
     Count(commands::count::CountArgs),
     /// Run the control plane alone (watch Docker or follow a leader) and print snapshots.
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         match command {
             Command::Run(_) => commands::run::run(settings.expect("resolved above")).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Certs(args) => commands::certs::run(args).await,
             Command::Count(args) => commands::count::run(args).await,
             Command::Control(cmd) => commands::control::run(cmd).await,
             Command::Proxy(args) => commands::proxy::run(*args).await,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::agent::interlock_bin;
 use crate::docker::{docker, unique};
 use crate::netns::run;
 
@@ -29,6 +30,8 @@ impl Stack {
         let bpffs = PathBuf::from("/sys/fs/bpf").join(&name);
         let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/stack.yml");
         let stack = Stack { name, bpffs };
+        // The snapshot stream's TLS secrets (kept when they exist).
+        run(Command::new(interlock_bin()).args(["certs", "--docker-secrets"]))?;
         run(Command::new("docker")
             .args(["stack", "deploy", "--compose-file"])
             .arg(&file)

@@ -40,8 +40,11 @@ pub fn run(remove: bool) -> Result<()> {
     docker::ensure_bpffs()?;
     docker::ensure_swarm()?;
     xtask::backend_image::ensure().map_err(|e| anyhow::anyhow!(e))?;
+    let binary = image::build_static_agent()?;
     image::run()?;
     take_down(); // leftovers of an earlier demo: start clean
+                 // The snapshot stream's mutual TLS material, as Docker secrets (kept when they exist).
+    cmd::run(Command::new(&binary).args(["certs", "--docker-secrets"]))?;
     client_link()?;
 
     println!("demo: deploying the stack `{STACK}` (deploy/stack.yml; XDP on {HOST_IF})");

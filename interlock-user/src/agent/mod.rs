@@ -34,6 +34,7 @@ pub async fn run(s: Settings) -> Result<()> {
         poll_ms: 1000,
         reconcile_s: 30,
         service_cluster: s.service_cluster.clone(),
+        stream_tls_dir: s.stream_tls_dir.clone(),
         secrets_dir: "/run/secrets".into(),
     };
     let rx = control_cmd::start(&control).await?;

@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// Leader: serve the snapshot stream to followers on this address.
     #[arg(long, env = "INTERLOCK_SNAPSHOT_LISTEN")]
     pub snapshot_listen: Option<SocketAddr>,
+    /// Mutual TLS for the snapshot stream: directory with interlock-{ca,cert,key}.pem.
+    #[arg(long, env = "INTERLOCK_STREAM_TLS_DIR")]
+    pub stream_tls_dir: Option<PathBuf>,
     /// Docker endpoint (unix:///var/run/docker.sock, tcp://host:2376); default: DOCKER_HOST.
     #[arg(long, env = "INTERLOCK_DOCKER_HOST")]
     pub docker_host: Option<String>,
@@ -92,6 +95,7 @@ pub struct FileSettings {
     pub role: Option<Role>,
     pub leader: Option<String>,
     pub snapshot_listen: Option<SocketAddr>,
+    pub stream_tls_dir: Option<PathBuf>,
     pub docker_host: Option<String>,
     pub http: Option<SocketAddr>,
     pub https: Option<String>,
@@ -115,6 +119,7 @@ pub struct Settings {
     pub role: Role,
     pub leader: Option<String>,
     pub snapshot_listen: Option<SocketAddr>,
+    pub stream_tls_dir: Option<PathBuf>,
     pub docker_host: Option<String>,
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
@@ -163,6 +168,7 @@ impl Settings {
             role: a.role.or(f.role).unwrap_or(Role::Auto),
             leader: a.leader.or(f.leader),
             snapshot_listen: a.snapshot_listen.or(f.snapshot_listen),
+            stream_tls_dir: a.stream_tls_dir.or(f.stream_tls_dir),
             docker_host: a.docker_host.or(f.docker_host),
             http: a.http.or(f.http).unwrap_or_else(|| ([0, 0, 0, 0], 80).into()),
             https,

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use tokio::net::TcpListener;
 
+use crate::control::stream_tls::StreamTls;
 use crate::control::{self, stream, Publisher, WatchConfig};
 use crate::docker::DockerSource;
 use crate::model::assemble::Options;
@@ -41,6 +42,11 @@ pub struct ControlArgs {
     /// Serve only services whose com.docker.lb.service_cluster label has this value.
     #[arg(long, env = "INTERLOCK_SERVICE_CLUSTER")]
     pub service_cluster: Option<String>,
+    /// Mutual TLS for the snapshot stream: a directory with interlock-ca.pem, interlock-cert.pem
+    /// and interlock-key.pem (`interlock certs`). Leaders then serve, and followers accept,
+    /// only peers with a certificate from that CA.
+    #[arg(long, env = "INTERLOCK_STREAM_TLS_DIR")]
+    pub stream_tls_dir: Option<PathBuf>,
     /// Where Docker secrets named by ssl_cert/ssl_key are mounted.
     #[arg(long, default_value = "/run/secrets", env = "INTERLOCK_SECRETS_DIR")]
     pub secrets_dir: PathBuf,
@@ -66,6 +72,10 @@ pub async fn start(args: &ControlArgs) -> Result<SnapshotRx> {
         },
         other => other,
     };
+    let tls = match &args.stream_tls_dir {
+        Some(dir) => Some(StreamTls::load(dir).context("loading the snapshot stream's TLS material")?),
+        None => None,
+    };
     let (tx, rx) = control::snapshot_channel();
     match role {
         Role::Leader => {
@@ -84,9 +94,13 @@ pub async fn start(args: &ControlArgs) -> Result<SnapshotRx> {
                     .await
                     .map_err(|e| anyhow::anyhow!("binding the snapshot stream to {addr}: {e}"))?;
                 tracing::info!(%addr, "serving snapshots to followers");
+                if tls.is_none() {
+                    tracing::warn!(%addr, "the snapshot stream is not authenticated: set --stream-tls-dir");
+                }
                 let stream_rx = rx.clone();
+                let server_tls = tls.as_ref().map(|t| t.server.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = stream::serve_snapshots(listener, stream_rx).await {
+                    if let Err(e) = stream::serve_snapshots(listener, stream_rx, server_tls).await {
                         tracing::error!("snapshot stream stopped: {e:#}");
                     }
                 });
@@ -98,7 +112,7 @@ pub async fn start(args: &ControlArgs) -> Result<SnapshotRx> {
                 bail!("role follower needs --leader <host:port>")
             };
             tracing::info!(%leader, "control plane: follower");
-            tokio::spawn(stream::run_follower(leader, tx));
+            tokio::spawn(stream::run_follower(leader, tx, tls.map(|t| t.client)));
         }
         Role::Auto => unreachable!("resolved above"),
     }

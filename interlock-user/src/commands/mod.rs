@@ -1,4 +1,5 @@
 //! One module per `interlock` subcommand.
+pub mod certs;
 pub mod control;
 pub mod count;
 pub mod l4;

@@ -2,9 +2,11 @@
 //!
 //! - `watcher`: the leader's loop (events + task polls + periodic full reconcile, reconnects).
 //! - `publisher`: cluster state -> versioned snapshot, published only on change.
-//! - `stream`: the leader's snapshot stream and the follower that consumes it.
+//! - `stream`: the leader's snapshot stream and the follower that consumes it; `stream_tls`:
+//!   its mutual TLS.
 mod publisher;
 pub mod stream;
+pub mod stream_tls;
 mod watcher;
 
 pub use publisher::Publisher;

@@ -18,26 +18,55 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::WatchStream;
 
+use rustls::{ClientConfig, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::stream_tls::StreamTls;
 use crate::model::{Snapshot, SnapshotRx, SnapshotTx};
 
 /// A snapshot line longer than this is refused (a leader gone wrong must not exhaust memory).
 const MAX_LINE: usize = 64 << 20;
 
-/// Serves snapshots to followers until the listener fails.
-pub async fn serve_snapshots(listener: TcpListener, rx: SnapshotRx) -> Result<()> {
+/// A follower has this long to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves snapshots to followers until the listener fails. With `tls`, only followers holding
+/// a certificate from the stream's CA are served (mutual TLS).
+pub async fn serve_snapshots(listener: TcpListener, rx: SnapshotRx, tls: Option<Arc<ServerConfig>>) -> Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
     loop {
         let (stream, peer) = listener.accept().await.context("accepting a follower")?;
-        let rx = rx.clone();
+        let (rx, acceptor) = (rx.clone(), acceptor.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| answer(req, rx.clone()));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let served = match acceptor {
+                None => serve_follower(TokioIo::new(stream), rx).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_follower(TokioIo::new(tls), rx).await,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, "refused a snapshot client without a valid certificate: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "refused a snapshot client: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, "snapshot stream closed: {e}");
             }
         });
     }
+}
+
+async fn serve_follower<I>(io: I, rx: SnapshotRx) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| answer(req, rx.clone()));
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await
 }
 
 async fn answer(req: Request<Incoming>, rx: SnapshotRx) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
@@ -69,11 +98,14 @@ fn line(snapshot: &Snapshot) -> Vec<u8> {
     out
 }
 
-/// Follows `leader` (host:port) forever, reconnecting with backoff.
-pub async fn run_follower(leader: String, tx: SnapshotTx) {
+/// Follows `leader` (host:port) forever, reconnecting with backoff. With `tls`, the leader must
+/// prove it holds a certificate for `interlock` from the stream's CA, or nothing it sends is
+/// used: the last good snapshot stays.
+pub async fn run_follower(leader: String, tx: SnapshotTx, tls: Option<Arc<ClientConfig>>) {
     let mut backoff = Duration::from_millis(250);
+    let connector = tls.map(TlsConnector::from);
     loop {
-        match follow_once(&leader, &tx).await {
+        match follow_once(&leader, &tx, connector.as_ref()).await {
             Ok(()) => backoff = Duration::from_millis(250),
             Err(e) => {
                 let version = tx.borrow().version;
@@ -85,11 +117,27 @@ pub async fn run_follower(leader: String, tx: SnapshotTx) {
     }
 }
 
-async fn follow_once(leader: &str, tx: &SnapshotTx) -> Result<()> {
+async fn follow_once(leader: &str, tx: &SnapshotTx, tls: Option<&TlsConnector>) -> Result<()> {
     let stream = TcpStream::connect(leader)
         .await
         .with_context(|| format!("connecting to {leader}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    match tls {
+        None => follow_on(TokioIo::new(stream), leader, tx).await,
+        Some(connector) => {
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(StreamTls::peer_name(), stream))
+                .await
+                .context("TLS handshake with the leader timed out")?
+                .context("the leader is not trusted (TLS with the stream's CA failed)")?;
+            follow_on(TokioIo::new(tls), leader, tx).await
+        }
+    }
+}
+
+async fn follow_on<I>(io: I, leader: &str, tx: &SnapshotTx) -> Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
     let req = Request::get("/snapshots")
         .header(hyper::header::HOST, leader)
