@@ -131,20 +131,49 @@ pub struct BenchSeed {
     pub _pad2: u32,
 }
 
-/// Next hops cached per destination (bpf_fib_lookup is the costliest step of a packet).
-pub const MAX_NEXTHOPS: u32 = 16384;
+/// Slots of the per-CPU next-hop cache `LB_NEXTHOPS` (direct-mapped: a destination uses slot
+/// `nexthop_slot(addr)`; two hot destinations on one slot only cost extra FIB lookups).
+pub const NEXTHOP_SLOTS: u32 = 4096;
 /// How long a cached next hop is used before the FIB is asked again.
 pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
 
-/// Value of `LB_NEXTHOPS` (key: destination address, network byte order).
+/// Value of `LB_NEXTHOPS`: the egress of packets to `daddr`, as `bpf_fib_lookup` found it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
+    /// Network byte order; 0: empty slot.
+    pub daddr: u32,
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    /// `bpf_ktime_get_ns` after which the entry is looked up again.
+    /// `bpf_ktime_get_coarse_ns` after which the entry is looked up again.
     pub expires: u64,
+}
+
+/// Fibonacci hashing of an address (any byte order) to the top `bits` bits.
+#[inline(always)]
+const fn addr_hash(addr: u32, bits: u32) -> u32 {
+    addr.wrapping_mul(0x9e37_79b9) >> (32 - bits)
+}
+
+/// The `LB_NEXTHOPS` slot of a destination address.
+#[inline(always)]
+pub const fn nexthop_slot(addr: u32) -> u32 {
+    addr_hash(addr, NEXTHOP_SLOTS.trailing_zeros())
+}
+
+/// Words of the address filter `LB_ADDR_FILTER`: a bitmap of 65,536 bits, one per hash of
+/// an address. A set bit means "maybe a VIP or the SNAT address" (a false positive only
+/// costs a connection-table miss); a clear bit means "certainly not ours". It replaces a
+/// hash lookup on every packet with an array read the verifier inlines.
+pub const ADDR_FILTER_WORDS: u32 = 1024;
+const ADDR_FILTER_BITS: u32 = (ADDR_FILTER_WORDS * 64).trailing_zeros();
+
+/// Word index and bit mask of an address (network byte order) in the address filter.
+#[inline(always)]
+pub const fn addr_filter_bit(addr: u32) -> (u32, u64) {
+    let h = addr_hash(addr, ADDR_FILTER_BITS);
+    (h / 64, 1u64 << (h % 64))
 }
 
 /// Per-CPU traffic counters of one VIP slot or backend id.

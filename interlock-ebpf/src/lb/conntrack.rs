@@ -69,8 +69,8 @@ pub enum CtError {
     Table,
 }
 
-/// Records a new flow: picks a source port towards the backend whose reverse entry is free
-/// (or expired), writes the reverse entry, then the forward one. Returns the forward value.
+/// Records a new flow: claims a source port towards the backend by writing its reverse
+/// entry (free or expired), then writes the forward one. Returns the forward value.
 #[inline(always)]
 pub fn create(
     key: &FlowKey,
@@ -112,12 +112,11 @@ pub fn create(
             proto: p.proto,
             _pad: [0; 3],
         };
-        let free = LB_FLOWS.get_ptr(&rkey).is_none();
-        // An expired entry is overwritten; NOEXIST on a free slot, so a CPU racing us for the
-        // same port makes one of us move on to the next candidate.
-        let flags = if free { u64::from(BPF_NOEXIST) } else { 0 };
-        let reusable = free || expired_at(&rkey, p.proto, now);
-        if reusable && LB_FLOWS.insert(&rkey, &reverse, flags).is_ok() {
+        // NOEXIST, so a CPU racing us for the same port makes one of us move on; a port
+        // whose reverse entry expired is taken over.
+        let taken = LB_FLOWS.insert(&rkey, &reverse, u64::from(BPF_NOEXIST)).is_ok()
+            || (expired_at(&rkey, p.proto, now) && LB_FLOWS.insert(&rkey, &reverse, 0).is_ok());
+        if taken {
             let forward = FlowValue {
                 saddr: snat_addr,
                 daddr: backend_addr,

@@ -17,12 +17,14 @@ mod parse;
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext};
 use interlock_common::lb::{
-    DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
+    addr_filter_bit, DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES,
+    MAGLEV_SIZE,
 };
 
 use conntrack::CtError;
 use maps::{
-    LB_BACKENDS, LB_BACKEND_STATS, LB_BENCH, LB_CONFIG, LB_DROPS, LB_MAGLEV, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
+    LB_ADDR_FILTER, LB_BACKENDS, LB_BACKEND_STATS, LB_BENCH, LB_CONFIG, LB_DROPS, LB_MAGLEV, LB_VIPS, LB_VIP_ADDRS,
+    LB_VIP_STATS,
 };
 use parse::{Packet, Parsed};
 
@@ -80,15 +82,15 @@ pub fn interlock_pass(_ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
+    // Only packets to a VIP address or to our source address can be ours: everything else
+    // passes after one inlined array read instead of a connection-table probe.
+    if !maybe_ours(p.daddr) {
+        return xdp_action::XDP_PASS;
+    }
     let snat_addr = match LB_CONFIG.get(0) {
         Some(c) if c.snat_addr != 0 => c.snat_addr,
         _ => return xdp_action::XDP_PASS,
     };
-    // Only packets to a VIP address or to our source address can be ours: everything else
-    // passes after one small lookup instead of a connection-table probe.
-    if p.daddr != snat_addr && unsafe { LB_VIP_ADDRS.get(&p.daddr) }.is_none() {
-        return xdp_action::XDP_PASS;
-    }
     let key = conntrack::key_of(p);
     // The coarse clock (jiffies resolution) is enough for ms ticks and 1 s caches, and cheaper.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
@@ -129,6 +131,16 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     count(&LB_VIP_STATS, slot, len, true);
     count(&LB_BACKEND_STATS, backend, len, true);
     send(ctx, p, &to, now)
+}
+
+/// The address filter: false for addresses that are certainly neither a VIP nor ours.
+#[inline(always)]
+fn maybe_ours(daddr: u32) -> bool {
+    let (word, bit) = addr_filter_bit(daddr);
+    match LB_ADDR_FILTER.get(word) {
+        Some(w) => w & bit != 0,
+        None => false,
+    }
 }
 
 #[inline(always)]

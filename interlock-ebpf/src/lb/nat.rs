@@ -4,7 +4,7 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use interlock_common::lb::{FlowValue, NextHop, NEXTHOP_TTL_NS, PROTO_UDP};
+use interlock_common::lb::{nexthop_slot, FlowValue, NextHop, NEXTHOP_TTL_NS, PROTO_UDP};
 
 use super::csum;
 use super::maps::LB_NEXTHOPS;
@@ -50,13 +50,12 @@ pub fn rewrite(ctx: &XdpContext, p: &Packet, to: &FlowValue) -> Option<()> {
 /// out of the same interface, else REDIRECT. `None`: no route or no neighbour entry yet.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<u32> {
-    let hop = match LB_NEXTHOPS.get_ptr(&to.daddr) {
-        Some(h) if unsafe { (*h).expires } > now => unsafe { *h },
-        _ => {
-            let hop = fib_lookup(ctx, p, to, now)?;
-            let _ = LB_NEXTHOPS.insert(&to.daddr, &hop, 0);
-            hop
+    let slot = LB_NEXTHOPS.get_ptr_mut(nexthop_slot(to.daddr))?;
+    let hop = unsafe {
+        if (*slot).daddr != to.daddr || (*slot).expires <= now {
+            *slot = fib_lookup(ctx, p, to, now)?;
         }
+        &*slot
     };
     let eth = ptr_at_mut::<EthHdr>(ctx, 0)?;
     unsafe {
@@ -87,6 +86,7 @@ fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<
         return None;
     }
     Some(NextHop {
+        daddr: to.daddr,
         ifindex: fib.ifindex,
         smac: fib.smac,
         dmac: fib.dmac,
