@@ -28,15 +28,13 @@ pub const SNAT_PORT_MAX: u16 = 29999;
 /// Tries to find a free source port for a new flow before giving up (bounded loop).
 pub const SNAT_PORT_TRIES: u32 = 8;
 
-/// Connection-table timestamps are `bpf_ktime_get_ns() >> TICK_SHIFT` (about 1 ms ticks) in
-/// a u32, so an entry fits 20 bytes; they wrap after 52 days, compared with wrapping maths.
-pub const TICK_SHIFT: u32 = 20;
-const TICKS_PER_SEC: u32 = (1_000_000_000u64 >> TICK_SHIFT) as u32;
-/// Idle timeouts (ticks): an entry idle longer is treated as gone.
-pub const TCP_IDLE_TICKS: u32 = 300 * TICKS_PER_SEC;
+/// Idle timeouts: an entry idle longer is treated as gone. The data path counts time in
+/// jiffies (`bpf_jiffies64`, which the verifier inlines, unlike the ktime helpers); user
+/// space converts these with the kernel's HZ into `LbConfig`.
+pub const TCP_IDLE_SECS: u32 = 300;
 /// After a FIN or RST the entry lives this long (the last ACKs still get through).
-pub const TCP_CLOSING_TICKS: u32 = 10 * TICKS_PER_SEC;
-pub const UDP_IDLE_TICKS: u32 = 30 * TICKS_PER_SEC;
+pub const TCP_CLOSING_SECS: u32 = 10;
+pub const UDP_IDLE_SECS: u32 = 30;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -81,7 +79,27 @@ pub struct LbConfig {
     /// The balancer's source address towards backends (network byte order); 0: not configured,
     /// VIP traffic passes to the kernel untouched.
     pub snat_addr: u32,
+    /// Timeouts in jiffies (see `TCP_IDLE_SECS`).
+    pub tcp_idle: u32,
+    pub tcp_closing: u32,
+    pub udp_idle: u32,
+    /// How long a cached next hop is used before the FIB is asked again (jiffies).
+    pub nexthop_ttl: u32,
     pub _pad: u32,
+}
+
+impl LbConfig {
+    /// The configuration for a kernel ticking `hz` jiffies a second.
+    pub const fn new(snat_addr: u32, hz: u32) -> LbConfig {
+        LbConfig {
+            snat_addr,
+            tcp_idle: TCP_IDLE_SECS * hz,
+            tcp_closing: TCP_CLOSING_SECS * hz,
+            udp_idle: UDP_IDLE_SECS * hz,
+            nexthop_ttl: hz,
+            _pad: 0,
+        }
+    }
 }
 
 /// Key of `LB_FLOWS`: the 5-tuple of a packet as it arrives (network byte order).
@@ -98,7 +116,7 @@ pub struct FlowKey {
 
 /// `FlowValue::flags`: this entry translates backend replies back to the client.
 pub const FLOW_REVERSE: u8 = 1;
-/// `FlowValue::flags`: a FIN or RST was seen; the entry expires after `TCP_CLOSING_NS`.
+/// `FlowValue::flags`: a FIN or RST was seen; the entry expires after `TCP_CLOSING_SECS`.
 pub const FLOW_CLOSING: u8 = 2;
 
 /// Value of `LB_FLOWS`: the addresses and ports a matching packet is rewritten to.
@@ -114,7 +132,7 @@ pub struct FlowValue {
     /// The VIP slot (stats).
     pub vip_slot: u8,
     pub flags: u8,
-    /// Tick (see `TICK_SHIFT`) of the last packet.
+    /// Jiffies (low 32 bits) of the last packet.
     pub last_seen: u32,
 }
 
@@ -134,8 +152,6 @@ pub struct BenchSeed {
 /// Slots of the per-CPU next-hop cache `LB_NEXTHOPS` (direct-mapped: a destination uses slot
 /// `nexthop_slot(addr)`; two hot destinations on one slot only cost extra FIB lookups).
 pub const NEXTHOP_SLOTS: u32 = 4096;
-/// How long a cached next hop is used before the FIB is asked again.
-pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
 
 /// Value of `LB_NEXTHOPS`: the egress of packets to `daddr`, as `bpf_fib_lookup` found it.
 #[repr(C)]
@@ -146,7 +162,7 @@ pub struct NextHop {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    /// `bpf_ktime_get_coarse_ns` after which the entry is looked up again.
+    /// Jiffies after which the entry is looked up again.
     pub expires: u64,
 }
 

@@ -32,7 +32,8 @@ fn setup(flow_entries: Option<u32>, services: &[L4Service]) -> Result<(Ebpf, L4S
     }
     let mut ebpf = loader.load(interlock::bpf::EBPF_OBJECT)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
-    maps.set_snat_addr(SNAT)?;
+    let hz = interlock::l4::clock::kernel_hz(&mut ebpf)?;
+    maps.set_config(SNAT, hz)?;
     let mut sync = L4Sync::new(maps, None)?;
     sync.apply(services)?;
     for name in ["interlock_lb", "interlock_pass", "interlock_lb_bench_new"] {

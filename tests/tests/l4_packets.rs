@@ -26,7 +26,8 @@ impl Lb {
     fn new(services: &[L4Service]) -> Lb {
         let mut ebpf = interlock::bpf::load().unwrap();
         let mut maps = LbMaps::take(&mut ebpf).unwrap();
-        maps.set_snat_addr(SNAT).unwrap();
+        let hz = interlock::l4::clock::kernel_hz(&mut ebpf).unwrap();
+        maps.set_config(SNAT, hz).unwrap();
         let mut sync = L4Sync::new(maps, None).unwrap();
         sync.apply(services).unwrap();
         let prog: &mut Xdp = ebpf.program_mut("interlock_lb").unwrap().try_into().unwrap();
@@ -273,7 +274,7 @@ fn l4_a_vip_without_backends_drops_new_flows_and_counts_them() {
     .unwrap();
 }
 
-/// Ages every recorded entry by `ticks` (the connection table's clock, about 1 ms each).
+/// Ages every recorded entry by `ticks` (the connection table's clock: jiffies).
 fn age_flows(lb: &mut Lb, ticks: u32) {
     for (k, mut v) in lb.sync.maps().flows().unwrap() {
         v.last_seen = v.last_seen.wrapping_sub(ticks);
@@ -296,7 +297,6 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
-        use interlock_common::lb::{TCP_CLOSING_TICKS, UDP_IDLE_TICKS};
         let mut lb = Lb::new(&[
             service(VIP, 80, L4Protocol::Tcp, &BACKENDS),
             service(VIP, 53, L4Protocol::Udp, &BACKENDS),
@@ -309,7 +309,8 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
         lb.run(&frame(mac, CLIENT, b, VIP, 80, 6, 0x11, b"")); // FIN|ACK
         assert_eq!(new_flows(&lb), 2);
         // Older than the closing timeout, younger than the idle one.
-        age_flows(&mut lb, TCP_CLOSING_TICKS + 100);
+        let cfg = lb.sync.maps().config().unwrap();
+        age_flows(&mut lb, cfg.tcp_closing + 100);
         lb.run(&frame(mac, CLIENT, a, VIP, 80, 6, ACK, b""));
         assert_eq!(new_flows(&lb), 2, "the open flow is still established");
         lb.run(&frame(mac, CLIENT, b, VIP, 80, 6, ACK, b""));
@@ -321,7 +322,7 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
         assert_eq!(new_flows(&lb), 4);
         lb.run(&dgram);
         assert_eq!(new_flows(&lb), 4, "a live UDP flow is established");
-        age_flows(&mut lb, UDP_IDLE_TICKS + 100);
+        age_flows(&mut lb, cfg.udp_idle + 100);
         lb.run(&dgram);
         assert_eq!(new_flows(&lb), 5, "an idle UDP flow expired");
     })

@@ -15,9 +15,9 @@ mod maps;
 mod nat;
 mod parse;
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_jiffies64, macros::xdp, programs::XdpContext};
 use interlock_common::lb::{
-    addr_filter_bit, DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES,
+    addr_filter_bit, DropReason, FlowValue, LbConfig, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES,
     MAGLEV_SIZE,
 };
 
@@ -80,6 +80,13 @@ pub fn interlock_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The kernel's jiffies (low 32 bits) as the return value: user space runs it twice to
+/// learn HZ, which the timeouts in `LbConfig` are counted in (interlock-user/src/l4/clock.rs).
+#[xdp]
+pub fn interlock_jiffies(_ctx: XdpContext) -> u32 {
+    unsafe { bpf_jiffies64() as u32 }
+}
+
 #[inline(always)]
 fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     // Only packets to a VIP address or to our source address can be ours: everything else
@@ -87,20 +94,20 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     if !maybe_ours(p.daddr) {
         return xdp_action::XDP_PASS;
     }
-    let snat_addr = match LB_CONFIG.get(0) {
-        Some(c) if c.snat_addr != 0 => c.snat_addr,
+    let cfg = match LB_CONFIG.get(0) {
+        Some(c) if c.snat_addr != 0 => c,
         _ => return xdp_action::XDP_PASS,
     };
     let key = conntrack::key_of(p);
-    // The coarse clock (jiffies resolution) is enough for ms ticks and 1 s caches, and cheaper.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // Jiffies: enough for idle timeouts and 1 s caches, and inlined (no helper call).
+    let now = unsafe { bpf_jiffies64() };
     let len = (ctx.data_end() - ctx.data()) as u64;
-    if let Some(to) = conntrack::lookup(&key, p, now) {
+    if let Some(to) = conntrack::lookup(&key, p, now, cfg) {
         if to.flags & FLOW_REVERSE == 0 {
             count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
         }
         count(&LB_BACKEND_STATS, u32::from(to.backend), len, false);
-        return send(ctx, p, &to, now);
+        return send(ctx, p, &to, now, cfg);
     }
     let vip_key = VipKey {
         addr: p.daddr,
@@ -123,14 +130,24 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let Some(b) = LB_BACKENDS.get(backend) else {
         return drop(DropReason::NoBackend);
     };
-    let to = match conntrack::create(&key, p, snat_addr, b.addr, b.port, backend as u16, slot as u8, now) {
+    let to = match conntrack::create(
+        &key,
+        p,
+        cfg.snat_addr,
+        b.addr,
+        b.port,
+        backend as u16,
+        slot as u8,
+        now,
+        cfg,
+    ) {
         Ok(to) => to,
         Err(CtError::NoPort) => return drop(DropReason::NoPort),
         Err(CtError::Table) => return drop(DropReason::FlowTable),
     };
     count(&LB_VIP_STATS, slot, len, true);
     count(&LB_BACKEND_STATS, backend, len, true);
-    send(ctx, p, &to, now)
+    send(ctx, p, &to, now, cfg)
 }
 
 /// The address filter: false for addresses that are certainly neither a VIP nor ours.
@@ -144,11 +161,11 @@ fn maybe_ours(daddr: u32) -> bool {
 }
 
 #[inline(always)]
-fn send(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> u32 {
+fn send(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64, cfg: &LbConfig) -> u32 {
     if nat::rewrite(ctx, p, to).is_none() {
         return xdp_action::XDP_ABORTED;
     }
-    match nat::forward(ctx, p, to, now) {
+    match nat::forward(ctx, p, to, now, cfg.nexthop_ttl) {
         Some(action) => action,
         None => drop(DropReason::NoRoute),
     }

@@ -4,7 +4,7 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use interlock_common::lb::{nexthop_slot, FlowValue, NextHop, NEXTHOP_TTL_NS, PROTO_UDP};
+use interlock_common::lb::{nexthop_slot, FlowValue, NextHop, PROTO_UDP};
 
 use super::csum;
 use super::maps::LB_NEXTHOPS;
@@ -49,11 +49,11 @@ pub fn rewrite(ctx: &XdpContext, p: &Packet, to: &FlowValue) -> Option<()> {
 /// Sets the MACs of the next hop of the (rewritten) packet and returns the XDP action: TX
 /// out of the same interface, else REDIRECT. `None`: no route or no neighbour entry yet.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<u32> {
+pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64, ttl: u32) -> Option<u32> {
     let slot = LB_NEXTHOPS.get_ptr_mut(nexthop_slot(to.daddr))?;
     let hop = unsafe {
         if (*slot).daddr != to.daddr || (*slot).expires <= now {
-            *slot = fib_lookup(ctx, p, to, now)?;
+            *slot = fib_lookup(ctx, p, to, now + u64::from(ttl))?;
         }
         &*slot
     };
@@ -71,7 +71,7 @@ pub fn forward(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option
 
 /// Asks the kernel's FIB and neighbour table for the next hop of `to.daddr`.
 #[inline(always)]
-fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<NextHop> {
+fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, expires: u64) -> Option<NextHop> {
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = p.proto;
@@ -90,6 +90,6 @@ fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> Option<
         ifindex: fib.ifindex,
         smac: fib.smac,
         dmac: fib.dmac,
-        expires: now + NEXTHOP_TTL_NS,
+        expires,
     })
 }

@@ -82,7 +82,8 @@ pub async fn run(args: L4Args) -> Result<()> {
     pin::prepare_pin_dir(&args.pin_dir)?;
     let mut ebpf = pin::load_pinned(&args.pin_dir)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
-    maps.set_snat_addr(args.snat_addr)?;
+    let hz = crate::l4::clock::kernel_hz(&mut ebpf)?;
+    maps.set_config(args.snat_addr, hz)?;
     match crate::l4::memlock::maps_memlock_bytes() {
         Ok(b) => println!("l4 maps lock {} MiB of kernel memory", b / (1024 * 1024)),
         Err(e) => tracing::warn!("cannot read the maps' locked memory: {e}"),

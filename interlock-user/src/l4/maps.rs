@@ -69,17 +69,16 @@ impl LbMaps {
         })
     }
 
-    pub fn set_snat_addr(&mut self, addr: Ipv4Addr) -> Result<()> {
-        let cfg = LbConfig {
-            snat_addr: u32::from(addr).to_be(),
-            _pad: 0,
-        };
+    /// Writes the balancer's settings: its SNAT address and the timeouts for a kernel
+    /// ticking `hz` jiffies a second (see `clock::kernel_hz`).
+    pub fn set_config(&mut self, snat_addr: Ipv4Addr, hz: u32) -> Result<()> {
+        let cfg = LbConfig::new(u32::from(snat_addr).to_be(), hz);
         self.config.set(0, cfg, 0).context("writing LB_CONFIG")?;
         self.write_addr_filter()
     }
 
-    fn snat_addr(&self) -> Result<u32> {
-        Ok(self.config.get(&0, 0).context("reading LB_CONFIG")?.snat_addr)
+    pub fn config(&self) -> Result<LbConfig> {
+        self.config.get(&0, 0).context("reading LB_CONFIG")
     }
 
     pub fn vips(&self) -> Result<Vec<(VipKey, VipValue)>> {
@@ -114,7 +113,7 @@ impl LbMaps {
     /// in `LB_VIP_ADDRS` and the SNAT address.
     fn write_addr_filter(&mut self) -> Result<()> {
         let mut addrs: Vec<u32> = self.vip_addrs.keys().collect::<Result<_, _>>()?;
-        addrs.push(self.snat_addr()?);
+        addrs.push(self.config()?.snat_addr);
         let words = filter_words(addrs.into_iter().filter(|a| *a != 0));
         for (i, want) in words.iter().enumerate() {
             let i = i as u32;
