@@ -111,7 +111,25 @@ pub struct FlowKey {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    /// Two scalar pads rather than `[u8; 3]`: an array field makes the BPF build zero it
+    /// with a call to a byte-loop `memset` on every packet.
+    pub _pad: u8,
+    pub _pad2: u16,
+}
+
+impl FlowKey {
+    #[inline(always)]
+    pub const fn new(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        FlowKey {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            proto,
+            _pad: 0,
+            _pad2: 0,
+        }
+    }
 }
 
 /// `FlowValue::flags`: this entry translates backend replies back to the client.

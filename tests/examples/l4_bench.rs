@@ -79,14 +79,7 @@ fn bench() -> Result<String> {
         .iter()
         .find(|(k, _)| k.dport == 80u16.to_be())
         .context("the forward entry")?;
-    let mirror_key = FlowKey {
-        saddr: fwd.saddr,
-        daddr: fwd.daddr,
-        sport: fwd.sport,
-        dport: fwd.dport,
-        proto: 6,
-        _pad: [0; 3],
-    };
+    let mirror_key = FlowKey::new(fwd.saddr, fwd.daddr, fwd.sport, fwd.dport, 6);
     let mirror = FlowValue {
         saddr: u32::from(CLIENT).to_be(),
         daddr: u32::from(VIP).to_be(),

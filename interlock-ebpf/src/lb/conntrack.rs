@@ -9,14 +9,7 @@ use super::parse::{Packet, TCP_FIN, TCP_RST};
 
 #[inline(always)]
 pub fn key_of(p: &Packet) -> FlowKey {
-    FlowKey {
-        saddr: p.saddr,
-        daddr: p.daddr,
-        sport: p.sport,
-        dport: p.dport,
-        proto: p.proto,
-        _pad: [0; 3],
-    }
+    FlowKey::new(p.saddr, p.daddr, p.sport, p.dport, p.proto)
 }
 
 /// Timestamps are the low 32 bits of jiffies: an entry fits 20 bytes; they wrap after
@@ -109,14 +102,7 @@ pub fn create(
     let mut i = 0;
     while i < SNAT_PORT_TRIES {
         let port = SNAT_PORT_MIN + (start.wrapping_add(i.wrapping_mul(7919)) % range) as u16;
-        let rkey = FlowKey {
-            saddr: backend_addr,
-            daddr: snat_addr,
-            sport: backend_port,
-            dport: port.to_be(),
-            proto: p.proto,
-            _pad: [0; 3],
-        };
+        let rkey = FlowKey::new(backend_addr, snat_addr, backend_port, port.to_be(), p.proto);
         // NOEXIST, so a CPU racing us for the same port makes one of us move on; a port
         // whose reverse entry expired is taken over.
         let taken = LB_FLOWS.insert(&rkey, &reverse, u64::from(BPF_NOEXIST)).is_ok()
