@@ -1,14 +1,19 @@
-//! `cargo xtask bench l4`, second line: TCP throughput (iperf3) from a client namespace to a
-//! backend namespace through the balancer namespace, three ways in one run: the XDP fast
+//! `cargo xtask bench l4`, the `l4-e2e` lines: TCP throughput (iperf3) from a client namespace
+//! to a backend namespace through the balancer namespace, three ways in one run: the XDP fast
 //! path (`interlock l4`, native mode), the kernel's own NAT (nftables DNAT + SNAT) and
-//! HAProxy in TCP mode. Same topology, same sender settings (checksum offload off in the
-//! client and backend, as the XDP path needs full checksums from local senders).
+//! HAProxy in TCP mode. Same topology and same endpoint settings for all three:
+//! - checksum offload off in the client and backend (the XDP path needs full checksums from
+//!   local senders; a partial one cannot be told apart in XDP), which also turns TSO off;
+//! - GRO on the client's and backend's veths: XDP_REDIRECT into a veth needs its peer to
+//!   run XDP or to have GRO on, and GRO hands the receiving stack coalesced segments;
+//! - one line at MTU 1500 and one at 9000 on every veth (`interlock_lb` is multi-buffer
+//!   aware, so native XDP on veth accepts jumbo frames).
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use interlock_tests::agent::{interlock_bin, AgentProcess};
-use interlock_tests::l4::{spawn_in_ns, BpfFsMount};
+use interlock_tests::l4::BpfFsMount;
 use interlock_tests::netns::{veth_pair, NetNs};
 
 const VIP: &str = "192.0.2.20";
@@ -23,6 +28,14 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A file removed on drop (also when a step fails).
+struct TempFile(std::path::PathBuf);
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -58,8 +71,20 @@ fn iperf(client: &NetNs, target: &str) -> Result<f64> {
     Ok(bps / 1e9)
 }
 
+/// MTUs measured, one `BENCH l4-e2e` line each.
+const MTUS: [u32; 2] = [1500, 9000];
+
 fn main() -> Result<()> {
     interlock_tests::require_root();
+    for mtu in MTUS {
+        let (xdp, nft, haproxy) = measure(mtu)?;
+        println!("BENCH l4-e2e mtu={mtu} xdp_gbps={xdp:.2} nft_gbps={nft:.2} haproxy_gbps={haproxy:.2}");
+    }
+    Ok(())
+}
+
+/// Gbit/s through XDP, nftables and HAProxy on a fresh topology with `mtu` on every veth.
+fn measure(mtu: u32) -> Result<(f64, f64, f64)> {
     let client = NetNs::new()?;
     let lb = NetNs::new()?;
     let backend = NetNs::new()?;
@@ -67,8 +92,17 @@ fn main() -> Result<()> {
     let (lbk, b) = veth_pair(&lb, "10.232.20.1", &backend, BACKEND)?;
     client.ip(&["route", "add", "192.0.2.0/24", "via", "10.232.11.1"])?;
     backend.ip(&["route", "add", "default", "via", "10.232.20.1"])?;
-    client.sh(&format!("ethtool -K {} tx off >/dev/null", c.iface))?;
-    backend.sh(&format!("ethtool -K {} tx off >/dev/null", b.iface))?;
+    for (ns, iface) in [(&client, &c.iface), (&backend, &b.iface)] {
+        ns.sh(&format!("ethtool -K {iface} tx off gro on >/dev/null"))?;
+    }
+    for (ns, iface) in [
+        (&client, &c.iface),
+        (&lb, &lc.iface),
+        (&lb, &lbk.iface),
+        (&backend, &b.iface),
+    ] {
+        ns.ip(&["link", "set", "dev", iface, "mtu", &mtu.to_string()])?;
+    }
     lb.ip(&["addr", "add", &format!("{SNAT}/32"), "dev", "lo"])?;
     lb.sh("sysctl -qw net.ipv4.ip_forward=1")?;
     lb.sh(&format!(
@@ -76,23 +110,12 @@ fn main() -> Result<()> {
     ))?;
     let _server = spawn(&backend, &["iperf3", "-s", "-p", &PORT.to_string()])?;
 
-    // 1. XDP. Native mode redirects into a veth only when its peer runs XDP: a pass program.
+    // 1. XDP (native; the peers' GRO lets redirected frames into their veths).
     let xdp = {
-        let mut peers = Vec::new();
-        for (ns, iface) in [(&client, c.iface.clone()), (&backend, b.iface.clone())] {
-            let ebpf = spawn_in_ns(ns, move || -> Result<aya::Ebpf> {
-                let mut ebpf = interlock::bpf::load()?;
-                interlock::bpf::attach_xdp(&mut ebpf, "interlock_pass", &iface, false)?;
-                Ok(ebpf)
-            })?
-            .join()
-            .map_err(|_| anyhow::anyhow!("attaching the pass program panicked"))??;
-            peers.push(ebpf);
-        }
         let pins = BpfFsMount::new()?;
-        let config = pins.dir.with_extension("json");
+        let config = TempFile(pins.dir.with_extension("json"));
         std::fs::write(
-            &config,
+            &config.0,
             format!(
                 r#"[{{"service":{{"id":"b","name":"bench"}},"vip":"{VIP}","port":{PORT},"protocol":"Tcp","backends":[{{"addr":"{BACKEND}:{PORT}","weight":1,"id":"b"}}]}}]"#
             ),
@@ -100,16 +123,13 @@ fn main() -> Result<()> {
         let mut cmd = lb.command(interlock_bin());
         cmd.args(["l4", "--snat-addr", SNAT, "--iface", &lc.iface, "--iface", &lbk.iface])
             .arg("--config")
-            .arg(&config)
+            .arg(&config.0)
             .arg("--pin-dir")
             .arg(pins.dir.join("interlock"));
         let mut agent = AgentProcess::spawn(cmd)?;
         agent.wait_for_line(&format!("to {} (", lbk.iface), Duration::from_secs(20))?;
         let gbps = iperf(&client, VIP);
         agent.kill();
-        drop(pins);
-        let _ = std::fs::remove_file(&config);
-        drop(peers);
         gbps?
     };
 
@@ -126,21 +146,19 @@ fn main() -> Result<()> {
 
     // 3. HAProxy in TCP mode, listening on the VIP.
     lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-    let cfg = std::env::temp_dir().join(interlock_tests::netns::unique("ilbench-haproxy-"));
+    let cfg = TempFile(std::env::temp_dir().join(interlock_tests::netns::unique("ilbench-haproxy-")));
     std::fs::write(
-        &cfg,
+        &cfg.0,
         format!(
             "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              listen bench\n  bind {VIP}:{PORT}\n  server b {BACKEND}:{PORT}\n"
         ),
     )?;
     let haproxy = {
-        let _h = spawn(&lb, &["haproxy", "-db", "-f", cfg.to_str().context("path")?])?;
+        let _h = spawn(&lb, &["haproxy", "-db", "-f", cfg.0.to_str().context("path")?])?;
         iperf(&client, VIP)
     };
-    let _ = std::fs::remove_file(&cfg);
     let haproxy = haproxy?;
 
-    println!("BENCH l4-e2e xdp_gbps={xdp:.2} nft_gbps={nft:.2} haproxy_gbps={haproxy:.2}");
-    Ok(())
+    Ok((xdp, nft, haproxy))
 }

@@ -28,7 +28,9 @@ use maps::{
 };
 use parse::{Packet, Parsed};
 
-#[xdp]
+/// `frags`: multi-buffer aware, so interfaces with an MTU above a page (jumbo frames on veth)
+/// accept it; every header it reads and writes is in the first buffer (else it passes).
+#[xdp(frags)]
 pub fn interlock_lb(ctx: XdpContext) -> u32 {
     match parse::parse(&ctx) {
         Parsed::Other => xdp_action::XDP_PASS,
@@ -101,7 +103,9 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let key = conntrack::key_of(p);
     // Jiffies: enough for idle timeouts and 1 s caches, and inlined (no helper call).
     let now = unsafe { bpf_jiffies64() };
-    let len = (ctx.data_end() - ctx.data()) as u64;
+    // The frame's length from the IP header: with multi-buffer frames (jumbo MTUs) the
+    // linear part `data..data_end` is only the first buffer.
+    let len = u64::from(u16::from_be(p.tot_len)) + crate::packet::ETH_HDR_LEN as u64;
     if let Some(to) = conntrack::lookup(&key, p, now, cfg) {
         if to.flags & FLOW_REVERSE == 0 {
             count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
