@@ -24,6 +24,9 @@ use interlock_common::lb::{BenchSeed, FlowKey, FlowValue, LbStats, FLOW_REVERSE}
 use interlock_tests::l4::*;
 
 const REPEAT: u32 = 1_000_000;
+/// Each figure is the best of this many runs of `REPEAT`: the machine is shared, and the
+/// minimum is the cost without interference (the same for every program measured).
+const ROUNDS: u32 = 3;
 
 fn setup(flow_entries: Option<u32>, services: &[L4Service]) -> Result<(Ebpf, L4Sync)> {
     let mut loader = EbpfLoader::new();
@@ -56,6 +59,17 @@ fn run(ebpf: &mut Ebpf, prog: &str, frame: &[u8], repeat: u32) -> Result<(f64, u
     Ok((r.duration.as_nanos() as f64, r.return_value))
 }
 
+/// The best of `ROUNDS` runs of `REPEAT`; the action of every run must be `want`.
+fn best(ebpf: &mut Ebpf, prog: &str, frame: &[u8], want: u32) -> Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..ROUNDS {
+        let (ns, action) = run(ebpf, prog, frame, REPEAT)?;
+        ensure!(action == want, "{prog} returned {action}, not {want}");
+        best = best.min(ns);
+    }
+    Ok(best)
+}
+
 fn total(stats: &[(String, LbStats)]) -> (u64, u64) {
     stats
         .iter()
@@ -70,8 +84,7 @@ fn bench() -> Result<String> {
 
     // Established.
     let (mut ebpf, mut sync) = setup(None, &[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)])?;
-    let (trivial, action) = run(&mut ebpf, "interlock_pass", &ack, REPEAT)?;
-    ensure!(action == 2, "the trivial program passes");
+    let trivial = best(&mut ebpf, "interlock_pass", &ack, 2)?;
     let (_, action) = run(&mut ebpf, "interlock_lb", &syn, 1)?;
     ensure!(action == 4, "the first SYN is redirected (action {action})");
     let flows = sync.maps().flows()?;
@@ -93,8 +106,7 @@ fn bench() -> Result<String> {
     // address: let the mirrored half (to the backend) through that filter too.
     sync.maps_mut().set_vip_addrs(&[u32::from(VIP).to_be(), fwd.daddr])?;
     let before = sync.stats()?;
-    let (established, action) = run(&mut ebpf, "interlock_lb", &ack, REPEAT)?;
-    ensure!(action == 4, "established packets are redirected (action {action})");
+    let established = best(&mut ebpf, "interlock_lb", &ack, 4)?;
     let backend_packets = |s: &[(String, LbStats)]| -> u64 {
         s.iter()
             .filter(|(w, _)| w.starts_with("backend="))
@@ -103,13 +115,12 @@ fn bench() -> Result<String> {
     };
     let hits = backend_packets(&sync.stats()?) - backend_packets(&before);
     ensure!(
-        hits == u64::from(REPEAT),
-        "every repetition was a connection-table hit ({hits} of {REPEAT})"
+        hits == u64::from(ROUNDS * REPEAT),
+        "every repetition was a connection-table hit ({hits} of {ROUNDS} x {REPEAT})"
     );
 
     // Pass.
-    let (pass, action) = run(&mut ebpf, "interlock_lb", &other, REPEAT)?;
-    ensure!(action == 2, "non-VIP traffic passes");
+    let pass = best(&mut ebpf, "interlock_lb", &other, 2)?;
     drop(ebpf);
     drop(sync);
 
@@ -136,19 +147,18 @@ fn bench() -> Result<String> {
         },
         0,
     )?;
-    let (new, action) = run(&mut ebpf, "interlock_lb_bench_new", &syn, REPEAT)?;
-    ensure!(action == 4, "new flows are redirected (action {action})");
+    let new = best(&mut ebpf, "interlock_lb_bench_new", &syn, 4)?;
     // A tiny share of inserts fail in a full LRU table; those repetitions end as `no_port`
     // drops after 8 probes. Reported, bounded.
     let drops = sync.maps().drops()?;
     let no_port: u64 = drops.iter().map(|(_, n)| n).sum();
     let (packets, new_flows) = total(&sync.stats()?);
     ensure!(
-        new_flows == packets && new_flows + no_port == u64::from(REPEAT),
+        new_flows == packets && new_flows + no_port == u64::from(ROUNDS * REPEAT),
         "every repetition took the new-flow path ({new_flows} new, {packets} packets, {drops:?})"
     );
     ensure!(
-        new_flows as f64 >= 0.99 * f64::from(REPEAT),
+        new_flows as f64 >= 0.99 * f64::from(ROUNDS * REPEAT),
         "at least 99% of the new flows were recorded ({new_flows}, {drops:?})"
     );
 
