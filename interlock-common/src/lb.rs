@@ -85,7 +85,11 @@ pub struct LbConfig {
     pub udp_idle: u32,
     /// How long a cached next hop is used before the FIB is asked again (jiffies).
     pub nexthop_ttl: u32,
-    pub _pad: u32,
+    /// 1: established packets may use the per-CPU flow cache `LB_FLOW_CACHE`; 0: every
+    /// packet looks the connection table up.
+    pub flow_cache: u32,
+    /// Jiffies per second of this kernel, as user space measured it.
+    pub hz: u32,
 }
 
 impl LbConfig {
@@ -97,7 +101,8 @@ impl LbConfig {
             tcp_closing: TCP_CLOSING_SECS * hz,
             udp_idle: UDP_IDLE_SECS * hz,
             nexthop_ttl: hz,
-            _pad: 0,
+            flow_cache: 1,
+            hz,
         }
     }
 }
@@ -152,6 +157,20 @@ pub struct FlowValue {
     pub flags: u8,
     /// Jiffies (low 32 bits) of the last packet.
     pub last_seen: u32,
+}
+
+/// Slots of the per-CPU flow cache `LB_FLOW_CACHE` (direct-mapped by flow hash).
+pub const FLOW_CACHE_SLOTS: u32 = 4096;
+
+/// Value of `LB_FLOW_CACHE`: a copy of a connection-table entry, valid during the jiffy it
+/// was read in (`stamp`) on this CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCacheEntry {
+    pub key: FlowKey,
+    pub value: FlowValue,
+    /// Jiffies (low 32 bits) of the connection-table read.
+    pub stamp: u32,
 }
 
 /// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.
@@ -274,4 +293,5 @@ mod pod {
     unsafe impl aya::Pod for LbStats {}
     unsafe impl aya::Pod for BenchSeed {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for FlowCacheEntry {}
 }

@@ -274,12 +274,20 @@ fn l4_a_vip_without_backends_drops_new_flows_and_counts_them() {
     .unwrap();
 }
 
-/// Ages every recorded entry by `ticks` (the connection table's clock: jiffies).
+/// Ages every recorded entry by `ticks` (the connection table's clock: jiffies), then lets
+/// the per-CPU flow caches' copies lapse (they serve a flow only in the jiffy they read it).
 fn age_flows(lb: &mut Lb, ticks: u32) {
     for (k, mut v) in lb.sync.maps().flows().unwrap() {
         v.last_seen = v.last_seen.wrapping_sub(ticks);
         lb.sync.maps_mut().insert_flow(k, v).unwrap();
     }
+    next_jiffy(lb);
+}
+
+/// Sleeps past the current jiffy (two of them, to be sure).
+fn next_jiffy(lb: &Lb) {
+    let hz = lb.sync.maps().config().unwrap().hz;
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(2000 / hz + 1)));
 }
 
 fn new_flows(lb: &Lb) -> u64 {
@@ -325,6 +333,46 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
         age_flows(&mut lb, cfg.udp_idle + 100);
         lb.run(&dgram);
         assert_eq!(new_flows(&lb), 5, "an idle UDP flow expired");
+    })
+    .unwrap();
+}
+
+#[test]
+fn l4_the_flow_cache_never_hides_a_fin_nor_outlives_its_jiffy() {
+    require_root();
+    let lab = PacketLab::new().unwrap();
+    lab.run_inside(move || {
+        use interlock_common::lb::{FLOW_CLOSING, FLOW_REVERSE};
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
+        let mac = [2, 0, 0, 0, 0, 1];
+        let port = 47000;
+        let ack = frame(mac, CLIENT, port, VIP, 80, 6, ACK, b"x");
+        lb.run(&syn(port));
+        // Established packets: the second and later ones of this jiffy come from the cache.
+        for _ in 0..3 {
+            assert_eq!(lb.run(&ack).0, XDP_REDIRECT);
+        }
+        assert_eq!(new_flows(&lb), 1);
+        // A FIN right after: it must reach the connection table and mark the flow closing.
+        lb.run(&frame(mac, CLIENT, port, VIP, 80, 6, 0x11, b""));
+        let flows = lb.sync.maps().flows().unwrap();
+        let (_, forward) = flows
+            .iter()
+            .find(|(k, v)| k.sport == port.to_be() && v.flags & FLOW_REVERSE == 0)
+            .expect("the forward entry");
+        assert_ne!(
+            forward.flags & FLOW_CLOSING,
+            0,
+            "the FIN marked the table entry closing"
+        );
+
+        // The table forgets the flow; a jiffy later no CPU may still serve its copy.
+        for (k, _) in flows {
+            lb.sync.maps_mut().remove_flow(&k).unwrap();
+        }
+        next_jiffy(&lb);
+        assert_eq!(lb.run(&ack).0, XDP_REDIRECT);
+        assert_eq!(new_flows(&lb), 2, "a packet of a forgotten flow starts a new one");
     })
     .unwrap();
 }

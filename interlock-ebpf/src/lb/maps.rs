@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use interlock_common::lb::{
-    BackendValue, BenchSeed, FlowKey, FlowValue, LbConfig, LbStats, NextHop, VipKey, VipValue, ADDR_FILTER_WORDS,
-    DROP_REASONS, MAGLEV_ENTRIES, MAGLEV_LANES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_VIPS, NEXTHOP_SLOTS,
+    BackendValue, BenchSeed, FlowCacheEntry, FlowKey, FlowValue, LbConfig, LbStats, NextHop, VipKey, VipValue,
+    ADDR_FILTER_WORDS, DROP_REASONS, FLOW_CACHE_SLOTS, MAGLEV_ENTRIES, MAGLEV_LANES, MAX_BACKENDS, MAX_FLOW_ENTRIES,
+    MAX_VIPS, NEXTHOP_SLOTS,
 };
 
 #[map]
@@ -44,3 +45,6 @@ pub static LB_NEXTHOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(NEX
 /// Bitmap of VIP and SNAT addresses (see `addr_filter_bit`): the first test of every packet.
 #[map]
 pub static LB_ADDR_FILTER: Array<u64> = Array::with_max_entries(ADDR_FILTER_WORDS, 0);
+/// Per-CPU, direct-mapped copies of connection-table entries (see `flowcache.rs`).
+#[map]
+pub static LB_FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::with_max_entries(FLOW_CACHE_SLOTS, 0);

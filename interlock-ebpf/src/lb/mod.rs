@@ -1,8 +1,9 @@
 //! `interlock_lb`: the XDP full-NAT load balancer.
 //!
 //! Order of decisions for an IPv4 TCP/UDP packet:
-//! 1. its 5-tuple is in the connection table: translate (forward to the backend, or a
-//!    backend's reply back to the client as if from the VIP);
+//! 1. its 5-tuple is in the connection table (or this CPU's flow cache, see flowcache.rs):
+//!    translate (forward to the backend, or a backend's reply back to the client as if
+//!    from the VIP);
 //! 2. it is for a VIP: new flow, backend from the VIP's live Maglev table, recorded both ways;
 //! 3. anything else passes to the kernel untouched (IPv6, ARP, non-VIP traffic).
 //!
@@ -11,6 +12,7 @@
 //! justify a variable-offset L4 parse.
 mod conntrack;
 mod csum;
+mod flowcache;
 mod maps;
 mod nat;
 mod parse;
@@ -106,7 +108,18 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     // The frame's length from the IP header: with multi-buffer frames (jumbo MTUs) the
     // linear part `data..data_end` is only the first buffer.
     let len = u64::from(u16::from_be(p.tot_len)) + crate::packet::ETH_HDR_LEN as u64;
-    if let Some(to) = conntrack::lookup(&key, p, now, cfg) {
+    let hash = flow_hash(p);
+    let hit = match flowcache::get(&key, hash, p, now, cfg) {
+        Some(to) => Some(to),
+        None => {
+            let to = conntrack::lookup(&key, p, now, cfg);
+            if let Some(to) = &to {
+                flowcache::put(&key, hash, to, p, now, cfg);
+            }
+            to
+        }
+    };
+    if let Some(to) = hit {
         if to.flags & FLOW_REVERSE == 0 {
             count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
         }
@@ -122,7 +135,6 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let Some(vip) = (unsafe { LB_VIPS.get(&vip_key) }) else {
         return xdp_action::XDP_PASS;
     };
-    let hash = flow_hash(p);
     let slot = vip.slot;
     let h = hash % MAGLEV_SIZE;
     let chunk = (slot * 2 + (vip.table & 1)) * MAGLEV_CHUNKS + h / MAGLEV_LANES;

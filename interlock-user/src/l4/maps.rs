@@ -77,6 +77,15 @@ impl LbMaps {
         self.write_addr_filter()
     }
 
+    /// Turns the per-CPU flow cache of established packets on or off (on by default).
+    pub fn set_flow_cache(&mut self, on: bool) -> Result<()> {
+        let cfg = LbConfig {
+            flow_cache: u32::from(on),
+            ..self.config()?
+        };
+        self.config.set(0, cfg, 0).context("writing LB_CONFIG")
+    }
+
     pub fn config(&self) -> Result<LbConfig> {
         self.config.get(&0, 0).context("reading LB_CONFIG")
     }
