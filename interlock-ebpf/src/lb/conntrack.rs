@@ -72,7 +72,6 @@ pub enum CtError {
 pub fn create(
     key: &FlowKey,
     p: &Packet,
-    snat_addr: u32,
     backend_addr: u32,
     backend_port: u16,
     backend: u16,
@@ -102,14 +101,14 @@ pub fn create(
     let mut i = 0;
     while i < SNAT_PORT_TRIES {
         let port = SNAT_PORT_MIN + (start.wrapping_add(i.wrapping_mul(7919)) % range) as u16;
-        let rkey = FlowKey::new(backend_addr, snat_addr, backend_port, port.to_be(), p.proto);
+        let rkey = FlowKey::new(backend_addr, cfg.snat_addr, backend_port, port.to_be(), p.proto);
         // NOEXIST, so a CPU racing us for the same port makes one of us move on; a port
         // whose reverse entry expired is taken over.
         let taken = LB_FLOWS.insert(&rkey, &reverse, u64::from(BPF_NOEXIST)).is_ok()
             || (expired_at(&rkey, p.proto, now, cfg) && LB_FLOWS.insert(&rkey, &reverse, 0).is_ok());
         if taken {
             let forward = FlowValue {
-                saddr: snat_addr,
+                saddr: cfg.snat_addr,
                 daddr: backend_addr,
                 sport: port.to_be(),
                 dport: backend_port,

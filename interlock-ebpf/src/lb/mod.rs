@@ -146,17 +146,7 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let Some(b) = LB_BACKENDS.get(backend) else {
         return drop(DropReason::NoBackend);
     };
-    let to = match conntrack::create(
-        &key,
-        p,
-        cfg.snat_addr,
-        b.addr,
-        b.port,
-        backend as u16,
-        slot as u8,
-        now,
-        cfg,
-    ) {
+    let to = match conntrack::create(&key, p, b.addr, b.port, backend as u16, slot as u8, now, cfg) {
         Ok(to) => to,
         Err(CtError::NoPort) => return drop(DropReason::NoPort),
         Err(CtError::Table) => return drop(DropReason::FlowTable),
