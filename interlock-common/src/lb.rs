@@ -28,15 +28,13 @@ pub const SNAT_PORT_MAX: u16 = 29999;
 /// Tries to find a free source port for a new flow before giving up (bounded loop).
 pub const SNAT_PORT_TRIES: u32 = 8;
 
-/// Connection-table timestamps are `bpf_ktime_get_ns() >> TICK_SHIFT` (about 1 ms ticks) in
-/// a u32, so an entry fits 20 bytes; they wrap after 52 days, compared with wrapping maths.
-pub const TICK_SHIFT: u32 = 20;
-const TICKS_PER_SEC: u32 = (1_000_000_000u64 >> TICK_SHIFT) as u32;
-/// Idle timeouts (ticks): an entry idle longer is treated as gone.
-pub const TCP_IDLE_TICKS: u32 = 300 * TICKS_PER_SEC;
+/// Idle timeouts: an entry idle longer is treated as gone. The data path counts time in
+/// jiffies (`bpf_jiffies64`, which the verifier inlines, unlike the ktime helpers); user
+/// space converts these with the kernel's HZ into `LbConfig`.
+pub const TCP_IDLE_SECS: u32 = 300;
 /// After a FIN or RST the entry lives this long (the last ACKs still get through).
-pub const TCP_CLOSING_TICKS: u32 = 10 * TICKS_PER_SEC;
-pub const UDP_IDLE_TICKS: u32 = 30 * TICKS_PER_SEC;
+pub const TCP_CLOSING_SECS: u32 = 10;
+pub const UDP_IDLE_SECS: u32 = 30;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -81,7 +79,32 @@ pub struct LbConfig {
     /// The balancer's source address towards backends (network byte order); 0: not configured,
     /// VIP traffic passes to the kernel untouched.
     pub snat_addr: u32,
-    pub _pad: u32,
+    /// Timeouts in jiffies (see `TCP_IDLE_SECS`).
+    pub tcp_idle: u32,
+    pub tcp_closing: u32,
+    pub udp_idle: u32,
+    /// How long a cached next hop is used before the FIB is asked again (jiffies).
+    pub nexthop_ttl: u32,
+    /// 1: established packets may use the per-CPU flow cache `LB_FLOW_CACHE`; 0: every
+    /// packet looks the connection table up.
+    pub flow_cache: u32,
+    /// Jiffies per second of this kernel, as user space measured it.
+    pub hz: u32,
+}
+
+impl LbConfig {
+    /// The configuration for a kernel ticking `hz` jiffies a second.
+    pub const fn new(snat_addr: u32, hz: u32) -> LbConfig {
+        LbConfig {
+            snat_addr,
+            tcp_idle: TCP_IDLE_SECS * hz,
+            tcp_closing: TCP_CLOSING_SECS * hz,
+            udp_idle: UDP_IDLE_SECS * hz,
+            nexthop_ttl: hz,
+            flow_cache: 1,
+            hz,
+        }
+    }
 }
 
 /// Key of `LB_FLOWS`: the 5-tuple of a packet as it arrives (network byte order).
@@ -93,12 +116,30 @@ pub struct FlowKey {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    /// Two scalar pads rather than `[u8; 3]`: an array field makes the BPF build zero it
+    /// with a call to a byte-loop `memset` on every packet.
+    pub _pad: u8,
+    pub _pad2: u16,
+}
+
+impl FlowKey {
+    #[inline(always)]
+    pub const fn new(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
+        FlowKey {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            proto,
+            _pad: 0,
+            _pad2: 0,
+        }
+    }
 }
 
 /// `FlowValue::flags`: this entry translates backend replies back to the client.
 pub const FLOW_REVERSE: u8 = 1;
-/// `FlowValue::flags`: a FIN or RST was seen; the entry expires after `TCP_CLOSING_NS`.
+/// `FlowValue::flags`: a FIN or RST was seen; the entry expires after `TCP_CLOSING_SECS`.
 pub const FLOW_CLOSING: u8 = 2;
 
 /// Value of `LB_FLOWS`: the addresses and ports a matching packet is rewritten to.
@@ -114,8 +155,22 @@ pub struct FlowValue {
     /// The VIP slot (stats).
     pub vip_slot: u8,
     pub flags: u8,
-    /// Tick (see `TICK_SHIFT`) of the last packet.
+    /// Jiffies (low 32 bits) of the last packet.
     pub last_seen: u32,
+}
+
+/// Slots of the per-CPU flow cache `LB_FLOW_CACHE` (direct-mapped by flow hash).
+pub const FLOW_CACHE_SLOTS: u32 = 4096;
+
+/// Value of `LB_FLOW_CACHE`: a copy of a connection-table entry, valid during the jiffy it
+/// was read in (`stamp`) on this CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCacheEntry {
+    pub key: FlowKey,
+    pub value: FlowValue,
+    /// Jiffies (low 32 bits) of the connection-table read.
+    pub stamp: u32,
 }
 
 /// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.
@@ -131,20 +186,47 @@ pub struct BenchSeed {
     pub _pad2: u32,
 }
 
-/// Next hops cached per destination (bpf_fib_lookup is the costliest step of a packet).
-pub const MAX_NEXTHOPS: u32 = 16384;
-/// How long a cached next hop is used before the FIB is asked again.
-pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
+/// Slots of the per-CPU next-hop cache `LB_NEXTHOPS` (direct-mapped: a destination uses slot
+/// `nexthop_slot(addr)`; two hot destinations on one slot only cost extra FIB lookups).
+pub const NEXTHOP_SLOTS: u32 = 4096;
 
-/// Value of `LB_NEXTHOPS` (key: destination address, network byte order).
+/// Value of `LB_NEXTHOPS`: the egress of packets to `daddr`, as `bpf_fib_lookup` found it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
+    /// Network byte order; 0: empty slot.
+    pub daddr: u32,
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    /// `bpf_ktime_get_ns` after which the entry is looked up again.
+    /// Jiffies after which the entry is looked up again.
     pub expires: u64,
+}
+
+/// Fibonacci hashing of an address (any byte order) to the top `bits` bits.
+#[inline(always)]
+const fn addr_hash(addr: u32, bits: u32) -> u32 {
+    addr.wrapping_mul(0x9e37_79b9) >> (32 - bits)
+}
+
+/// The `LB_NEXTHOPS` slot of a destination address.
+#[inline(always)]
+pub const fn nexthop_slot(addr: u32) -> u32 {
+    addr_hash(addr, NEXTHOP_SLOTS.trailing_zeros())
+}
+
+/// Words of the address filter `LB_ADDR_FILTER`: a bitmap of 65,536 bits, one per hash of
+/// an address. A set bit means "maybe a VIP or the SNAT address" (a false positive only
+/// costs a connection-table miss); a clear bit means "certainly not ours". It replaces a
+/// hash lookup on every packet with an array read the verifier inlines.
+pub const ADDR_FILTER_WORDS: u32 = 1024;
+const ADDR_FILTER_BITS: u32 = (ADDR_FILTER_WORDS * 64).trailing_zeros();
+
+/// Word index and bit mask of an address (network byte order) in the address filter.
+#[inline(always)]
+pub const fn addr_filter_bit(addr: u32) -> (u32, u64) {
+    let h = addr_hash(addr, ADDR_FILTER_BITS);
+    (h / 64, 1u64 << (h % 64))
 }
 
 /// Per-CPU traffic counters of one VIP slot or backend id.
@@ -211,4 +293,5 @@ mod pod {
     unsafe impl aya::Pod for LbStats {}
     unsafe impl aya::Pod for BenchSeed {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for FlowCacheEntry {}
 }

@@ -26,7 +26,8 @@ impl Lb {
     fn new(services: &[L4Service]) -> Lb {
         let mut ebpf = interlock::bpf::load().unwrap();
         let mut maps = LbMaps::take(&mut ebpf).unwrap();
-        maps.set_snat_addr(SNAT).unwrap();
+        let hz = interlock::l4::clock::kernel_hz(&mut ebpf).unwrap();
+        maps.set_config(SNAT, hz).unwrap();
         let mut sync = L4Sync::new(maps, None).unwrap();
         sync.apply(services).unwrap();
         let prog: &mut Xdp = ebpf.program_mut("interlock_lb").unwrap().try_into().unwrap();
@@ -273,12 +274,20 @@ fn l4_a_vip_without_backends_drops_new_flows_and_counts_them() {
     .unwrap();
 }
 
-/// Ages every recorded entry by `ticks` (the connection table's clock, about 1 ms each).
+/// Ages every recorded entry by `ticks` (the connection table's clock: jiffies), then lets
+/// the per-CPU flow caches' copies lapse (they serve a flow only in the jiffy they read it).
 fn age_flows(lb: &mut Lb, ticks: u32) {
     for (k, mut v) in lb.sync.maps().flows().unwrap() {
         v.last_seen = v.last_seen.wrapping_sub(ticks);
         lb.sync.maps_mut().insert_flow(k, v).unwrap();
     }
+    next_jiffy(lb);
+}
+
+/// Sleeps past the current jiffy (two of them, to be sure).
+fn next_jiffy(lb: &Lb) {
+    let hz = lb.sync.maps().config().unwrap().hz;
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(2000 / hz + 1)));
 }
 
 fn new_flows(lb: &Lb) -> u64 {
@@ -296,7 +305,6 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
     require_root();
     let lab = PacketLab::new().unwrap();
     lab.run_inside(move || {
-        use interlock_common::lb::{TCP_CLOSING_TICKS, UDP_IDLE_TICKS};
         let mut lb = Lb::new(&[
             service(VIP, 80, L4Protocol::Tcp, &BACKENDS),
             service(VIP, 53, L4Protocol::Udp, &BACKENDS),
@@ -309,7 +317,8 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
         lb.run(&frame(mac, CLIENT, b, VIP, 80, 6, 0x11, b"")); // FIN|ACK
         assert_eq!(new_flows(&lb), 2);
         // Older than the closing timeout, younger than the idle one.
-        age_flows(&mut lb, TCP_CLOSING_TICKS + 100);
+        let cfg = lb.sync.maps().config().unwrap();
+        age_flows(&mut lb, cfg.tcp_closing + 100);
         lb.run(&frame(mac, CLIENT, a, VIP, 80, 6, ACK, b""));
         assert_eq!(new_flows(&lb), 2, "the open flow is still established");
         lb.run(&frame(mac, CLIENT, b, VIP, 80, 6, ACK, b""));
@@ -321,9 +330,49 @@ fn l4_fin_shortens_a_flows_life_and_idle_udp_flows_expire() {
         assert_eq!(new_flows(&lb), 4);
         lb.run(&dgram);
         assert_eq!(new_flows(&lb), 4, "a live UDP flow is established");
-        age_flows(&mut lb, UDP_IDLE_TICKS + 100);
+        age_flows(&mut lb, cfg.udp_idle + 100);
         lb.run(&dgram);
         assert_eq!(new_flows(&lb), 5, "an idle UDP flow expired");
+    })
+    .unwrap();
+}
+
+#[test]
+fn l4_the_flow_cache_never_hides_a_fin_nor_outlives_its_jiffy() {
+    require_root();
+    let lab = PacketLab::new().unwrap();
+    lab.run_inside(move || {
+        use interlock_common::lb::{FLOW_CLOSING, FLOW_REVERSE};
+        let mut lb = Lb::new(&[service(VIP, 80, L4Protocol::Tcp, &BACKENDS)]);
+        let mac = [2, 0, 0, 0, 0, 1];
+        let port = 47000;
+        let ack = frame(mac, CLIENT, port, VIP, 80, 6, ACK, b"x");
+        lb.run(&syn(port));
+        // Established packets: the second and later ones of this jiffy come from the cache.
+        for _ in 0..3 {
+            assert_eq!(lb.run(&ack).0, XDP_REDIRECT);
+        }
+        assert_eq!(new_flows(&lb), 1);
+        // A FIN right after: it must reach the connection table and mark the flow closing.
+        lb.run(&frame(mac, CLIENT, port, VIP, 80, 6, 0x11, b""));
+        let flows = lb.sync.maps().flows().unwrap();
+        let (_, forward) = flows
+            .iter()
+            .find(|(k, v)| k.sport == port.to_be() && v.flags & FLOW_REVERSE == 0)
+            .expect("the forward entry");
+        assert_ne!(
+            forward.flags & FLOW_CLOSING,
+            0,
+            "the FIN marked the table entry closing"
+        );
+
+        // The table forgets the flow; a jiffy later no CPU may still serve its copy.
+        for (k, _) in flows {
+            lb.sync.maps_mut().remove_flow(&k).unwrap();
+        }
+        next_jiffy(&lb);
+        assert_eq!(lb.run(&ack).0, XDP_REDIRECT);
+        assert_eq!(new_flows(&lb), 2, "a packet of a forgotten flow starts a new one");
     })
     .unwrap();
 }

@@ -5,13 +5,14 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use interlock_common::lb::{
-    BackendValue, BenchSeed, FlowKey, FlowValue, LbConfig, LbStats, NextHop, VipKey, VipValue, DROP_REASONS,
-    MAGLEV_ENTRIES, MAGLEV_LANES, MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_NEXTHOPS, MAX_VIPS,
+    BackendValue, BenchSeed, FlowCacheEntry, FlowKey, FlowValue, LbConfig, LbStats, NextHop, VipKey, VipValue,
+    ADDR_FILTER_WORDS, DROP_REASONS, FLOW_CACHE_SLOTS, MAGLEV_ENTRIES, MAGLEV_LANES, MAX_BACKENDS, MAX_FLOW_ENTRIES,
+    MAX_VIPS, NEXTHOP_SLOTS,
 };
 
 #[map]
 pub static LB_VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
-/// VIP addresses (value unused): fragments and IP options carry no usable port.
+/// VIP addresses (value unused), exact: fragments and IP options to them are dropped.
 #[map]
 pub static LB_VIP_ADDRS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_VIPS, 0);
 /// Slot `h = hash % MAGLEV_SIZE` of table `(vip slot * 2 + table)` is lane `h % 16` of entry
@@ -36,5 +37,14 @@ pub static LB_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_REASO
 /// Input of the benchmark driver `interlock_lb_bench_new` (unused otherwise).
 #[map]
 pub static LB_BENCH: Array<BenchSeed> = Array::with_max_entries(1, 0);
+/// Per-CPU, direct-mapped next-hop cache (see `nexthop_slot`): an array read the verifier
+/// inlines, where a hash map costs a function call; per CPU, so a slot is never written
+/// while another CPU reads it.
 #[map]
-pub static LB_NEXTHOPS: LruHashMap<u32, NextHop> = LruHashMap::with_max_entries(MAX_NEXTHOPS, 0);
+pub static LB_NEXTHOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(NEXTHOP_SLOTS, 0);
+/// Bitmap of VIP and SNAT addresses (see `addr_filter_bit`): the first test of every packet.
+#[map]
+pub static LB_ADDR_FILTER: Array<u64> = Array::with_max_entries(ADDR_FILTER_WORDS, 0);
+/// Per-CPU, direct-mapped copies of connection-table entries (see `flowcache.rs`).
+#[map]
+pub static LB_FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::with_max_entries(FLOW_CACHE_SLOTS, 0);

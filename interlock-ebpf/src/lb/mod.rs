@@ -1,8 +1,9 @@
 //! `interlock_lb`: the XDP full-NAT load balancer.
 //!
 //! Order of decisions for an IPv4 TCP/UDP packet:
-//! 1. its 5-tuple is in the connection table: translate (forward to the backend, or a
-//!    backend's reply back to the client as if from the VIP);
+//! 1. its 5-tuple is in the connection table (or this CPU's flow cache, see flowcache.rs):
+//!    translate (forward to the backend, or a backend's reply back to the client as if
+//!    from the VIP);
 //! 2. it is for a VIP: new flow, backend from the VIP's live Maglev table, recorded both ways;
 //! 3. anything else passes to the kernel untouched (IPv6, ARP, non-VIP traffic).
 //!
@@ -11,22 +12,27 @@
 //! justify a variable-offset L4 parse.
 mod conntrack;
 mod csum;
+mod flowcache;
 mod maps;
 mod nat;
 mod parse;
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_jiffies64, macros::xdp, programs::XdpContext};
 use interlock_common::lb::{
-    DropReason, FlowValue, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
+    addr_filter_bit, DropReason, FlowValue, LbConfig, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES,
+    MAGLEV_SIZE,
 };
 
 use conntrack::CtError;
 use maps::{
-    LB_BACKENDS, LB_BACKEND_STATS, LB_BENCH, LB_CONFIG, LB_DROPS, LB_MAGLEV, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
+    LB_ADDR_FILTER, LB_BACKENDS, LB_BACKEND_STATS, LB_BENCH, LB_CONFIG, LB_DROPS, LB_MAGLEV, LB_VIPS, LB_VIP_ADDRS,
+    LB_VIP_STATS,
 };
 use parse::{Packet, Parsed};
 
-#[xdp]
+/// `frags`: multi-buffer aware, so interfaces with an MTU above a page (jumbo frames on veth)
+/// accept it; every header it reads and writes is in the first buffer (else it passes).
+#[xdp(frags)]
 pub fn interlock_lb(ctx: XdpContext) -> u32 {
     match parse::parse(&ctx) {
         Parsed::Other => xdp_action::XDP_PASS,
@@ -78,27 +84,47 @@ pub fn interlock_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The kernel's jiffies (low 32 bits) as the return value: user space runs it twice to
+/// learn HZ, which the timeouts in `LbConfig` are counted in (interlock-user/src/l4/clock.rs).
+#[xdp]
+pub fn interlock_jiffies(_ctx: XdpContext) -> u32 {
+    unsafe { bpf_jiffies64() as u32 }
+}
+
 #[inline(always)]
 fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
-    let snat_addr = match LB_CONFIG.get(0) {
-        Some(c) if c.snat_addr != 0 => c.snat_addr,
-        _ => return xdp_action::XDP_PASS,
-    };
     // Only packets to a VIP address or to our source address can be ours: everything else
-    // passes after one small lookup instead of a connection-table probe.
-    if p.daddr != snat_addr && unsafe { LB_VIP_ADDRS.get(&p.daddr) }.is_none() {
+    // passes after one inlined array read instead of a connection-table probe.
+    if !maybe_ours(p.daddr) {
         return xdp_action::XDP_PASS;
     }
+    let cfg = match LB_CONFIG.get(0) {
+        Some(c) if c.snat_addr != 0 => c,
+        _ => return xdp_action::XDP_PASS,
+    };
     let key = conntrack::key_of(p);
-    // The coarse clock (jiffies resolution) is enough for ms ticks and 1 s caches, and cheaper.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    if let Some(to) = conntrack::lookup(&key, p, now) {
+    // Jiffies: enough for idle timeouts and 1 s caches, and inlined (no helper call).
+    let now = unsafe { bpf_jiffies64() };
+    // The frame's length from the IP header: with multi-buffer frames (jumbo MTUs) the
+    // linear part `data..data_end` is only the first buffer.
+    let len = u64::from(u16::from_be(p.tot_len)) + crate::packet::ETH_HDR_LEN as u64;
+    let hash = flow_hash(p);
+    let hit = match flowcache::get(&key, hash, p, now, cfg) {
+        Some(to) => Some(to),
+        None => {
+            let to = conntrack::lookup(&key, p, now, cfg);
+            if let Some(to) = &to {
+                flowcache::put(&key, hash, to, p, now, cfg);
+            }
+            to
+        }
+    };
+    if let Some(to) = hit {
         if to.flags & FLOW_REVERSE == 0 {
             count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
         }
         count(&LB_BACKEND_STATS, u32::from(to.backend), len, false);
-        return send(ctx, p, &to, now);
+        return send(ctx, p, &to, now, cfg);
     }
     let vip_key = VipKey {
         addr: p.daddr,
@@ -109,7 +135,6 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let Some(vip) = (unsafe { LB_VIPS.get(&vip_key) }) else {
         return xdp_action::XDP_PASS;
     };
-    let hash = flow_hash(p);
     let slot = vip.slot;
     let h = hash % MAGLEV_SIZE;
     let chunk = (slot * 2 + (vip.table & 1)) * MAGLEV_CHUNKS + h / MAGLEV_LANES;
@@ -121,22 +146,32 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let Some(b) = LB_BACKENDS.get(backend) else {
         return drop(DropReason::NoBackend);
     };
-    let to = match conntrack::create(&key, p, snat_addr, b.addr, b.port, backend as u16, slot as u8, now) {
+    let to = match conntrack::create(&key, p, b.addr, b.port, backend as u16, slot as u8, now, cfg) {
         Ok(to) => to,
         Err(CtError::NoPort) => return drop(DropReason::NoPort),
         Err(CtError::Table) => return drop(DropReason::FlowTable),
     };
     count(&LB_VIP_STATS, slot, len, true);
     count(&LB_BACKEND_STATS, backend, len, true);
-    send(ctx, p, &to, now)
+    send(ctx, p, &to, now, cfg)
+}
+
+/// The address filter: false for addresses that are certainly neither a VIP nor ours.
+#[inline(always)]
+fn maybe_ours(daddr: u32) -> bool {
+    let (word, bit) = addr_filter_bit(daddr);
+    match LB_ADDR_FILTER.get(word) {
+        Some(w) => w & bit != 0,
+        None => false,
+    }
 }
 
 #[inline(always)]
-fn send(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64) -> u32 {
+fn send(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64, cfg: &LbConfig) -> u32 {
     if nat::rewrite(ctx, p, to).is_none() {
         return xdp_action::XDP_ABORTED;
     }
-    match nat::forward(ctx, p, to, now) {
+    match nat::forward(ctx, p, to, now, cfg.nexthop_ttl) {
         Some(action) => action,
         None => drop(DropReason::NoRoute),
     }

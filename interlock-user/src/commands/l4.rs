@@ -34,6 +34,10 @@ pub struct L4Args {
     /// Attach in generic (skb) mode instead of native (driver) mode.
     #[arg(long)]
     pub skb: bool,
+    /// Look every established packet up in the connection table, without the per-CPU
+    /// flow cache (which serves a flow's packets from a copy for up to one jiffy).
+    #[arg(long)]
+    pub no_flow_cache: bool,
     /// Print stats every this many seconds (0: never).
     #[arg(long, default_value_t = 10)]
     pub stats_interval: u64,
@@ -82,7 +86,9 @@ pub async fn run(args: L4Args) -> Result<()> {
     pin::prepare_pin_dir(&args.pin_dir)?;
     let mut ebpf = pin::load_pinned(&args.pin_dir)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
-    maps.set_snat_addr(args.snat_addr)?;
+    let hz = crate::l4::clock::kernel_hz(&mut ebpf)?;
+    maps.set_config(args.snat_addr, hz)?;
+    maps.set_flow_cache(!args.no_flow_cache)?;
     match crate::l4::memlock::maps_memlock_bytes() {
         Ok(b) => println!("l4 maps lock {} MiB of kernel memory", b / (1024 * 1024)),
         Err(e) => tracing::warn!("cannot read the maps' locked memory: {e}"),

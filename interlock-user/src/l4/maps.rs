@@ -5,14 +5,15 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::Ebpf;
 use interlock_common::lb::{
-    BackendValue, DropReason, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue, MAGLEV_CHUNKS, MAGLEV_EMPTY,
-    MAGLEV_LANES, MAGLEV_SIZE,
+    addr_filter_bit, BackendValue, DropReason, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue,
+    ADDR_FILTER_WORDS, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
 };
 
 /// Names of the balancer's maps in the object (also their pin names).
-pub const MAP_NAMES: [&str; 9] = [
+pub const MAP_NAMES: [&str; 10] = [
     "LB_VIPS",
     "LB_VIP_ADDRS",
+    "LB_ADDR_FILTER",
     "LB_MAGLEV",
     "LB_BACKENDS",
     "LB_CONFIG",
@@ -25,6 +26,7 @@ pub const MAP_NAMES: [&str; 9] = [
 pub struct LbMaps {
     vips: HashMap<MapData, VipKey, VipValue>,
     vip_addrs: HashMap<MapData, u32, u32>,
+    addr_filter: Array<MapData, u64>,
     maglev: Array<MapData, [u32; MAGLEV_LANES as usize]>,
     backends: Array<MapData, BackendValue>,
     config: Array<MapData, LbConfig>,
@@ -56,6 +58,7 @@ impl LbMaps {
         Ok(LbMaps {
             vips: take(bpf, "LB_VIPS")?,
             vip_addrs: take(bpf, "LB_VIP_ADDRS")?,
+            addr_filter: take(bpf, "LB_ADDR_FILTER")?,
             maglev: take(bpf, "LB_MAGLEV")?,
             backends: take(bpf, "LB_BACKENDS")?,
             config: take(bpf, "LB_CONFIG")?,
@@ -66,12 +69,25 @@ impl LbMaps {
         })
     }
 
-    pub fn set_snat_addr(&mut self, addr: Ipv4Addr) -> Result<()> {
+    /// Writes the balancer's settings: its SNAT address and the timeouts for a kernel
+    /// ticking `hz` jiffies a second (see `clock::kernel_hz`).
+    pub fn set_config(&mut self, snat_addr: Ipv4Addr, hz: u32) -> Result<()> {
+        let cfg = LbConfig::new(u32::from(snat_addr).to_be(), hz);
+        self.config.set(0, cfg, 0).context("writing LB_CONFIG")?;
+        self.write_addr_filter()
+    }
+
+    /// Turns the per-CPU flow cache of established packets on or off (on by default).
+    pub fn set_flow_cache(&mut self, on: bool) -> Result<()> {
         let cfg = LbConfig {
-            snat_addr: u32::from(addr).to_be(),
-            _pad: 0,
+            flow_cache: u32::from(on),
+            ..self.config()?
         };
         self.config.set(0, cfg, 0).context("writing LB_CONFIG")
+    }
+
+    pub fn config(&self) -> Result<LbConfig> {
+        self.config.get(&0, 0).context("reading LB_CONFIG")
     }
 
     pub fn vips(&self) -> Result<Vec<(VipKey, VipValue)>> {
@@ -87,13 +103,34 @@ impl LbMaps {
         self.vips.remove(key).context("removing from LB_VIPS")
     }
 
+    /// Sets the VIP addresses (network byte order): the exact set and the address filter.
+    /// Addresses are added to the filter before it drops any, so a VIP that stays is never
+    /// filtered out in between.
     pub fn set_vip_addrs(&mut self, addrs: &[u32]) -> Result<()> {
         let old: Vec<u32> = self.vip_addrs.keys().collect::<Result<_, _>>()?;
         for a in addrs {
             self.vip_addrs.insert(a, 1, 0).context("writing LB_VIP_ADDRS")?;
         }
+        self.write_addr_filter()?;
         for a in old.iter().filter(|a| !addrs.contains(a)) {
             self.vip_addrs.remove(a).context("removing from LB_VIP_ADDRS")?;
+        }
+        self.write_addr_filter()
+    }
+
+    /// Rewrites the words of `LB_ADDR_FILTER` that differ from the bits of the VIP addresses
+    /// in `LB_VIP_ADDRS` and the SNAT address.
+    fn write_addr_filter(&mut self) -> Result<()> {
+        let mut addrs: Vec<u32> = self.vip_addrs.keys().collect::<Result<_, _>>()?;
+        addrs.push(self.config()?.snat_addr);
+        let words = filter_words(addrs.into_iter().filter(|a| *a != 0));
+        for (i, want) in words.iter().enumerate() {
+            let i = i as u32;
+            if self.addr_filter.get(&i, 0).context("reading LB_ADDR_FILTER")? != *want {
+                self.addr_filter
+                    .set(i, *want, 0)
+                    .with_context(|| format!("writing LB_ADDR_FILTER[{i}]"))?;
+            }
         }
         Ok(())
     }
@@ -168,5 +205,39 @@ impl LbMaps {
 
     pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
         self.flows.remove(key).context("removing from LB_FLOWS")
+    }
+}
+
+/// The address filter's bitmap for `addrs` (network byte order).
+fn filter_words(addrs: impl Iterator<Item = u32>) -> Vec<u64> {
+    let mut words = vec![0u64; ADDR_FILTER_WORDS as usize];
+    for a in addrs {
+        let (word, bit) = addr_filter_bit(a);
+        words[word as usize] |= bit;
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_has_every_address_and_rejects_most_others() {
+        let ours: Vec<u32> = (0..65u32)
+            .map(|i| u32::from(Ipv4Addr::new(10, 0, i as u8, 1)).to_be())
+            .collect();
+        let words = filter_words(ours.iter().copied());
+        let hit = |a: u32| {
+            let (w, b) = addr_filter_bit(a);
+            words[w as usize] & b != 0
+        };
+        assert!(ours.iter().all(|a| hit(*a)));
+        let others = (0..65536u32).map(|i| u32::from(Ipv4Addr::new(172, 16, (i >> 8) as u8, i as u8)).to_be());
+        let false_positives = others.filter(|a| hit(*a)).count();
+        assert!(
+            false_positives < 300,
+            "{false_positives} of 65536 other addresses pass the filter"
+        );
     }
 }

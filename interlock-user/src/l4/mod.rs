@@ -1,5 +1,6 @@
 //! The L4 fast path from user space: Maglev tables, the typed map API, syncing a set of
 //! `model::L4Service`s into the kernel, bpffs pinning.
+pub mod clock;
 pub mod desired;
 pub mod maglev;
 pub mod maps;
