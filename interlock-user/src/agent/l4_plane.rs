@@ -63,7 +63,9 @@ fn attach(opts: &L4Options) -> Result<Attached> {
     let mut maps = LbMaps::take(&mut ebpf)?;
     let snat = hostns::iface_ipv4(GWBRIDGE)
         .context("the L4 fast path reaches local tasks through docker_gwbridge, which has no address here")?;
-    maps.set_snat_addr(snat)?;
+    let hz = crate::l4::clock::kernel_hz(&mut ebpf)?;
+    maps.set_config(snat, hz)?;
+    maps.set_flow_cache(true)?;
     let default_vip = match opts.vip {
         Some(vip) => vip,
         None => hostns::iface_ipv4(&opts.interfaces[0]).context("choosing the default L4 VIP")?,
