@@ -18,7 +18,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use super::balance::{self, Backend, Registry};
 use super::error::ProxyError;
 use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
-use super::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels};
+use super::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels, RouteName};
 use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::Upstream;
 use super::ProxyBody;
@@ -43,8 +43,31 @@ impl LiveTable {
     }
 }
 
+/// The client end of a connection, with what every request on it reuses.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client IP as X-Forwarded-For carries it: formatted once per connection.
+    ip_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            ip_value: headers::ip_value(addr.ip()),
+        }
+    }
+
+    fn ip_str(&self) -> &str {
+        self.ip_value.to_str().unwrap_or("-")
+    }
+}
+
 pub struct Proxy {
     live: ArcSwap<LiveTable>,
+    /// The route label of requests that matched no route.
+    no_route: Arc<str>,
     registry: Registry,
     upstream: Upstream,
     pub metrics: Arc<Metrics>,
@@ -74,6 +97,7 @@ impl Proxy {
                 table: RouteTable::default(),
                 backends: HashMap::new(),
             }),
+            no_route: Arc::from("-"),
             registry: Registry::default(),
             upstream: Upstream::new(connect_timeout, response_timeout),
             metrics,
@@ -113,45 +137,40 @@ impl Proxy {
     }
 
     /// Handles one request; never fails: errors become responses.
-    pub async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        scheme: Scheme,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer, scheme: Scheme) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
         // One cheap clone (shared bytes) serves routing and the access log.
         let uri = req.uri().clone();
-        let host = request_host(&req).map(str::to_string);
-        let (route_name, mut response, upstream) = match self.route_and_forward(req, &uri, client, scheme, &host).await
-        {
-            Ok((route, resp, upstream)) => (route, resp, upstream),
-            Err((route, e)) => {
-                if !matches!(e, ProxyError::NoRoute { .. }) {
-                    tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
+        let host = request_host(&req);
+        let (route_name, mut response, upstream) =
+            match self.route_and_forward(req, &uri, &peer, scheme, host.as_ref()).await {
+                Ok((route, resp, upstream)) => (route, resp, upstream),
+                Err((route, e)) => {
+                    if !matches!(e, ProxyError::NoRoute { .. }) {
+                        tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
+                    }
+                    (route, error_response(&e), None)
                 }
-                (route, error_response(&e), None)
-            }
-        };
+            };
         let elapsed = started.elapsed();
-        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
-        response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         let status = response.status().as_u16();
-        let route_label = route_name.as_deref().unwrap_or("-").to_string();
+        let route_label = RouteName(route_name.unwrap_or_else(|| self.no_route.clone()));
         tracing::info!(
             target: "interlock::access",
-            client = %client.ip(),
-            method = %method,
-            host = host.as_deref().unwrap_or("-"),
+            client = peer.ip_str(),
+            method = method.as_str(),
+            host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            route = %route_label,
-            upstream = upstream.map(|a| a.to_string()).as_deref().unwrap_or("-"),
+            route = &*route_label.0,
+            upstream = upstream.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
             status,
-            ms = elapsed.as_secs_f64() * 1000.0,
+            us = elapsed.as_micros() as u64,
             request_id = request_id.to_str().unwrap_or("-"),
         );
+        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+        response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         self.metrics
             .latency
             .get_or_create(&RouteLabels {
@@ -169,16 +188,18 @@ impl Proxy {
     }
 
     /// Routes and forwards; on error returns the route name (when one was chosen) and why.
+    /// On success also the x-upstream-addr of the backend that answered.
     async fn route_and_forward(
         &self,
         req: Request<Incoming>,
         uri: &Uri,
-        client: SocketAddr,
+        peer: &Peer,
         scheme: Scheme,
-        host: &Option<String>,
-    ) -> Result<(Option<Arc<str>>, Response<ProxyBody>, Option<SocketAddr>), (Option<Arc<str>>, ProxyError)> {
-        headers::check_request(req.headers(), host.as_deref()).map_err(|e| (None, e))?;
-        let host = host.as_deref().unwrap_or_default();
+        host_value: Option<&HeaderValue>,
+    ) -> Result<(Option<Arc<str>>, Response<ProxyBody>, Option<HeaderValue>), (Option<Arc<str>>, ProxyError)> {
+        let host = host_value.and_then(|h| h.to_str().ok());
+        headers::check_request(req.headers(), host).map_err(|e| (None, e))?;
+        let host = host.unwrap_or_default();
         let live = self.live.load_full();
         let path = uri.path();
         let route = match live.table.lookup(scheme.as_str(), host, path) {
@@ -188,7 +209,7 @@ impl Proxy {
                 return Err((
                     None,
                     ProxyError::NoRoute {
-                        host: routes::normalize_host(host),
+                        host: routes::normalize_host(host).into_owned(),
                     },
                 ))
             }
@@ -215,7 +236,7 @@ impl Proxy {
         let sticky = match &route.stickiness {
             Stickiness::None => None,
             Stickiness::Cookie(cookie) => headers::cookie(req.headers(), cookie).map(balance::sticky_key),
-            Stickiness::ClientIp => Some(balance::sticky_key(client.ip())),
+            Stickiness::ClientIp => Some(balance::sticky_key(peer.addr.ip())),
         };
         let backends = live.backends_of(&route);
         if backends.is_empty() {
@@ -227,24 +248,25 @@ impl Proxy {
             ));
         }
         let mut req = self
-            .upstream_request(req, &route, client, scheme, host, upgrade.as_ref())
+            .upstream_request(req, &route, peer, scheme, host_value, upgrade.as_ref())
             .map_err(|e| (name.clone(), e))?;
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        // Addresses already tried; a fixed array, no allocation per request.
+        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
+        let attempts = MAX_ATTEMPTS.min(backends.len());
         let mut last_error = None;
-        while tried.len() < MAX_ATTEMPTS.min(backends.len()) {
-            let Some(backend) = balance::pick(&backends, sticky, &tried) else {
+        for attempt in 0..attempts {
+            let Some(backend) = balance::pick(&backends, sticky, &tried[..attempt]) else {
                 break;
             };
-            tried.push(backend.addr);
+            tried[attempt] = backend.addr;
             let in_flight = backend.start();
             let sent_at = Instant::now();
             match self.upstream.send(backend.addr, req).await {
                 Ok(resp) => {
                     backend.record_success();
-                    let resp =
-                        self.downstream_response(resp, backend.addr, sent_at.elapsed(), client_upgrade, in_flight);
-                    return Ok((name, resp, Some(backend.addr)));
+                    let resp = self.downstream_response(resp, &backend, sent_at.elapsed(), client_upgrade, in_flight);
+                    return Ok((name, resp, Some(backend.addr_value.clone())));
                 }
                 Err((e, unsent)) => {
                     if matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
@@ -282,17 +304,13 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         route: &Route,
-        client: SocketAddr,
+        peer: &Peer,
         scheme: Scheme,
-        host: &str,
+        host: Option<&HeaderValue>,
         upgrade: Option<&HeaderValue>,
     ) -> Result<Request<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let rewritten = routes::rewrite_path(&route.path_prefix, route.strip_prefix, path);
-        parts.uri = rewritten
-            .parse::<Uri>()
-            .map_err(|_| ProxyError::BadRequest("unparsable path"))?;
+        parts.uri = origin_form(&parts.uri, route)?;
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade {
@@ -303,18 +321,18 @@ impl Proxy {
         }
         if !parts.headers.contains_key(HOST) {
             // HTTP/2 carries the host in :authority.
-            if let Ok(v) = HeaderValue::from_str(host) {
-                parts.headers.insert(HOST, v);
+            if let Some(v) = host {
+                parts.headers.insert(HOST, v.clone());
             }
         }
-        headers::set_forwarded(&mut parts.headers, client.ip(), scheme.as_str(), host);
+        headers::set_forwarded(&mut parts.headers, &peer.ip_value, scheme.as_str(), host.cloned());
         Ok(Request::from_parts(parts, body.boxed()))
     }
 
     fn downstream_response(
         &self,
         resp: Response<Incoming>,
-        upstream: SocketAddr,
+        upstream: &Backend,
         took: Duration,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         in_flight: balance::InFlight,
@@ -333,12 +351,12 @@ impl Proxy {
         } else {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
-        if let Ok(v) = HeaderValue::from_str(&upstream.to_string()) {
-            parts.headers.insert(X_UPSTREAM_ADDR.clone(), v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", took.as_secs_f64())) {
-            parts.headers.insert(X_UPSTREAM_RESPONSE_TIME.clone(), v);
-        }
+        parts
+            .headers
+            .insert(X_UPSTREAM_ADDR.clone(), upstream.addr_value.clone());
+        parts
+            .headers
+            .insert(X_UPSTREAM_RESPONSE_TIME.clone(), headers::seconds_value(took));
         if switching {
             return Response::from_parts(parts, empty());
         }
@@ -370,11 +388,34 @@ async fn splice_upgraded(
 }
 
 /// The Host a request is for: the URI authority (HTTP/2, absolute-form) or the Host header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+/// A header value: cloning the Host header shares its bytes, no copy per request.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
+    }
+}
+
+/// The origin-form URI sent to the backend: the prefix stripped when the route says so.
+/// Unchanged paths keep their bytes (no re-parse).
+fn origin_form(uri: &Uri, route: &Route) -> Result<Uri, ProxyError> {
+    let strip = route.strip_prefix && route.path_prefix != "/";
+    if !strip {
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            return Ok(uri.clone());
+        }
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        );
+        return Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("unparsable path"));
+    }
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    routes::rewrite_path(&route.path_prefix, true, path)
+        .parse::<Uri>()
+        .map_err(|_| ProxyError::BadRequest("unparsable path"))
 }
 
 fn empty() -> ProxyBody {
