@@ -30,6 +30,9 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: escape codes cost more than the access-log line itself.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .fmt_fields(interlock::log_fields::PlainFields)
         .init();
     let result = match Cli::parse().command {
         Command::Count(args) => commands::count::run(args).await,
