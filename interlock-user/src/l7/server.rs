@@ -97,11 +97,24 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     (proxy.clone(), limits.clone(), graceful.clone(), listener.tls.clone());
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
+                    // The connection futures are boxed: the spawned task stays small, so
+                    // spawning and finishing it copy a few bytes instead of hyper's whole
+                    // connection state (several KiB per accepted connection).
                     match tls {
-                        None => serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful).await,
+                        None => {
+                            Box::pin(serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful)).await
+                        }
                         Some(tls) => {
-                            if let Some(stream) = tls.accept(stream, peer, &proxy).await {
-                                serve_connection(stream, peer, Scheme::Https, &proxy, &limits, &graceful).await;
+                            if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
+                                Box::pin(serve_connection(
+                                    stream,
+                                    peer,
+                                    Scheme::Https,
+                                    &proxy,
+                                    &limits,
+                                    &graceful,
+                                ))
+                                .await;
                             }
                         }
                     }
