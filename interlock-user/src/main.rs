@@ -32,7 +32,8 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal: escape codes cost more than the access-log line itself.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .fmt_fields(interlock::log_fields::PlainFields)
+        .fmt_fields(interlock::log_format::PlainFields)
+        .with_timer(interlock::log_format::UtcTime)
         .init();
     let result = match Cli::parse().command {
         Command::Count(args) => commands::count::run(args).await,

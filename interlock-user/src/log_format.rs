@@ -1,15 +1,78 @@
-//! How log fields are written: `name=value`, copied straight into the line.
+//! How log lines are written, cheaply enough for an access-log line per request.
 //!
 //! tracing-subscriber's default field formatter runs every field through `write!` with
 //! styling wrappers (`{}{}{:?}`), even with colours off: about 900 instructions a field, 9,000
-//! for an access-log line, a quarter of a proxied request. This one copies plain values as
-//! they are and goes through `fmt` only for values that need escaping or are `Debug`.
+//! for an access-log line, a quarter of a proxied request. `PlainFields` copies plain values
+//! as they are and goes through `fmt` only for values that need escaping or are `Debug`.
+//! `UtcTime` writes the same RFC 3339 timestamp as the default timer with digits by hand
+//! (the default's padded `write!`s cost 2,300 instructions a line).
 use std::fmt::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::FormatFields;
+
+/// Timestamps like `2026-11-25T11:17:30.458061Z` (UTC, microseconds).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UtcTime;
+
+impl FormatTime for UtcTime {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut text = [0u8; 27];
+        rfc3339(since.as_secs(), since.subsec_micros(), &mut text);
+        // Only ASCII digits and separators were written.
+        w.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a time in seconds since 1970 (UTC).
+fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let in_day = secs % 86_400;
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999) as u64);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, in_day / 3600);
+    put(14, 2, in_day / 60 % 60);
+    put(17, 2, in_day % 60);
+    put(20, 6, micros.min(999_999) as u64);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        out[at] = c;
+    }
+}
+
+/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, public domain).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
 
 /// The field formatter of the agent's log lines.
 #[derive(Debug, Default, Clone, Copy)]
@@ -176,6 +239,22 @@ mod tests {
             line,
             "done 7 client=192.0.2.1 path=/a?b=1 status=200 delta=-3 ok=true odd=\"two words\" nl=\"a\\nb\" empty=\"\" dbg=Some(1)"
         );
+    }
+
+    #[test]
+    fn timestamps_in_rfc3339() {
+        let text = |secs, micros| {
+            let mut out = [0u8; 27];
+            rfc3339(secs, micros, &mut out);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        assert_eq!(text(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(text(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(text(1_795_605_450, 458_061), "2026-11-25T11:17:30.458061Z");
+        assert_eq!(text(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+        let mut w = String::new();
+        UtcTime.format_time(&mut Writer::new(&mut w)).unwrap();
+        assert!(w.starts_with("20") && w.ends_with('Z') && w.len() == 27, "{w}");
     }
 
     #[test]
