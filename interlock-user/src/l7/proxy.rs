@@ -3,7 +3,6 @@
 //!
 //! The live route table sits behind an `ArcSwap`: a new snapshot swaps it in one store;
 //! requests in flight keep the table (and backends) they started with.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,8 @@ use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::Upstream;
 use super::ProxyBody;
 use crate::model::{Snapshot, Stickiness};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// At most this many backends are tried for one request (connect failures only).
 const MAX_ATTEMPTS: usize = 3;
@@ -31,15 +32,28 @@ const MAX_ATTEMPTS: usize = 3;
 pub struct LiveTable {
     pub table: RouteTable,
     /// Keyed by the route's address in memory: one lookup per request.
-    backends: HashMap<usize, Arc<[Arc<Backend>]>>,
+    routes: foldhash::HashMap<usize, RouteState>,
+}
+
+/// What the proxy keeps per route of a live table: its backends' live state and its metric
+/// handles, taken from the metric families once per swap instead of looked up (hashing the
+/// labels, locking the family) per request.
+struct RouteState {
+    backends: Arc<[Arc<Backend>]>,
+    latency: Histogram,
+    /// Requests answered 200, the usual status; others go through the family.
+    ok: Counter,
 }
 
 impl LiveTable {
     pub fn backends_of(&self, route: &Arc<Route>) -> Arc<[Arc<Backend>]> {
-        self.backends
-            .get(&(Arc::as_ptr(route) as usize))
-            .cloned()
+        self.state_of(route)
+            .map(|s| s.backends.clone())
             .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    fn state_of(&self, route: &Arc<Route>) -> Option<&RouteState> {
+        self.routes.get(&(Arc::as_ptr(route) as usize))
     }
 }
 
@@ -95,7 +109,7 @@ impl Proxy {
         Proxy {
             live: ArcSwap::from_pointee(LiveTable {
                 table: RouteTable::default(),
-                backends: HashMap::new(),
+                routes: foldhash::HashMap::default(),
             }),
             no_route: Arc::from("-"),
             registry: Registry::default(),
@@ -111,15 +125,29 @@ impl Proxy {
         let states = self
             .registry
             .sync(table.routes().flat_map(|r| r.backends.iter().copied()));
-        let backends = table
+        let routes = table
             .routes()
             .map(|r| {
                 let list: Vec<Arc<Backend>> = r.backends.iter().filter_map(|a| states.get(a).cloned()).collect();
-                (Arc::as_ptr(r) as usize, Arc::from(list))
+                let route = RouteName(r.name.clone());
+                let state = RouteState {
+                    backends: Arc::from(list),
+                    latency: self
+                        .metrics
+                        .latency
+                        .get_or_create(&RouteLabels { route: route.clone() })
+                        .clone(),
+                    ok: self
+                        .metrics
+                        .requests
+                        .get_or_create(&RequestLabels { route, status: 200 })
+                        .clone(),
+                };
+                (Arc::as_ptr(r) as usize, state)
             })
             .collect();
         self.upstream.retain(|a| states.contains_key(a));
-        self.live.store(Arc::new(LiveTable { table, backends }));
+        self.live.store(Arc::new(LiveTable { table, routes }));
         self.metrics.route_swaps.inc();
     }
 
@@ -130,7 +158,7 @@ impl Proxy {
     /// Every backend state currently routed to, for health checks and metrics.
     pub fn backend_states(&self) -> Vec<Arc<Backend>> {
         let live = self.live.load();
-        let mut all: Vec<Arc<Backend>> = live.backends.values().flat_map(|b| b.iter().cloned()).collect();
+        let mut all: Vec<Arc<Backend>> = live.routes.values().flat_map(|s| s.backends.iter().cloned()).collect();
         all.sort_by_key(|b| b.addr);
         all.dedup_by_key(|b| b.addr);
         all
@@ -144,26 +172,29 @@ impl Proxy {
         // One cheap clone (shared bytes) serves routing and the access log.
         let uri = req.uri().clone();
         let host = request_host(&req);
-        let (route_name, mut response, upstream) =
-            match self.route_and_forward(req, &uri, &peer, scheme, host.as_ref()).await {
-                Ok((route, resp, upstream)) => (route, resp, upstream),
-                Err((route, e)) => {
-                    if !matches!(e, ProxyError::NoRoute { .. }) {
-                        tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
-                    }
-                    (route, error_response(&e), None)
+        // One table for the whole request: routing, backends, metric handles.
+        let live = self.live.load_full();
+        let (route, mut response, upstream) = match self
+            .route_and_forward(&live, req, &uri, &peer, scheme, host.as_ref())
+            .await
+        {
+            Ok((route, resp, upstream)) => (route, resp, upstream),
+            Err((route, e)) => {
+                if !matches!(e, ProxyError::NoRoute { .. }) {
+                    tracing::warn!(target: "interlock::access", side = ?e.side(), "{e}");
                 }
-            };
+                (route, error_response(&e), None)
+            }
+        };
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
-        let route_label = RouteName(route_name.unwrap_or_else(|| self.no_route.clone()));
         tracing::info!(
             target: "interlock::access",
             client = peer.ip_str(),
             method = method.as_str(),
             host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            route = &*route_label.0,
+            route = route.as_ref().map_or("-", |r| &*r.name),
             upstream = upstream.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
             status,
             us = elapsed.as_micros() as u64,
@@ -171,36 +202,46 @@ impl Proxy {
         );
         response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
         response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
-        self.metrics
-            .latency
-            .get_or_create(&RouteLabels {
-                route: route_label.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
+        self.record(&live, route.as_ref(), status, elapsed);
+        response
+    }
+
+    /// Counts a request and its latency under its route (`-` when none matched).
+    fn record(&self, live: &LiveTable, route: Option<&Arc<Route>>, status: u16, elapsed: Duration) {
+        if let Some(state) = route.and_then(|r| live.state_of(r)) {
+            state.latency.observe(elapsed.as_secs_f64());
+            if status == 200 {
+                state.ok.inc();
+                return;
+            }
+        }
+        let label = RouteName(route.map_or_else(|| self.no_route.clone(), |r| r.name.clone()));
+        if route.is_none() {
+            self.metrics
+                .latency
+                .get_or_create(&RouteLabels { route: label.clone() })
+                .observe(elapsed.as_secs_f64());
+        }
         self.metrics
             .requests
-            .get_or_create(&RequestLabels {
-                route: route_label,
-                status,
-            })
+            .get_or_create(&RequestLabels { route: label, status })
             .inc();
-        response
     }
 
     /// Routes and forwards; on error returns the route name (when one was chosen) and why.
     /// On success also the x-upstream-addr of the backend that answered.
     async fn route_and_forward(
         &self,
+        live: &LiveTable,
         req: Request<Incoming>,
         uri: &Uri,
         peer: &Peer,
         scheme: Scheme,
         host_value: Option<&HeaderValue>,
-    ) -> Result<(Option<Arc<str>>, Response<ProxyBody>, Option<HeaderValue>), (Option<Arc<str>>, ProxyError)> {
+    ) -> Result<(Option<Arc<Route>>, Response<ProxyBody>, Option<HeaderValue>), (Option<Arc<Route>>, ProxyError)> {
         let host = host_value.and_then(|h| h.to_str().ok());
         headers::check_request(req.headers(), host).map_err(|e| (None, e))?;
         let host = host.unwrap_or_default();
-        let live = self.live.load_full();
         let path = uri.path();
         let route = match live.table.lookup(scheme.as_str(), host, path) {
             Lookup::Route(route) => route,
@@ -214,7 +255,7 @@ impl Proxy {
                 ))
             }
         };
-        let name = Some(route.name.clone());
+        let name = Some(route.clone());
         if route.ssl_only && scheme == Scheme::Http {
             let target = format!(
                 "https://{}{}",

@@ -43,7 +43,8 @@ impl HostRoutes {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     pub version: u64,
-    exact: HashMap<String, HostRoutes>,
+    /// foldhash: one lookup per request; the keys come from the snapshot, not from clients.
+    exact: foldhash::HashMap<String, HostRoutes>,
     /// (suffix including the dot, e.g. ".example.com", routes), longest suffix first.
     wildcard: Vec<(String, HostRoutes)>,
     default: Option<Arc<Route>>,
@@ -79,7 +80,7 @@ impl RouteTable {
                 merge(default.get_or_insert_with(|| route_of(r)), r);
             }
         }
-        let mut exact: HashMap<String, HostRoutes> = HashMap::new();
+        let mut exact: foldhash::HashMap<String, HostRoutes> = foldhash::HashMap::default();
         let mut wildcard: HashMap<String, HostRoutes> = HashMap::new();
         for ((host, _), route) in merged {
             let route = Arc::new(route);
