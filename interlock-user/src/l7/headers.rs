@@ -59,19 +59,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            // Options (`close`) and names removed anyway need no parsing.
-            .filter(|t| {
-                !t.eq_ignore_ascii_case("close") && !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str()))
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
+    if present & 1 != 0 {
+        // Connection (first in HOP_BY_HOP): the names it lists go too. The usual values,
+        // `keep-alive` and `close`, are options, not names: nothing to parse or collect.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                let known = token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("close")
+                    || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()));
+                if !known {
+                    if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                        named.push(name);
+                    }
+                }
+            }
+        }
         for name in named {
             headers.remove(name);
         }
