@@ -3,7 +3,8 @@
 //!
 //! Fair and repeatable: every proxy runs one worker on the same CPU of its own, with its
 //! access log on (production defaults), while wrk and the backend share the other CPU
-//! (`process::Placement`). Cases: keep-alive, and a new connection per request. Also
+//! (`process::Placement`). Cases: keep-alive, and a new connection per request, in
+//! interleaved rounds, medians reported. Also
 //! interlock's peak resident memory under load, a keep-alive run while its route table is
 //! swapped 10 times per second, and instructions per request (callgrind) for interlock and
 //! nginx, which the machine's other load does not change.
@@ -31,7 +32,9 @@ const INTERLOCK_ADMIN: u16 = 18193;
 const NGINX_PROFILED_PORT: u16 = 18184;
 const INTERLOCK_PROFILED_PORT: u16 = 18185;
 const INTERLOCK_PROFILED_ADMIN: u16 = 18195;
-const SECONDS: u32 = 8;
+/// Each case runs `ROUNDS` times for `SECONDS`.
+const SECONDS: u32 = 4;
+const ROUNDS: usize = 3;
 
 pub fn run() -> Result<()> {
     if !cmd::is_root() {
@@ -80,43 +83,58 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     }
     println!("BENCH l7 setup workers={WORKERS} proxy_cpu=1 load_cpu=0 nice=-10 access_log=on wrk_threads=1");
 
-    let mut results = Vec::new();
-    for (name, port) in [
+    // Rounds interleave the proxies, so a burst of other work on the machine hits all of
+    // them alike; each figure is the median of its rounds.
+    let proxies = [
         ("interlock", INTERLOCK_PORT),
         ("nginx", NGINX_PORT),
         ("haproxy", HAPROXY_PORT),
-    ] {
-        let sampler = (name == "interlock").then(|| RssSampler::start(interlock.pid()));
-        let ka = wrk::timed(port, 64, false, SECONDS)?;
-        if let Some(s) = sampler {
-            println!("BENCH l7 interlock_rss_mb={:.1}", s.stop_mb());
+    ];
+    let mut runs: Vec<(&str, bool, WrkResult)> = Vec::new();
+    let sampler = RssSampler::start(interlock.pid());
+    for _ in 0..ROUNDS {
+        for new_connection_each in [false, true] {
+            for (name, port) in proxies {
+                let connections = if new_connection_each { 16 } else { 64 };
+                runs.push((
+                    name,
+                    new_connection_each,
+                    wrk::timed(port, connections, new_connection_each, SECONDS)?,
+                ));
+            }
         }
-        let nc = wrk::timed(port, 16, true, SECONDS)?;
-        for (case, r) in [("keepalive", &ka), ("newconn", &nc)] {
+    }
+    println!("BENCH l7 interlock_rss_mb={:.1}", sampler.stop_mb());
+    let median = |name: &str, newconn: bool| {
+        WrkResult::median(
+            runs.iter()
+                .filter(|(n, nc, _)| *n == name && *nc == newconn)
+                .map(|(_, _, r)| r),
+        )
+    };
+    for (name, _) in proxies {
+        for (case, newconn) in [("keepalive", false), ("newconn", true)] {
+            let r = median(name, newconn);
             println!(
                 "BENCH l7 proxy={name} case={case} rps={:.0} p99_ms={:.2} non2xx={} errors={}",
                 r.rps, r.p99_ms, r.non2xx, r.errors
             );
         }
-        results.push((name, ka, nc));
     }
-    let get = |n: &str| {
-        results
-            .iter()
-            .find(|(name, _, _)| *name == n)
-            .map(|(_, ka, nc)| (ka, nc))
-    };
-    if let (Some((i_ka, i_nc)), Some((n_ka, n_nc)), Some((h_ka, _))) = (get("interlock"), get("nginx"), get("haproxy"))
-    {
-        println!(
-            "BENCH l7 interlock_vs_nginx={:.2} interlock_vs_haproxy={:.2} newconn_interlock_vs_nginx={:.2} \
-             p99_interlock_vs_nginx={:.2}",
-            i_ka.rps / n_ka.rps.max(1.0),
-            i_ka.rps / h_ka.rps.max(1.0),
-            i_nc.rps / n_nc.rps.max(1.0),
-            i_ka.p99_ms / n_ka.p99_ms.max(0.001),
-        );
-    }
+    let (i_ka, n_ka, h_ka) = (
+        median("interlock", false),
+        median("nginx", false),
+        median("haproxy", false),
+    );
+    let (i_nc, n_nc) = (median("interlock", true), median("nginx", true));
+    println!(
+        "BENCH l7 interlock_vs_nginx={:.2} interlock_vs_haproxy={:.2} newconn_interlock_vs_nginx={:.2} \
+         p99_interlock_vs_nginx={:.2}",
+        i_ka.rps / n_ka.rps.max(1.0),
+        i_ka.rps / h_ka.rps.max(1.0),
+        i_nc.rps / n_nc.rps.max(1.0),
+        i_ka.p99_ms / n_ka.p99_ms.max(0.001),
+    );
 
     let swapped = under_swaps(&routes)?;
     println!(

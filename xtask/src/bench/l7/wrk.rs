@@ -7,11 +7,30 @@ use anyhow::{bail, Context, Result};
 use super::process::Placement;
 
 /// One wrk run's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WrkResult {
     pub rps: f64,
     pub p99_ms: f64,
     pub non2xx: u64,
     pub errors: u64,
+}
+
+impl WrkResult {
+    /// The median rate and the median p99 of several runs; failures are summed, so one
+    /// bad answer in any run shows.
+    pub fn median<'a>(runs: impl Iterator<Item = &'a WrkResult>) -> WrkResult {
+        let runs: Vec<&WrkResult> = runs.collect();
+        let middle = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        WrkResult {
+            rps: middle(runs.iter().map(|r| r.rps).collect()),
+            p99_ms: middle(runs.iter().map(|r| r.p99_ms).collect()),
+            non2xx: runs.iter().map(|r| r.non2xx).sum(),
+            errors: runs.iter().map(|r| r.errors).sum(),
+        }
+    }
 }
 
 /// Closed-loop load for `seconds`: `connections` clients, each sending its next request
@@ -126,5 +145,22 @@ mod tests {
         assert_eq!(duration_ms("812.00us"), Some(0.812));
         assert_eq!(duration_ms("1.5s"), Some(1500.0));
         assert!(parse("garbage").is_none());
+    }
+
+    #[test]
+    fn median_of_runs() {
+        let run = |rps, p99_ms, non2xx| WrkResult {
+            rps,
+            p99_ms,
+            non2xx,
+            errors: 1,
+        };
+        let runs = [run(10.0, 3.0, 0), run(30.0, 1.0, 2), run(20.0, 2.0, 0)];
+        let expected = WrkResult {
+            errors: 3,
+            ..run(20.0, 2.0, 2)
+        };
+        assert_eq!(WrkResult::median(runs.iter()), expected);
+        assert_eq!(WrkResult::median([].iter()), WrkResult::default());
     }
 }
