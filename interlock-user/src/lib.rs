@@ -8,6 +8,7 @@
 //! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
 //! - `l7`: the HTTP reverse proxy (routes, balancing, TLS, passthrough, metrics).
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
+//! - `log_format`: how log lines are written (cheap enough for one line per request).
 pub mod agent;
 pub mod bpf;
 pub mod commands;
@@ -15,4 +16,5 @@ pub mod control;
 pub mod docker;
 pub mod l4;
 pub mod l7;
+pub mod log_format;
 pub mod model;

@@ -79,12 +79,18 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_timer(interlock::log_format::UtcTime);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            // Colours only for a person at a terminal: escape codes cost more than the access-log line itself.
+            .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(interlock::log_format::PlainFields)
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
 }

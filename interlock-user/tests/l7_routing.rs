@@ -243,20 +243,36 @@ async fn websocket_upgrade_is_spliced_both_ways() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let b = TestBackend::start("m").await;
-    let proxy = TestProxy::start(&snapshot(1, vec![route("metered", &["m.example"], "/", &[&b])])).await;
+    // A backend named sick* answers /health with 503: a routed request with another status.
+    let sick = TestBackend::start("sick-m").await;
+    let proxy = TestProxy::start(&snapshot(
+        1,
+        vec![
+            route("metered", &["m.example"], "/", &[&b]),
+            route("sickly", &["s.example"], "/", &[&sick]),
+        ],
+    ))
+    .await;
     let c = client();
     for _ in 0..3 {
         get(&c, proxy.http, "m.example", "/").await;
     }
     get(&c, proxy.http, "none.example", "/").await;
+    get(&c, proxy.http, "s.example", "/health").await;
     let mut out = String::new();
     let mut registry = prometheus_client::registry::Registry::default();
     // The proxy's own registry is private to the test proxy; encode its metric families.
     registry.register("t_requests", "requests", proxy.proxy.metrics.requests.clone());
+    registry.register("t_latency", "latency", proxy.proxy.metrics.latency.clone());
     prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
-    assert!(
-        out.contains("t_requests_total{route=\"metered\",status=\"200\"} 3"),
-        "{out}"
-    );
-    assert!(out.contains("t_requests_total{route=\"-\",status=\"404\"} 1"), "{out}");
+    for expected in [
+        "t_requests_total{route=\"metered\",status=\"200\"} 3",
+        "t_requests_total{route=\"-\",status=\"404\"} 1",
+        "t_requests_total{route=\"sickly\",status=\"503\"} 1",
+        "t_latency_count{route=\"metered\"} 3",
+        "t_latency_count{route=\"sickly\"} 1",
+        "t_latency_count{route=\"-\"} 1",
+    ] {
+        assert!(out.contains(expected), "{expected} missing in\n{out}");
+    }
 }

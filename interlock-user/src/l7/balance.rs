@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hyper::header::HeaderValue;
+
 /// Consecutive connect failures that eject a backend.
 const EJECT_AFTER: u32 = 3;
 /// First ejection period; doubles with each further failure, up to `MAX_EJECTION`.
@@ -22,6 +24,8 @@ const MAX_EJECTION: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Backend {
     pub addr: SocketAddr,
+    /// `addr` as the x-upstream-addr header and access-log field carry it, made once.
+    pub addr_value: HeaderValue,
     in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
     /// Milliseconds since `epoch` until which the backend is ejected.
@@ -35,6 +39,7 @@ impl Backend {
     fn new(addr: SocketAddr, epoch: Instant) -> Backend {
         Backend {
             addr,
+            addr_value: HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("-")),
             in_flight: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),

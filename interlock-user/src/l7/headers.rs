@@ -1,22 +1,30 @@
 //! Header rules of the proxy: hop-by-hop removal, forwarding headers, request ids, and the
 //! request checks that must fail before anything is forwarded.
 use std::net::IpAddr;
+use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 
 use super::error::ProxyError;
 
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1). Static names:
+/// comparing and removing them costs no parsing per request.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+    &TE,
+    &TRAILER,
+    &TRANSFER_ENCODING,
+    &UPGRADE,
 ];
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -40,18 +48,42 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // One pass over the names, a bit per hop-by-hop header present: most messages carry
+    // none, or only `Connection: keep-alive`, and then nothing is parsed or allocated.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            present |= 1 << i;
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // Connection (first in HOP_BY_HOP): the names it lists go too. The usual values,
+        // `keep-alive` and `close`, are options, not names: nothing to parse or collect.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                let known = token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("close")
+                    || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()));
+                if !known {
+                    if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                        named.push(name);
+                    }
+                }
+            }
+        }
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
 }
 
@@ -79,15 +111,20 @@ pub fn check_request(headers: &HeaderMap, host: Option<&str>) -> Result<(), Prox
     Ok(())
 }
 
+/// A client address as a header value; made once per connection, not per request.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("-"))
+}
+
 /// Sets the forwarding headers; incoming ones are replaced, since clients are not trusted.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+/// `client` comes from [`ip_value`]; `host` is the Host the client asked for.
+pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'static str, host: Option<HeaderValue>) {
+    headers.insert(X_FORWARDED_FOR.clone(), client.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
-    }
+    match host {
+        Some(v) => headers.insert(X_FORWARDED_HOST.clone(), v),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
 }
 
 /// The request id: the client's when it is a sane token, else a new random one.
@@ -98,10 +135,34 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         })
         .cloned()
-        .unwrap_or_else(|| {
-            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
-        })
+        .unwrap_or_else(random_id)
+}
+
+/// 32 random hex digits, written without the formatting machinery (once per request).
+fn random_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// `took` in seconds with three decimals (`0.004`), as x-upstream-response-time carries it.
+pub fn seconds_value(took: Duration) -> HeaderValue {
+    let ms = took.as_millis();
+    let mut buf = itoa::Buffer::new();
+    let whole = buf.format(ms / 1000);
+    let mut text = [0u8; 48];
+    let n = whole.len();
+    text[..n].copy_from_slice(whole.as_bytes());
+    let frac = (ms % 1000) as u16;
+    text[n] = b'.';
+    text[n + 1] = b'0' + (frac / 100) as u8;
+    text[n + 2] = b'0' + (frac / 10 % 10) as u8;
+    text[n + 3] = b'0' + (frac % 10) as u8;
+    HeaderValue::from_bytes(&text[..n + 4]).unwrap_or(HeaderValue::from_static("0.000"))
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
@@ -157,18 +218,44 @@ mod tests {
 
     #[test]
     fn forwarded_headers_replace_the_clients() {
-        let mut h = headers(&[("x-forwarded-for", "6.6.6.6")]);
-        set_forwarded(&mut h, "192.0.2.1".parse().unwrap(), "https", "a.example");
+        let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example")]);
+        let client = ip_value("192.0.2.1".parse().unwrap());
+        set_forwarded(&mut h, &client, "https", Some(HeaderValue::from_static("a.example")));
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.example");
+        set_forwarded(&mut h, &ip_value("2001:db8::1".parse().unwrap()), "http", None);
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn hop_by_hop_free_headers_stay() {
+        let mut h = headers(&[("host", "a.example"), ("accept", "*/*"), ("x-keepalive", "1")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3);
+        let mut h = headers(&[("keep-alive", "timeout=5"), ("upgrade", "h2c"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn response_time_in_seconds() {
+        assert_eq!(seconds_value(Duration::from_micros(4_400)), "0.004");
+        assert_eq!(seconds_value(Duration::from_millis(12_345)), "12.345");
+        assert_eq!(seconds_value(Duration::ZERO), "0.000");
+        assert_eq!(seconds_value(Duration::from_millis(1_050)), "1.050");
     }
 
     #[test]
     fn request_ids_and_cookies() {
         assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
         assert_ne!(request_id(&headers(&[("x-request-id", "bad id")])), "bad id");
-        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+        let fresh = request_id(&HeaderMap::new());
+        assert_eq!(fresh.len(), 32);
+        assert!(fresh.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(fresh, request_id(&HeaderMap::new()));
         let h = headers(&[("cookie", "a=1; SESSION=xyz"), ("cookie", "b=2")]);
         assert_eq!(cookie(&h, "SESSION"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));

@@ -3,7 +3,6 @@
 //!
 //! The live route table sits behind an `ArcSwap`: a new snapshot swaps it in one store;
 //! requests in flight keep the table (and backends) they started with.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +17,13 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use super::balance::{self, Backend, Registry};
 use super::error::ProxyError;
 use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
-use super::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels};
+use super::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels, RouteName};
 use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::Upstream;
 use super::ProxyBody;
 use crate::model::{Snapshot, Stickiness};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// At most this many backends are tried for one request (connect failures only).
 const MAX_ATTEMPTS: usize = 3;
@@ -31,20 +32,56 @@ const MAX_ATTEMPTS: usize = 3;
 pub struct LiveTable {
     pub table: RouteTable,
     /// Keyed by the route's address in memory: one lookup per request.
-    backends: HashMap<usize, Arc<[Arc<Backend>]>>,
+    routes: foldhash::HashMap<usize, RouteState>,
+}
+
+/// What the proxy keeps per route of a live table: its backends' live state and its metric
+/// handles, taken from the metric families once per swap instead of looked up (hashing the
+/// labels, locking the family) per request.
+struct RouteState {
+    backends: Arc<[Arc<Backend>]>,
+    latency: Histogram,
+    /// Requests answered 200, the usual status; others go through the family.
+    ok: Counter,
 }
 
 impl LiveTable {
     pub fn backends_of(&self, route: &Arc<Route>) -> Arc<[Arc<Backend>]> {
-        self.backends
-            .get(&(Arc::as_ptr(route) as usize))
-            .cloned()
+        self.state_of(route)
+            .map(|s| s.backends.clone())
             .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    fn state_of(&self, route: &Arc<Route>) -> Option<&RouteState> {
+        self.routes.get(&(Arc::as_ptr(route) as usize))
+    }
+}
+
+/// The client end of a connection, with what every request on it reuses.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client IP as X-Forwarded-For carries it: formatted once per connection.
+    ip_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            ip_value: headers::ip_value(addr.ip()),
+        }
+    }
+
+    fn ip_str(&self) -> &str {
+        self.ip_value.to_str().unwrap_or("-")
     }
 }
 
 pub struct Proxy {
     live: ArcSwap<LiveTable>,
+    /// The route label of requests that matched no route.
+    no_route: Arc<str>,
     registry: Registry,
     upstream: Upstream,
     pub metrics: Arc<Metrics>,
@@ -72,8 +109,9 @@ impl Proxy {
         Proxy {
             live: ArcSwap::from_pointee(LiveTable {
                 table: RouteTable::default(),
-                backends: HashMap::new(),
+                routes: foldhash::HashMap::default(),
             }),
+            no_route: Arc::from("-"),
             registry: Registry::default(),
             upstream: Upstream::new(connect_timeout, response_timeout),
             metrics,
@@ -87,15 +125,29 @@ impl Proxy {
         let states = self
             .registry
             .sync(table.routes().flat_map(|r| r.backends.iter().copied()));
-        let backends = table
+        let routes = table
             .routes()
             .map(|r| {
                 let list: Vec<Arc<Backend>> = r.backends.iter().filter_map(|a| states.get(a).cloned()).collect();
-                (Arc::as_ptr(r) as usize, Arc::from(list))
+                let route = RouteName(r.name.clone());
+                let state = RouteState {
+                    backends: Arc::from(list),
+                    latency: self
+                        .metrics
+                        .latency
+                        .get_or_create(&RouteLabels { route: route.clone() })
+                        .clone(),
+                    ok: self
+                        .metrics
+                        .requests
+                        .get_or_create(&RequestLabels { route, status: 200 })
+                        .clone(),
+                };
+                (Arc::as_ptr(r) as usize, state)
             })
             .collect();
         self.upstream.retain(|a| states.contains_key(a));
-        self.live.store(Arc::new(LiveTable { table, backends }));
+        self.live.store(Arc::new(LiveTable { table, routes }));
         self.metrics.route_swaps.inc();
     }
 
@@ -106,26 +158,25 @@ impl Proxy {
     /// Every backend state currently routed to, for health checks and metrics.
     pub fn backend_states(&self) -> Vec<Arc<Backend>> {
         let live = self.live.load();
-        let mut all: Vec<Arc<Backend>> = live.backends.values().flat_map(|b| b.iter().cloned()).collect();
+        let mut all: Vec<Arc<Backend>> = live.routes.values().flat_map(|s| s.backends.iter().cloned()).collect();
         all.sort_by_key(|b| b.addr);
         all.dedup_by_key(|b| b.addr);
         all
     }
 
     /// Handles one request; never fails: errors become responses.
-    pub async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        scheme: Scheme,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer, scheme: Scheme) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
         // One cheap clone (shared bytes) serves routing and the access log.
         let uri = req.uri().clone();
-        let host = request_host(&req).map(str::to_string);
-        let (route_name, mut response, upstream) = match self.route_and_forward(req, &uri, client, scheme, &host).await
+        let host = request_host(&req);
+        // One table for the whole request: routing, backends, metric handles.
+        let live = self.live.load_full();
+        let (route, mut response, upstream) = match self
+            .route_and_forward(&live, req, &uri, &peer, scheme, host.as_ref())
+            .await
         {
             Ok((route, resp, upstream)) => (route, resp, upstream),
             Err((route, e)) => {
@@ -136,50 +187,61 @@ impl Proxy {
             }
         };
         let elapsed = started.elapsed();
-        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
-        response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         let status = response.status().as_u16();
-        let route_label = route_name.as_deref().unwrap_or("-").to_string();
         tracing::info!(
             target: "interlock::access",
-            client = %client.ip(),
-            method = %method,
-            host = host.as_deref().unwrap_or("-"),
+            client = peer.ip_str(),
+            method = method.as_str(),
+            host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            route = %route_label,
-            upstream = upstream.map(|a| a.to_string()).as_deref().unwrap_or("-"),
+            route = route.as_ref().map_or("-", |r| &*r.name),
+            upstream = upstream.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
             status,
-            ms = elapsed.as_secs_f64() * 1000.0,
+            us = elapsed.as_micros() as u64,
             request_id = request_id.to_str().unwrap_or("-"),
         );
-        self.metrics
-            .latency
-            .get_or_create(&RouteLabels {
-                route: route_label.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route_label,
-                status,
-            })
-            .inc();
+        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+        response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
+        self.record(&live, route.as_ref(), status, elapsed);
         response
     }
 
+    /// Counts a request and its latency under its route (`-` when none matched).
+    fn record(&self, live: &LiveTable, route: Option<&Arc<Route>>, status: u16, elapsed: Duration) {
+        if let Some(state) = route.and_then(|r| live.state_of(r)) {
+            state.latency.observe(elapsed.as_secs_f64());
+            if status == 200 {
+                state.ok.inc();
+                return;
+            }
+        }
+        let label = RouteName(route.map_or_else(|| self.no_route.clone(), |r| r.name.clone()));
+        if route.is_none() {
+            self.metrics
+                .latency
+                .get_or_create(&RouteLabels { route: label.clone() })
+                .observe(elapsed.as_secs_f64());
+        }
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { route: label, status })
+            .inc();
+    }
+
     /// Routes and forwards; on error returns the route name (when one was chosen) and why.
+    /// On success also the x-upstream-addr of the backend that answered.
     async fn route_and_forward(
         &self,
+        live: &LiveTable,
         req: Request<Incoming>,
         uri: &Uri,
-        client: SocketAddr,
+        peer: &Peer,
         scheme: Scheme,
-        host: &Option<String>,
-    ) -> Result<(Option<Arc<str>>, Response<ProxyBody>, Option<SocketAddr>), (Option<Arc<str>>, ProxyError)> {
-        headers::check_request(req.headers(), host.as_deref()).map_err(|e| (None, e))?;
-        let host = host.as_deref().unwrap_or_default();
-        let live = self.live.load_full();
+        host_value: Option<&HeaderValue>,
+    ) -> Result<(Option<Arc<Route>>, Response<ProxyBody>, Option<HeaderValue>), (Option<Arc<Route>>, ProxyError)> {
+        let host = host_value.and_then(|h| h.to_str().ok());
+        headers::check_request(req.headers(), host).map_err(|e| (None, e))?;
+        let host = host.unwrap_or_default();
         let path = uri.path();
         let route = match live.table.lookup(scheme.as_str(), host, path) {
             Lookup::Route(route) => route,
@@ -188,12 +250,12 @@ impl Proxy {
                 return Err((
                     None,
                     ProxyError::NoRoute {
-                        host: routes::normalize_host(host),
+                        host: routes::normalize_host(host).into_owned(),
                     },
                 ))
             }
         };
-        let name = Some(route.name.clone());
+        let name = Some(route.clone());
         if route.ssl_only && scheme == Scheme::Http {
             let target = format!(
                 "https://{}{}",
@@ -215,7 +277,7 @@ impl Proxy {
         let sticky = match &route.stickiness {
             Stickiness::None => None,
             Stickiness::Cookie(cookie) => headers::cookie(req.headers(), cookie).map(balance::sticky_key),
-            Stickiness::ClientIp => Some(balance::sticky_key(client.ip())),
+            Stickiness::ClientIp => Some(balance::sticky_key(peer.addr.ip())),
         };
         let backends = live.backends_of(&route);
         if backends.is_empty() {
@@ -227,24 +289,25 @@ impl Proxy {
             ));
         }
         let mut req = self
-            .upstream_request(req, &route, client, scheme, host, upgrade.as_ref())
+            .upstream_request(req, &route, peer, scheme, host_value, upgrade.as_ref())
             .map_err(|e| (name.clone(), e))?;
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        // Addresses already tried; a fixed array, no allocation per request.
+        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
+        let attempts = MAX_ATTEMPTS.min(backends.len());
         let mut last_error = None;
-        while tried.len() < MAX_ATTEMPTS.min(backends.len()) {
-            let Some(backend) = balance::pick(&backends, sticky, &tried) else {
+        for attempt in 0..attempts {
+            let Some(backend) = balance::pick(&backends, sticky, &tried[..attempt]) else {
                 break;
             };
-            tried.push(backend.addr);
+            tried[attempt] = backend.addr;
             let in_flight = backend.start();
             let sent_at = Instant::now();
             match self.upstream.send(backend.addr, req).await {
                 Ok(resp) => {
                     backend.record_success();
-                    let resp =
-                        self.downstream_response(resp, backend.addr, sent_at.elapsed(), client_upgrade, in_flight);
-                    return Ok((name, resp, Some(backend.addr)));
+                    let resp = self.downstream_response(resp, &backend, sent_at.elapsed(), client_upgrade, in_flight);
+                    return Ok((name, resp, Some(backend.addr_value.clone())));
                 }
                 Err((e, unsent)) => {
                     if matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
@@ -282,17 +345,13 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         route: &Route,
-        client: SocketAddr,
+        peer: &Peer,
         scheme: Scheme,
-        host: &str,
+        host: Option<&HeaderValue>,
         upgrade: Option<&HeaderValue>,
     ) -> Result<Request<ProxyBody>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let rewritten = routes::rewrite_path(&route.path_prefix, route.strip_prefix, path);
-        parts.uri = rewritten
-            .parse::<Uri>()
-            .map_err(|_| ProxyError::BadRequest("unparsable path"))?;
+        parts.uri = origin_form(&parts.uri, route)?;
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade {
@@ -303,18 +362,18 @@ impl Proxy {
         }
         if !parts.headers.contains_key(HOST) {
             // HTTP/2 carries the host in :authority.
-            if let Ok(v) = HeaderValue::from_str(host) {
-                parts.headers.insert(HOST, v);
+            if let Some(v) = host {
+                parts.headers.insert(HOST, v.clone());
             }
         }
-        headers::set_forwarded(&mut parts.headers, client.ip(), scheme.as_str(), host);
+        headers::set_forwarded(&mut parts.headers, &peer.ip_value, scheme.as_str(), host.cloned());
         Ok(Request::from_parts(parts, body.boxed()))
     }
 
     fn downstream_response(
         &self,
         resp: Response<Incoming>,
-        upstream: SocketAddr,
+        upstream: &Backend,
         took: Duration,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         in_flight: balance::InFlight,
@@ -333,12 +392,12 @@ impl Proxy {
         } else {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
-        if let Ok(v) = HeaderValue::from_str(&upstream.to_string()) {
-            parts.headers.insert(X_UPSTREAM_ADDR.clone(), v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", took.as_secs_f64())) {
-            parts.headers.insert(X_UPSTREAM_RESPONSE_TIME.clone(), v);
-        }
+        parts
+            .headers
+            .insert(X_UPSTREAM_ADDR.clone(), upstream.addr_value.clone());
+        parts
+            .headers
+            .insert(X_UPSTREAM_RESPONSE_TIME.clone(), headers::seconds_value(took));
         if switching {
             return Response::from_parts(parts, empty());
         }
@@ -370,11 +429,34 @@ async fn splice_upgraded(
 }
 
 /// The Host a request is for: the URI authority (HTTP/2, absolute-form) or the Host header.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+/// A header value: cloning the Host header shares its bytes, no copy per request.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
+    }
+}
+
+/// The origin-form URI sent to the backend: the prefix stripped when the route says so.
+/// Unchanged paths keep their bytes (no re-parse).
+fn origin_form(uri: &Uri, route: &Route) -> Result<Uri, ProxyError> {
+    let strip = route.strip_prefix && route.path_prefix != "/";
+    if !strip {
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            return Ok(uri.clone());
+        }
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        );
+        return Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("unparsable path"));
+    }
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    routes::rewrite_path(&route.path_prefix, true, path)
+        .parse::<Uri>()
+        .map_err(|_| ProxyError::BadRequest("unparsable path"))
 }
 
 fn empty() -> ProxyBody {

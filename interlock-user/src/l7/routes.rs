@@ -5,6 +5,7 @@
 //! labels in front), then within the host the longest segment-aligned path prefix; then the
 //! default backend; else no route (404). Host is compared without port, case-insensitively.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ impl HostRoutes {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     pub version: u64,
-    exact: HashMap<String, HostRoutes>,
+    /// foldhash: one lookup per request; the keys come from the snapshot, not from clients.
+    exact: foldhash::HashMap<String, HostRoutes>,
     /// (suffix including the dot, e.g. ".example.com", routes), longest suffix first.
     wildcard: Vec<(String, HostRoutes)>,
     default: Option<Arc<Route>>,
@@ -78,7 +80,7 @@ impl RouteTable {
                 merge(default.get_or_insert_with(|| route_of(r)), r);
             }
         }
-        let mut exact: HashMap<String, HostRoutes> = HashMap::new();
+        let mut exact: foldhash::HashMap<String, HostRoutes> = foldhash::HashMap::default();
         let mut wildcard: HashMap<String, HostRoutes> = HashMap::new();
         for ((host, _), route) in merged {
             let route = Arc::new(route);
@@ -114,7 +116,7 @@ impl RouteTable {
         }
         let found = self
             .exact
-            .get(host.as_str())
+            .get(host.as_ref())
             .and_then(|h| h.find(path))
             .or_else(|| {
                 self.wildcard
@@ -132,7 +134,7 @@ impl RouteTable {
     /// The passthrough route for an SNI name (exact host first, then the longest wildcard).
     pub fn passthrough_backends(&self, sni: &str) -> Option<Arc<Route>> {
         let host = normalize_host(sni);
-        let routes = self.exact.get(host.as_str()).or_else(|| {
+        let routes = self.exact.get(host.as_ref()).or_else(|| {
             self.wildcard
                 .iter()
                 .find(|(suffix, _)| host.ends_with(suffix.as_str()))
@@ -151,6 +153,9 @@ impl RouteTable {
     }
 
     fn redirect(&self, scheme: &str, host: &str, path: &str) -> Option<String> {
+        if self.redirects.is_empty() {
+            return None;
+        }
         let url = format!("{scheme}://{host}{path}");
         self.redirects.iter().find_map(|r| {
             let matched = if r.source.starts_with('/') {
@@ -189,14 +194,20 @@ fn merge(into: &mut Route, r: &HttpRoute) {
 }
 
 /// Lower-cased host without port (`Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`).
-pub fn normalize_host(host: &str) -> String {
+/// Borrowed when already lower-case (the usual case): no allocation per request.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let host = host.trim();
     let without_port = if host.starts_with('[') {
         host.split_inclusive(']').next().unwrap_or(host)
     } else {
         host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// `/app` matches `/app`, `/app/`, `/app/x`, not `/apple`; `/` matches everything.

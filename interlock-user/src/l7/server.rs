@@ -15,8 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::metrics::LimitLabels;
-use super::proxy::{Proxy, Scheme};
+use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
+
+/// hyper's own limit on the number of request headers (HTTP/1).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Resource bounds for client connections.
 #[derive(Debug, Clone)]
@@ -37,7 +40,7 @@ impl Default for Limits {
             max_connections: 20_000,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
-            max_headers: 100,
+            max_headers: HYPER_DEFAULT_MAX_HEADERS,
             drain_grace: Duration::from_secs(10),
         }
     }
@@ -94,11 +97,24 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     (proxy.clone(), limits.clone(), graceful.clone(), listener.tls.clone());
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
+                    // The connection futures are boxed: the spawned task stays small, so
+                    // spawning and finishing it copy a few bytes instead of hyper's whole
+                    // connection state (several KiB per accepted connection).
                     match tls {
-                        None => serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful).await,
+                        None => {
+                            Box::pin(serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful)).await
+                        }
                         Some(tls) => {
-                            if let Some(stream) = tls.accept(stream, peer, &proxy).await {
-                                serve_connection(stream, peer, Scheme::Https, &proxy, &limits, &graceful).await;
+                            if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
+                                Box::pin(serve_connection(
+                                    stream,
+                                    peer,
+                                    Scheme::Https,
+                                    &proxy,
+                                    &limits,
+                                    &graceful,
+                                ))
+                                .await;
                             }
                         }
                     }
@@ -138,22 +154,28 @@ pub async fn serve_connection<S>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        // Only when it differs: an explicit limit makes hyper fill two header arrays on
+        // the heap for every request (about 1,700 instructions); its default is on the stack.
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(256);
     let proxy = proxy.clone();
+    let peer_addr = peer;
+    let peer = Peer::new(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let proxy = proxy.clone();
+        let (proxy, peer) = (proxy.clone(), peer.clone());
         async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, scheme).await) }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
     if let Err(e) = graceful.watch(conn).await {
-        tracing::debug!(%peer, "client connection ended: {e}");
+        tracing::debug!(peer = %peer_addr, "client connection ended: {e}");
     }
 }

@@ -1,0 +1,192 @@
+//! `cargo xtask bench l7`: wrk against interlock, nginx and HAProxy, each proxying the same
+//! route to the same backend (nginx answering a fixed body), on loopback, in one run.
+//!
+//! Fair and repeatable: every proxy runs one worker on the same CPU of its own, with its
+//! access log on (production defaults), while wrk and the backend share the other CPU
+//! (`process::Placement`). Cases: keep-alive, and a new connection per request, in
+//! interleaved rounds, medians reported. Also
+//! interlock's peak resident memory under load, a keep-alive run while its route table is
+//! swapped 10 times per second, and instructions per request (callgrind) for interlock and
+//! nginx, which the machine's other load does not change.
+mod configs;
+mod instructions;
+mod process;
+mod wrk;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::{cmd, setup};
+use configs::{Nginx, BACKEND_PORT};
+use process::{wait_port, Placement, Proc, RssSampler, WORKERS};
+use wrk::WrkResult;
+
+const NGINX_PORT: u16 = 18181;
+const HAPROXY_PORT: u16 = 18182;
+const INTERLOCK_PORT: u16 = 18183;
+const INTERLOCK_ADMIN: u16 = 18193;
+const NGINX_PROFILED_PORT: u16 = 18184;
+const INTERLOCK_PROFILED_PORT: u16 = 18185;
+const INTERLOCK_PROFILED_ADMIN: u16 = 18195;
+/// Each case runs `ROUNDS` times for `SECONDS`.
+const SECONDS: u32 = 4;
+const ROUNDS: usize = 3;
+
+pub fn run() -> Result<()> {
+    if !cmd::is_root() {
+        bail!("bench l7 starts nginx and HAProxy: run it as root");
+    }
+    setup::ensure_packages(&["wrk", "nginx-light", "haproxy", "valgrind"])?;
+    let agent = cmd::build_release_agent()?;
+    let dir = std::env::temp_dir().join(format!("ilb-bench-l7-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = measure(&agent, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure(agent: &Path, dir: &Path) -> Result<()> {
+    let backend = Nginx {
+        dir,
+        name: "backend",
+        single_process: false,
+    };
+    let _backend = Proc::start(
+        "backend nginx",
+        backend.command(Placement::Load, &configs::backend_http()),
+    )?;
+    let nginx = Nginx {
+        dir,
+        name: "proxy",
+        single_process: false,
+    };
+    let _nginx = Proc::start(
+        "nginx",
+        nginx.command(Placement::Proxy, &configs::nginx_proxy_http(dir, NGINX_PORT)),
+    )?;
+    let mut haproxy = configs::haproxy(dir, HAPROXY_PORT)?;
+    haproxy
+        .stdout(std::fs::File::create(dir.join("haproxy-access.log"))?)
+        .stderr(std::fs::File::create(dir.join("haproxy-stderr.log"))?);
+    let _haproxy = Proc::start("haproxy", haproxy)?;
+    let routes = dir.join("routes.json");
+    configs::write_routes(&routes, 1)?;
+    let mut interlock = configs::interlock(Placement::Proxy, agent, &routes, INTERLOCK_PORT, INTERLOCK_ADMIN);
+    interlock.stderr(std::fs::File::create(dir.join("interlock.log"))?);
+    let interlock = Proc::start("interlock", interlock)?;
+    for port in [BACKEND_PORT, NGINX_PORT, HAPROXY_PORT, INTERLOCK_PORT] {
+        wait_port(port, Duration::from_secs(10))?;
+    }
+    println!("BENCH l7 setup workers={WORKERS} proxy_cpu=1 load_cpu=0 nice=-10 access_log=on wrk_threads=1");
+
+    // Rounds interleave the proxies, so a burst of other work on the machine hits all of
+    // them alike; each figure is the median of its rounds.
+    let proxies = [
+        ("interlock", INTERLOCK_PORT),
+        ("nginx", NGINX_PORT),
+        ("haproxy", HAPROXY_PORT),
+    ];
+    let mut runs: Vec<(&str, bool, WrkResult)> = Vec::new();
+    let sampler = RssSampler::start(interlock.pid());
+    for _ in 0..ROUNDS {
+        for new_connection_each in [false, true] {
+            for (name, port) in proxies {
+                let connections = if new_connection_each { 16 } else { 64 };
+                runs.push((
+                    name,
+                    new_connection_each,
+                    wrk::timed(port, connections, new_connection_each, SECONDS)?,
+                ));
+            }
+        }
+    }
+    println!("BENCH l7 interlock_rss_mb={:.1}", sampler.stop_mb());
+    let median = |name: &str, newconn: bool| {
+        WrkResult::median(
+            runs.iter()
+                .filter(|(n, nc, _)| *n == name && *nc == newconn)
+                .map(|(_, _, r)| r),
+        )
+    };
+    for (name, _) in proxies {
+        for (case, newconn) in [("keepalive", false), ("newconn", true)] {
+            let r = median(name, newconn);
+            println!(
+                "BENCH l7 proxy={name} case={case} rps={:.0} p99_ms={:.2} non2xx={} errors={}",
+                r.rps, r.p99_ms, r.non2xx, r.errors
+            );
+        }
+    }
+    let (i_ka, n_ka, h_ka) = (
+        median("interlock", false),
+        median("nginx", false),
+        median("haproxy", false),
+    );
+    let (i_nc, n_nc) = (median("interlock", true), median("nginx", true));
+    println!(
+        "BENCH l7 interlock_vs_nginx={:.2} interlock_vs_haproxy={:.2} newconn_interlock_vs_nginx={:.2} \
+         p99_interlock_vs_nginx={:.2}",
+        i_ka.rps / n_ka.rps.max(1.0),
+        i_ka.rps / h_ka.rps.max(1.0),
+        i_nc.rps / n_nc.rps.max(1.0),
+        i_ka.p99_ms / n_ka.p99_ms.max(0.001),
+    );
+
+    let swapped = under_swaps(&routes)?;
+    println!(
+        "BENCH l7 swap_rps={:.0} swaps={} swap_non2xx={} swap_errors={}",
+        swapped.0.rps, swapped.1, swapped.0.non2xx, swapped.0.errors
+    );
+    drop(interlock);
+
+    let interlock_ipr = instructions::per_request(dir, "interlock", INTERLOCK_PROFILED_PORT, &|out| {
+        let mut c = configs::interlock(
+            Placement::Profiled(out),
+            agent,
+            &routes,
+            INTERLOCK_PROFILED_PORT,
+            INTERLOCK_PROFILED_ADMIN,
+        );
+        c.stderr(std::fs::File::create(dir.join("interlock-profiled.log"))?);
+        Ok((c, libc::SIGTERM))
+    })?;
+    let profiled_nginx = Nginx {
+        dir,
+        name: "profiled",
+        single_process: true,
+    };
+    let nginx_ipr = instructions::per_request(dir, "nginx", NGINX_PROFILED_PORT, &|out| {
+        let http = configs::nginx_proxy_http(dir, NGINX_PROFILED_PORT);
+        Ok((profiled_nginx.command(Placement::Profiled(out), &http), libc::SIGQUIT))
+    })?;
+    println!(
+        "BENCH l7 instructions_per_request interlock={interlock_ipr:.0} nginx={nginx_ipr:.0} interlock_vs_nginx={:.2}",
+        interlock_ipr / nginx_ipr.max(1.0)
+    );
+    Ok(())
+}
+
+/// Keep-alive load on interlock while its route file is rewritten 10 times per second.
+fn under_swaps(routes: &Path) -> Result<(WrkResult, u64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, routes) = (stop.clone(), routes.to_path_buf());
+        std::thread::spawn(move || {
+            let mut version = 2;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = configs::write_routes(&routes, version);
+                version += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            version - 2
+        })
+    };
+    let result = wrk::timed(INTERLOCK_PORT, 64, false, 10);
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap_or(0);
+    Ok((result?, swaps))
+}
