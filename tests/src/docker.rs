@@ -129,7 +129,8 @@ impl Service {
         docker(&args).map(|_| ())
     }
 
-    /// When (Unix ns) each running task entered its current state.
+    /// When (Unix ns) the container of each running task started. (A task's own status
+    /// timestamp is refreshed by later status reports, so it does not tell when it began to run.)
     pub fn running_since(&self) -> Result<Vec<i64>> {
         let ids = docker(&[
             "service",
@@ -144,12 +145,15 @@ impl Service {
             let line = docker(&[
                 "inspect",
                 "--format",
-                "{{.Status.State}} {{.Status.Timestamp.UnixNano}}",
+                "{{.Status.State}} {{.Status.ContainerStatus.ContainerID}}",
                 id,
             ])?;
-            if let Some(("running", ns)) = line.split_once(' ') {
-                out.push(ns.parse()?);
-            }
+            let Some(("running", container)) = line.split_once(' ') else {
+                continue;
+            };
+            let started = docker(&["inspect", "--format", "{{.State.StartedAt}}", container])?;
+            let ns = run(Command::new("date").args(["-d", &started, "+%s%N"]))?;
+            out.push(String::from_utf8_lossy(&ns.stdout).trim().parse()?);
         }
         Ok(out)
     }

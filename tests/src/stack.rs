@@ -83,9 +83,19 @@ impl Stack {
             .unwrap_or_else(|e| format!("{e:#}"))
     }
 
-    /// The agent's log (both services).
+    /// The agent's log (it writes to stderr, which `docker service logs` replays on stderr).
     pub fn logs(&self) -> String {
-        docker(&["service", "logs", "--raw", &format!("{}_interlock", self.name)]).unwrap_or_default()
+        Command::new("docker")
+            .args(["service", "logs", "--raw", &format!("{}_interlock", self.name)])
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_else(|e| format!("docker service logs: {e}"))
     }
 }
 

@@ -63,7 +63,8 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
     let (web_live_ms, api_live_ms) = ((web_at - web_running) / 1_000_000, (api_at - api_running) / 1_000_000);
     assert!(
         web_live_ms < 2000 && api_live_ms < 2000,
-        "routes live {web_live_ms} ms / {api_live_ms} ms after the tasks ran (limit 2 s)"
+        "routes live {web_live_ms} ms / {api_live_ms} ms after the tasks ran (limit 2 s); agent log:\n{}",
+        stack.logs()
     );
     let (status, _) = get("nobody.invalid", "/").unwrap();
     assert_eq!(status, 404, "a host no service claims is not forwarded");

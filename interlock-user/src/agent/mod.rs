@@ -39,11 +39,13 @@ pub async fn run(s: Settings) -> Result<()> {
     };
     let rx = control_cmd::start(&control).await?;
 
+    // The HTTP plane's snapshots: through the network joiner when it runs.
+    let mut http_rx = rx.clone();
     if s.join_networks {
         match crate::docker::local::own_container_id() {
             Some(id) => {
                 tracing::info!(container = %id, "joining the networks of labelled services");
-                tokio::spawn(networks::run(rx.clone(), id));
+                http_rx = networks::start(rx.clone(), id);
             }
             None => tracing::warn!("join_networks is on but the agent is not in a container: not joining networks"),
         }
@@ -74,7 +76,7 @@ pub async fn run(s: Settings) -> Result<()> {
         upstream_timeout: Duration::from_secs(60),
         drain_grace: Duration::from_secs(s.drain_grace_s),
     };
-    proxy::serve_http(http, rx, Some(status_fn)).await
+    proxy::serve_http(http, http_rx, Some(status_fn)).await
 }
 
 fn status_json(rx: &SnapshotRx, proxy: &Proxy, l4: &[L4Status]) -> String {

@@ -2,22 +2,27 @@
 //! services (`docker network connect`, no restart) and leaves the ones it joined once no
 //! route needs them for a while, so operators can remove their networks.
 //!
-//! `plan` decides (pure, unit-tested); `run` talks to Docker.
+//! The HTTP plane gets the snapshots through here, with the backends of routes on networks
+//! not joined yet held back: a request then gets a quick 503 instead of a connect that hangs
+//! until its timeout towards an address the agent cannot reach yet.
+//!
+//! `plan` and `reachable_only` decide (pure, unit-tested); `run` talks to Docker.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::docker::DockerSource;
-use crate::model::SnapshotRx;
+use crate::model::{Snapshot, SnapshotRx, SnapshotTx};
 
 /// How long a joined network must be unneeded before the agent leaves it: a service being
 /// redeployed must not lose its proxy path for a moment.
 const LEAVE_AFTER: Duration = Duration::from_secs(60);
-/// A full recheck this often; a failed join is retried every second (a network a node has
-/// not instantiated yet answers "not found" for a moment after its service is created).
+/// A full recheck this often; a failed join is retried sooner (a network a node has not
+/// instantiated yet answers "not found" until the first task on it is scheduled there).
 const RECHECK: Duration = Duration::from_secs(10);
-const RETRY: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -46,9 +51,40 @@ pub fn plan(
     Plan { join, leave }
 }
 
-/// Keeps the container `container` on the networks the snapshots name. Runs until the
-/// snapshot channel closes.
-pub async fn run(mut rx: SnapshotRx, container: String) {
+/// `snapshot` with no backends on routes whose network is not in `joined`.
+pub fn reachable_only(snapshot: &Snapshot, joined: &BTreeSet<String>) -> Snapshot {
+    let mut out = snapshot.clone();
+    for route in &mut out.http {
+        if route.network.as_ref().is_some_and(|n| !joined.contains(n)) {
+            route.backends.clear();
+        }
+    }
+    out
+}
+
+/// Starts keeping the container `container` on the networks the snapshots name; returns the
+/// snapshots for the HTTP plane (see the module comment).
+pub fn start(rx: SnapshotRx, container: String) -> SnapshotRx {
+    let (tx, out) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    tokio::spawn(run(rx, container, tx));
+    out
+}
+
+/// Publishes what is reachable now, if that changed.
+fn publish(tx: &SnapshotTx, snapshot: &Snapshot, joined: &BTreeSet<String>) {
+    let reachable = reachable_only(snapshot, joined);
+    tx.send_if_modified(|current| {
+        if **current == reachable {
+            return false;
+        }
+        *current = Arc::new(reachable);
+        true
+    });
+}
+
+/// Runs until the snapshot channel closes.
+async fn run(mut rx: SnapshotRx, container: String, tx: SnapshotTx) {
+    let mut joined: BTreeSet<String> = BTreeSet::new();
     let mut pinned: Option<BTreeSet<String>> = None;
     let mut unneeded_since = HashMap::new();
     // Failures are logged when they first happen or change, not every recheck.
@@ -67,7 +103,10 @@ pub async fn run(mut rx: SnapshotRx, container: String) {
             }
         }
         last_check = Some(Instant::now());
-        let wanted: BTreeSet<String> = rx.borrow_and_update().networks.iter().cloned().collect();
+        let snapshot = rx.borrow_and_update().clone();
+        // What is reachable already goes out first; joins below may take a second.
+        publish(&tx, &snapshot, &joined);
+        let wanted: BTreeSet<String> = snapshot.networks.iter().cloned().collect();
         let source = match DockerSource::connect().await {
             Ok(s) => s,
             Err(e) => {
@@ -79,7 +118,7 @@ pub async fn run(mut rx: SnapshotRx, container: String) {
                 continue;
             }
         };
-        let joined: BTreeSet<String> = match source.container_networks(&container).await {
+        joined = match source.container_networks(&container).await {
             Ok(n) => n.into_keys().collect(),
             Err(e) => {
                 report(&mut reported, "docker", format!("{e:#}"));
@@ -94,6 +133,8 @@ pub async fn run(mut rx: SnapshotRx, container: String) {
                 Ok(()) => {
                     reported.remove(&network);
                     tracing::info!(%network, "joined network to reach its services");
+                    joined.insert(network);
+                    publish(&tx, &snapshot, &joined);
                 }
                 Err(e) => report(
                     &mut reported,
@@ -107,7 +148,10 @@ pub async fn run(mut rx: SnapshotRx, container: String) {
         }
         for network in plan.leave {
             match source.disconnect_network(&network, &container).await {
-                Ok(()) => tracing::info!(%network, "left network no route uses any more"),
+                Ok(()) => {
+                    tracing::info!(%network, "left network no route uses any more");
+                    joined.remove(&network);
+                }
                 Err(e) => report(&mut reported, &network, format!("{e:#}")),
             }
         }
@@ -153,6 +197,30 @@ mod tests {
         assert!(p.leave.is_empty(), "not before the grace time");
         let p = plan(&set(&[]), &joined, &pinned, &mut since, t0 + LEAVE_AFTER);
         assert_eq!(p.leave, vec!["old".to_string()], "the stack's own network stays");
+    }
+
+    #[test]
+    fn routes_on_networks_not_joined_have_no_backends_yet() {
+        use crate::model::{Backend, HttpRoute, ServiceRef};
+        let backend = Backend {
+            addr: "10.0.1.5:80".parse().unwrap(),
+            weight: 1,
+            id: "t".into(),
+        };
+        let on = |network: Option<&str>| {
+            let mut r = HttpRoute::plain(ServiceRef::default(), vec!["a".into()], "/", vec![backend.clone()]);
+            r.network = network.map(String::from);
+            r
+        };
+        let snapshot = Snapshot {
+            version: 3,
+            http: vec![on(Some("app")), on(Some("web")), on(None)],
+            ..Snapshot::default()
+        };
+        let out = reachable_only(&snapshot, &set(&["web"]));
+        let counts: Vec<usize> = out.http.iter().map(|r| r.backends.len()).collect();
+        assert_eq!(counts, vec![0, 1, 1]);
+        assert_eq!(out.version, 3);
     }
 
     #[test]

@@ -82,6 +82,8 @@ fn print_stats(sync: &L4Sync) -> Result<()> {
 
 pub async fn run(args: L4Args) -> Result<()> {
     // The first config must be valid: nothing is attached on a broken start.
+    // The file's time is taken before it is read: a write during start-up is not missed.
+    let mut last = modified(&args.config);
     let services = read_services(&args.config)?;
     pin::prepare_pin_dir(&args.pin_dir)?;
     let mut ebpf = pin::load_pinned(&args.pin_dir)?;
@@ -120,7 +122,6 @@ pub async fn run(args: L4Args) -> Result<()> {
     let mut stats = interval(Duration::from_secs(args.stats_interval.max(1)));
     stats.set_missed_tick_behavior(MissedTickBehavior::Skip);
     stats.tick().await;
-    let mut last = modified(&args.config);
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&mut sync, &args.config),

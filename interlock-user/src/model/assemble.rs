@@ -183,7 +183,7 @@ impl Assembler {
             );
             let before = (out.http.len(), out.l4.len());
             if let Some(http) = &labels.http {
-                let route = self.http_route(&service, http, &addrs);
+                let route = self.http_route(&service, http, &network_name, &addrs);
                 if let Err(error) = claims.claim_http(&route) {
                     out.errors.push(ServiceError {
                         service: svc.name.clone(),
@@ -244,7 +244,13 @@ impl Assembler {
         }
     }
 
-    fn http_route(&self, service: &ServiceRef, h: &labels::HttpLabels, addrs: &[(String, Ipv4Addr)]) -> HttpRoute {
+    fn http_route(
+        &self,
+        service: &ServiceRef,
+        h: &labels::HttpLabels,
+        network: &str,
+        addrs: &[(String, Ipv4Addr)],
+    ) -> HttpRoute {
         let tls = match (&h.ssl_secrets, h.ssl_passthrough) {
             (Some((cert, key)), _) => TlsMode::Terminate {
                 cert: self.options.secrets_dir.join(cert),
@@ -265,6 +271,7 @@ impl Assembler {
             redirects: h.redirects.clone(),
             default_backend: h.default_backend,
             health_check: h.health_check.clone(),
+            network: Some(network.to_string()),
             backends: addrs.iter().map(|(id, ip)| backend(id, *ip, h.port)).collect(),
         }
     }

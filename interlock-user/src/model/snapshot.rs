@@ -68,6 +68,9 @@ pub struct HttpRoute {
     pub default_backend: bool,
     /// Optional active health check (`com.docker.lb.health_path` etc.).
     pub health_check: Option<HealthCheck>,
+    /// The network the backends are reached on (`None`: reachable as they are).
+    #[serde(default)]
+    pub network: Option<String>,
     pub backends: Vec<Backend>,
 }
 
@@ -86,6 +89,7 @@ impl HttpRoute {
             redirects: vec![],
             default_backend: false,
             health_check: None,
+            network: None,
             backends,
         }
     }
