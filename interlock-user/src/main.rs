@@ -34,6 +34,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let command = Cli::parse().command;
+    raise_open_files_limit();
     // `run` settings decide the log format and the Docker endpoint, so they come first.
     let settings = match &command {
         Command::Run(args) => match Settings::load((**args).clone()) {
@@ -74,6 +75,22 @@ fn main() -> std::process::ExitCode {
             // One line with the whole chain of causes: what failed, and why.
             tracing::error!("{e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every client and backend connection is a descriptor: the soft limit (often 1024) goes up
+/// to the hard one, as nginx's `worker_rlimit_nofile` would.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! measured in the same run. Never timed assertions: tests assert behaviour, benches measure.
 mod control;
 mod e2e;
+mod hardening;
 mod l4;
 mod l7;
 
@@ -21,6 +22,8 @@ pub enum Bench {
     Control,
     /// The deployed stack: route-live latency after scale-ups and errors during rolling updates.
     E2e,
+    /// The proxy under 10,000 keep-alive clients and a slowloris attack at once.
+    Hardening,
 }
 
 pub fn run(which: Bench) -> Result<()> {
@@ -29,5 +32,6 @@ pub fn run(which: Bench) -> Result<()> {
         Bench::L7 => l7::run(),
         Bench::Control => control::run(),
         Bench::E2e => e2e::run(),
+        Bench::Hardening => hardening::run(),
     }
 }

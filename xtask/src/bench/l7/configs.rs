@@ -16,6 +16,7 @@ pub struct Nginx<'a> {
     pub dir: &'a Path,
     pub name: &'a str,
     pub single_process: bool,
+    pub worker_connections: u32,
 }
 
 impl Nginx<'_> {
@@ -28,9 +29,10 @@ impl Nginx<'_> {
         } else {
             ""
         };
+        let connections = self.worker_connections;
         let conf = format!(
             "daemon off;\n{process}worker_processes {WORKERS};\nerror_log {p}/error.log;\npid {p}/nginx.pid;\n\
-             events {{ worker_connections 4096; }}\nhttp {{\nclient_body_temp_path {p}/body;\nproxy_temp_path {p}/proxy;\n\
+             events {{ worker_connections {connections}; }}\nhttp {{\nclient_body_temp_path {p}/body;\nproxy_temp_path {p}/proxy;\n\
              fastcgi_temp_path {p}/fastcgi;\nuwsgi_temp_path {p}/uwsgi;\nscgi_temp_path {p}/scgi;\n\
              keepalive_requests 1000000;\n{http}\n}}\n"
         );

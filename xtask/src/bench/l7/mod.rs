@@ -8,10 +8,10 @@
 //! interlock's peak resident memory under load, a keep-alive run while its route table is
 //! swapped 10 times per second, and instructions per request (callgrind) for interlock and
 //! nginx, which the machine's other load does not change.
-mod configs;
+pub(super) mod configs;
 mod instructions;
-mod process;
-mod wrk;
+pub(super) mod process;
+pub(super) mod wrk;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +54,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         dir,
         name: "backend",
         single_process: false,
+        worker_connections: 4096,
     };
     let _backend = Proc::start(
         "backend nginx",
@@ -63,6 +64,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         dir,
         name: "proxy",
         single_process: false,
+        worker_connections: 4096,
     };
     let _nginx = Proc::start(
         "nginx",
@@ -158,6 +160,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         dir,
         name: "profiled",
         single_process: true,
+        worker_connections: 4096,
     };
     let nginx_ipr = instructions::per_request(dir, "nginx", NGINX_PROFILED_PORT, &|out| {
         let http = configs::nginx_proxy_http(dir, NGINX_PROFILED_PORT);
