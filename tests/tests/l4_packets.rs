@@ -376,3 +376,104 @@ fn l4_the_flow_cache_never_hides_a_fin_nor_outlives_its_jiffy() {
     })
     .unwrap();
 }
+
+/// Deterministic xorshift: the same frames every run (the seed is printed on failure).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random and mutated frames through the program, checked against what must hold for any
+/// input: never aborted; a passed frame is unchanged; a frame not for the VIP always passes;
+/// a redirected frame goes to a backend from the balancer's address, with checksums that
+/// verify when the input's did. `INTERLOCK_FUZZ_FRAMES` sets how many (default 20,000).
+#[test]
+fn l4_random_frames_keep_the_programs_invariants() {
+    require_root();
+    let frames: usize = std::env::var("INTERLOCK_FUZZ_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let lab = PacketLab::new().unwrap();
+    let report = lab
+        .run_inside(move || {
+            let mut lb = Lb::new(&[
+                service(VIP, 80, L4Protocol::Tcp, &BACKENDS),
+                service(VIP, 53, L4Protocol::Udp, &BACKENDS),
+            ]);
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+            let mac = [2, 0, 0, 0, 0, 1];
+            let other = Ipv4Addr::new(192, 0, 2, 99);
+            let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+            for i in 0..frames {
+                let payload: Vec<u8> = (0..rng.below(48)).map(|_| rng.next() as u8).collect();
+                let sport = 1024 + rng.below(60_000) as u16;
+                let flags = [SYN, ACK, 0x11, 0x04, rng.next() as u8][rng.below(5)];
+                let mut f = match rng.below(5) {
+                    0 => frame(mac, CLIENT, sport, VIP, 80, 6, flags, &payload),
+                    1 => frame(mac, CLIENT, sport, VIP, 53, 17, 0, &payload),
+                    2 => frame(mac, CLIENT, sport, other, 80, 6, flags, &payload),
+                    3 => frame(
+                        mac,
+                        BACKENDS[rng.below(3)],
+                        BACKEND_PORT,
+                        SNAT,
+                        sport,
+                        6,
+                        flags,
+                        &payload,
+                    ),
+                    _ => (0..ETH + rng.below(80)).map(|_| rng.next() as u8).collect(),
+                };
+                for _ in 0..rng.below(4) {
+                    let at = rng.below(f.len());
+                    f[at] = rng.next() as u8;
+                }
+                if rng.below(4) == 0 {
+                    f.truncate(ETH + rng.below(f.len() - ETH + 1));
+                }
+                let checksums_ok = f.len() >= ETH + IP + 8
+                    && f[12..14] == [8, 0]
+                    && f[ETH] == 0x45
+                    && usize::from(u16::from_be_bytes([f[ETH + 2], f[ETH + 3]])) == f.len() - ETH
+                    && ip_csum_ok(&f)
+                    && l4_csum_ok(&f);
+                let for_vip = f.len() >= ETH + IP && f[12..14] == [8, 0] && f[ETH + 16..ETH + 20] == VIP.octets();
+                let for_snat = f.len() >= ETH + IP && f[12..14] == [8, 0] && f[ETH + 16..ETH + 20] == SNAT.octets();
+                let (action, out) = lb.run(&f);
+                let case = format!("frame {i}: {f:02x?}");
+                *counts.entry(action).or_default() += 1;
+                assert!(
+                    [XDP_DROP, XDP_PASS, 3, XDP_REDIRECT].contains(&action),
+                    "{case}: action {action}"
+                );
+                if action == XDP_PASS {
+                    assert_eq!(out, f, "{case}: a passed frame is unchanged");
+                }
+                if !for_vip && !for_snat {
+                    assert_eq!(action, XDP_PASS, "{case}: not for the balancer, so passed");
+                }
+                if action == XDP_REDIRECT && for_vip {
+                    let o = fields(&out);
+                    assert!(BACKENDS.contains(&o.dst), "{case}: to a backend, not {}", o.dst);
+                    assert_eq!(o.src, SNAT, "{case}");
+                    assert_eq!(out.len(), f.len(), "{case}");
+                    if checksums_ok {
+                        assert!(ip_csum_ok(&out) && l4_csum_ok(&out), "{case}: checksums verify");
+                    }
+                }
+            }
+            counts
+        })
+        .unwrap();
+    eprintln!("[e2e] l4_fuzz: {frames} random frames, verdicts (action: count) {report:?}");
+}

@@ -3,6 +3,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod docker;
+mod fuzz;
 mod image;
 mod setup;
 mod test;
@@ -43,6 +44,15 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Run the randomized tests (properties, random XDP frames) at a chosen depth.
+    Fuzz {
+        /// The depth `cargo xtask test` uses (seconds).
+        #[arg(long)]
+        smoke: bool,
+        /// Cases per property (and 80 random frames per case for the XDP program).
+        #[arg(long, default_value_t = 20_000)]
+        cases: u32,
+    },
     /// Build the agent's image (interlock:local) FROM scratch from a static binary, offline.
     Image,
     /// Run a benchmark and print its BENCH line.
@@ -80,6 +90,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Test { unprivileged, args } => test::run(unprivileged, &args),
         Command::Demo { remove } => demo::run(remove),
         Command::Image => image::run(),
+        Command::Fuzz { smoke, cases } => fuzz::run(smoke, cases),
         Command::Bench(which) => bench::run(which),
     }
 }
