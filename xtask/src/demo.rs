@@ -106,27 +106,32 @@ fn client_link() -> Result<()> {
     Ok(())
 }
 
+/// `docker service create` of a two-task busybox service on the demo network.
+fn busybox_service(name: &str, labels: &[&str], command: &[&str]) -> Result<()> {
+    let mut c = Command::new("docker");
+    c.args([
+        "service",
+        "create",
+        "--quiet",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        name,
+    ]);
+    c.args(["--network", NETWORK, "--replicas", "2", "--entrypoint", "/busybox"]);
+    for l in labels {
+        c.args(["--label", l]);
+    }
+    c.arg(xtask::backend_image::BACKEND_IMAGE).args(command);
+    cmd::run(c.stdout(std::process::Stdio::null()))
+}
+
 fn sample_services() -> Result<()> {
     let page = |name: &str, text: &str, labels: &[&str]| -> Result<()> {
         let script = format!(
             "/busybox mkdir -p /tmp/www && echo '{text}' > /tmp/www/index.html && exec /busybox httpd -f -p 80 -h /tmp/www"
         );
-        let mut c = Command::new("docker");
-        c.args([
-            "service",
-            "create",
-            "--quiet",
-            "--detach",
-            "--no-resolve-image",
-            "--name",
-            name,
-        ]);
-        c.args(["--network", NETWORK, "--replicas", "2", "--entrypoint", "/busybox"]);
-        for l in labels {
-            c.args(["--label", l]);
-        }
-        c.args([xtask::backend_image::BACKEND_IMAGE, "sh", "-c", &script]);
-        cmd::run(c.stdout(std::process::Stdio::null()))
+        busybox_service(name, labels, &["sh", "-c", &script])
     };
     let hosts = format!("com.docker.lb.hosts={HOST}");
     page("demo-web", "hello from demo-web", &[&hosts, "com.docker.lb.port=80"])?;
@@ -140,29 +145,11 @@ fn sample_services() -> Result<()> {
             "com.docker.lb.context_root_rewrite=true",
         ],
     )?;
-    let mut echo = Command::new("docker");
-    echo.args([
-        "service",
-        "create",
-        "--quiet",
-        "--detach",
-        "--no-resolve-image",
-        "--name",
+    busybox_service(
         "demo-echo",
-    ]);
-    echo.args(["--network", NETWORK, "--replicas", "2", "--entrypoint", "/busybox"]);
-    echo.args(["--label", &format!("com.docker.lb.l4.port={L4_PORT}")]);
-    echo.args([
-        xtask::backend_image::BACKEND_IMAGE,
-        "nc",
-        "-ll",
-        "-p",
-        "9000",
-        "-e",
-        "/busybox",
-        "cat",
-    ]);
-    cmd::run(echo.stdout(std::process::Stdio::null()))?;
+        &[&format!("com.docker.lb.l4.port={L4_PORT}")],
+        &["nc", "-ll", "-p", &L4_PORT.to_string(), "-e", "/busybox", "cat"],
+    )?;
     println!("demo: services {} on network {NETWORK}", SERVICES.join(", "));
     Ok(())
 }
