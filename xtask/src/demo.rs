@@ -154,7 +154,8 @@ fn sample_services() -> Result<()> {
     Ok(())
 }
 
-fn take_down() {
+/// Removes the demo's stack, services, network, pins and client namespace (if any).
+pub fn take_down() {
     let _ = cmd::ok(&format!("docker service rm {}", SERVICES.join(" ")));
     if cmd::ok(&format!("docker stack ps {STACK}")) {
         let _ = cmd::ok(&format!("docker stack rm {STACK}"));

@@ -51,12 +51,12 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
 }
 
 /// Namespaces and swarm objects left by a test run that was killed (tests name theirs `ilt-*`),
-/// and the demo's stack, whose XDP fast path holds docker_gwbridge that the tests need.
+/// and the demo (its XDP fast path holds docker_gwbridge, its labelled services would show up
+/// in the control plane's snapshots).
 fn remove_stale_test_objects() {
-    if cmd::ok("docker stack ps interlock") {
-        eprintln!("test: removing the demo's stack `interlock` (the swarm tests need docker_gwbridge)");
-        let _ = cmd::sh("docker stack rm interlock >/dev/null && sleep 5");
-        let _ = cmd::sh("rm -rf /sys/fs/bpf/interlock");
+    if cmd::ok("docker stack ps interlock") || cmd::ok("docker service inspect demo-web") {
+        eprintln!("test: removing what `cargo xtask demo` left running (the swarm tests need docker_gwbridge)");
+        crate::demo::take_down();
     }
     let _ = cmd::sh("docker stack ls --format '{{.Name}}' | grep '^ilt-' | xargs -r -n1 docker stack rm >/dev/null");
     let _ = cmd::sh("rm -rf /sys/fs/bpf/ilt-stack-*");
