@@ -62,6 +62,11 @@ impl Stack {
         Ok(())
     }
 
+    /// Where the stack's agents pin their maps and links on the host.
+    pub fn bpffs(&self) -> &std::path::Path {
+        &self.bpffs
+    }
+
     /// The running agent container of the manager service.
     pub fn agent_container(&self) -> Result<String> {
         let label = format!("label=com.docker.swarm.service.name={}_interlock", self.name);

@@ -34,7 +34,11 @@ fn snapshots_follow_service_lifecycle() {
     let r = route(&s, &name).unwrap();
     assert_eq!(r.hosts, vec![host.clone()]);
     assert!(r.backends.iter().all(|b| b.addr.port() == 80));
-    assert!(s.networks.contains(&net.name), "{:?} names the service's network", s.networks);
+    assert!(
+        s.networks.contains(&net.name),
+        "{:?} names the service's network",
+        s.networks
+    );
 
     svc.update(&["--replicas", "3"]).unwrap();
     agent

@@ -475,5 +475,7 @@ fn l4_random_frames_keep_the_programs_invariants() {
             counts
         })
         .unwrap();
-    eprintln!("[e2e] l4_fuzz: {frames} random frames, verdicts (action: count) {report:?}");
+    interlock_tests::report(&format!(
+        "l4_fuzz: {frames} random frames, verdicts (action: count) {report:?}"
+    ));
 }

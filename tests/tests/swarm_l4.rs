@@ -145,6 +145,40 @@ fn l4_flows_go_through_xdp_and_survive_the_agent_being_replaced() {
     first.ping("still here").unwrap();
     let mut fresh = Echo::open(&client).unwrap();
     fresh.ping("new after restart").unwrap();
+
+    // Pins removed under the running agent: it pins the maps again (they lived on, so flows
+    // go on), and attaches again where a removed link pin had detached the program.
+    let pins = stack.bpffs().to_path_buf();
+    for name in ["LB_FLOWS", "LB_VIPS", "LB_MAGLEV"] {
+        std::fs::remove_file(pins.join(name)).unwrap();
+    }
+    wait_for("the map pins back", Duration::from_secs(10), || {
+        if ["LB_FLOWS", "LB_VIPS", "LB_MAGLEV"]
+            .iter()
+            .all(|n| pins.join(n).exists())
+        {
+            Ok(())
+        } else {
+            bail!("not yet")
+        }
+    });
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.ping(&format!("pins-back-{i}")).unwrap();
+    }
+    std::fs::remove_file(pins.join(format!("link-{host_if}"))).unwrap();
+    wait_for("the link pinned again", Duration::from_secs(10), || {
+        if pins.join(format!("link-{host_if}")).exists() {
+            Ok(())
+        } else {
+            bail!("not yet")
+        }
+    });
+    let mut after_link = wait_for("a new connection after the re-attach", Duration::from_secs(10), || {
+        let mut e = Echo::open(&client)?;
+        e.ping("re-attached")?;
+        Ok(e)
+    });
+    after_link.ping("again").unwrap();
     let table = stack.status().unwrap();
     let line = table
         .lines()
@@ -160,7 +194,7 @@ fn l4_flows_go_through_xdp_and_survive_the_agent_being_replaced() {
     assert!(packets > 0, "the XDP counters saw the traffic: {line}");
     report(&format!(
         "swarm_l4: {} connections kept echoing while the agent {} was killed and replaced by {}; \
-         counters: {line}",
+         map and link pins removed and restored; counters: {line}",
         conns.len() + 1,
         &old[..12],
         &new[..12]

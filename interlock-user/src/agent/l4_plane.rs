@@ -36,8 +36,10 @@ pub struct L4Options {
 
 /// What setting up in the host namespace hands back to the async side.
 struct Attached {
-    /// Keeps the loaded program and its fds alive with the agent.
-    _ebpf: Ebpf,
+    /// The loaded program (kept alive with the agent; lent to the host-namespace thread
+    /// when a link has to be attached again).
+    ebpf: Option<Ebpf>,
+    opts: L4Options,
     sync: L4Sync,
     default_vip: Ipv4Addr,
     /// A socket in the host's namespace: datagrams from it make the host resolve the MACs of
@@ -49,7 +51,7 @@ struct Attached {
 /// into `status` every second.
 pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4Status>>>) -> Result<()> {
     let netns = opts.host_netns.clone();
-    let attached = tokio::task::spawn_blocking(move || hostns::run_in(netns, move || attach(&opts)))
+    let attached = tokio::task::spawn_blocking(move || hostns::run_in(netns, move || attach(opts)))
         .await
         .context("the L4 setup thread failed")??;
     tracing::info!(vip = %attached.default_vip, "L4 fast path attached");
@@ -57,7 +59,7 @@ pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4St
     Ok(())
 }
 
-fn attach(opts: &L4Options) -> Result<Attached> {
+fn attach(opts: L4Options) -> Result<Attached> {
     pin::prepare_pin_dir(&opts.bpffs)?;
     let mut ebpf = pin::load_pinned(&opts.bpffs)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
@@ -71,24 +73,77 @@ fn attach(opts: &L4Options) -> Result<Attached> {
         None => hostns::iface_ipv4(&opts.interfaces[0]).context("choosing the default L4 VIP")?,
     };
     let sync = L4Sync::new(maps, Some(default_vip))?;
-    let mode = match opts.mode {
-        XdpModeSetting::Skb => XdpMode::Skb,
-        XdpModeSetting::Driver => XdpMode::Driver,
-    };
-    let mut ifaces: BTreeSet<&str> = opts.interfaces.iter().map(String::as_str).collect();
-    ifaces.insert(GWBRIDGE);
-    for iface in ifaces {
-        let took_over = pin::attach_pinned(&mut ebpf, iface, mode, &opts.bpffs)?;
+    for iface in interfaces(&opts) {
+        let took_over = pin::attach_pinned(&mut ebpf, &iface, xdp_mode(&opts), &opts.bpffs)?;
         tracing::info!(iface, took_over, "XDP balancer attached");
     }
     let neighbour_poke = UdpSocket::bind("0.0.0.0:0").context("creating the neighbour socket")?;
     neighbour_poke.set_nonblocking(true)?;
     Ok(Attached {
-        _ebpf: ebpf,
+        ebpf: Some(ebpf),
+        opts,
         sync,
         default_vip,
         neighbour_poke,
     })
+}
+
+/// The operator's interfaces and docker_gwbridge (where local tasks answer).
+fn interfaces(opts: &L4Options) -> BTreeSet<String> {
+    let mut ifaces: BTreeSet<String> = opts.interfaces.iter().cloned().collect();
+    ifaces.insert(GWBRIDGE.to_string());
+    ifaces
+}
+
+fn xdp_mode(opts: &L4Options) -> XdpMode {
+    match opts.mode {
+        XdpModeSetting::Skb => XdpMode::Skb,
+        XdpModeSetting::Driver => XdpMode::Driver,
+    }
+}
+
+/// Puts back what was removed from the pin directory under a running agent: map pins (the
+/// maps live on) and link pins (removing one detached the program from its interface).
+async fn restore_pins(a: &mut Attached) {
+    match a.sync.maps().repin_missing(&a.opts.bpffs) {
+        Ok(names) if !names.is_empty() => tracing::warn!(?names, "map pins were removed: pinned them again"),
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot pin the maps again: {e:#}"),
+    }
+    let detached: Vec<String> = interfaces(&a.opts)
+        .into_iter()
+        .filter(|i| !a.opts.bpffs.join(format!("link-{i}")).exists())
+        .collect();
+    if detached.is_empty() {
+        return;
+    }
+    let Some(mut ebpf) = a.ebpf.take() else {
+        return;
+    };
+    let (netns, dir, mode) = (a.opts.host_netns.clone(), a.opts.bpffs.clone(), xdp_mode(&a.opts));
+    let result = tokio::task::spawn_blocking(move || {
+        hostns::run_in(netns, move || {
+            let mut errors = vec![];
+            for iface in &detached {
+                match pin::attach_pinned(&mut ebpf, iface, mode, &dir) {
+                    Ok(_) => tracing::warn!(iface, "a link pin was removed: attached and pinned again"),
+                    Err(e) => errors.push(format!("{iface}: {e:#}")),
+                }
+            }
+            Ok((ebpf, errors))
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok((ebpf, errors))) => {
+            a.ebpf = Some(ebpf);
+            if !errors.is_empty() {
+                tracing::error!("cannot attach again: {}", errors.join("; "));
+            }
+        }
+        Ok(Err(e)) => tracing::error!("cannot attach again: {e:#}"),
+        Err(e) => tracing::error!("the re-attach thread failed: {e}"),
+    }
 }
 
 async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4Status>>>) {
@@ -103,6 +158,7 @@ async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4S
             changed = rx.changed() => if changed.is_err() { return },
             _ = tick.tick() => ticks += 1,
         }
+        restore_pins(&mut a).await;
         let snapshot = rx.borrow_and_update().clone();
         // Version 0 is "nothing known yet" (a restart): the pinned maps keep serving.
         if snapshot.version == 0 {

@@ -69,6 +69,36 @@ impl LbMaps {
         })
     }
 
+    /// Pins again, in `dir`, every map whose pin file is gone (removed by hand or by a cleanup
+    /// script): the maps themselves live on while the program or this agent holds them, and
+    /// without their pins a restarted agent would start from empty maps. Returns their names.
+    pub fn repin_missing(&self, dir: &std::path::Path) -> Result<Vec<&'static str>> {
+        use aya::maps::IterableMap;
+        let maps: [(&'static str, &MapData); 10] = [
+            ("LB_VIPS", self.vips.map()),
+            ("LB_VIP_ADDRS", self.vip_addrs.map()),
+            ("LB_ADDR_FILTER", self.addr_filter.map()),
+            ("LB_MAGLEV", self.maglev.map()),
+            ("LB_BACKENDS", self.backends.map()),
+            ("LB_CONFIG", self.config.map()),
+            ("LB_FLOWS", self.flows.map()),
+            ("LB_VIP_STATS", self.vip_stats.map()),
+            ("LB_BACKEND_STATS", self.backend_stats.map()),
+            ("LB_DROPS", self.drops.map()),
+        ];
+        let mut repinned = vec![];
+        for (name, map) in maps {
+            let path = dir.join(name);
+            if !path.exists() {
+                std::fs::create_dir_all(dir).with_context(|| format!("re-creating {}", dir.display()))?;
+                map.pin(&path)
+                    .with_context(|| format!("pinning {name} again at {}", path.display()))?;
+                repinned.push(name);
+            }
+        }
+        Ok(repinned)
+    }
+
     /// Writes the balancer's settings: its SNAT address and the timeouts for a kernel
     /// ticking `hz` jiffies a second (see `clock::kernel_hz`).
     pub fn set_config(&mut self, snat_addr: Ipv4Addr, hz: u32) -> Result<()> {

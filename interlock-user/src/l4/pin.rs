@@ -91,9 +91,12 @@ pub fn attach_pinned(bpf: &mut Ebpf, iface: &str, mode: XdpMode, dir: &Path) -> 
             PinnedLink::from_pin(&link_path).with_context(|| format!("opening pinned link {}", link_path.display()))?;
         let link = XdpLink::try_from(FdLink::from(pinned))
             .with_context(|| format!("{} is not an XDP link", link_path.display()))?;
-        program
+        let id = program
             .attach_to_link(link)
             .with_context(|| format!("replacing the program on {iface}"))?;
+        // As for a new attachment, the pin alone holds the link: removing the pin detaches
+        // (and a running agent attaches again), closing our descriptor changes nothing.
+        drop(program.take_link(id)?);
         return Ok(true);
     }
     let id = program
