@@ -24,7 +24,10 @@ fn label_key() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // `cargo xtask fuzz --cases N` sets PROPTEST_CASES for deeper runs.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    ))]
 
     #[test]
     fn label_parsing_never_panics_and_names_real_labels(pairs in proptest::collection::vec((label_key(), ".{0,40}"), 0..8)) {

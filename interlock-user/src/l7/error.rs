@@ -28,6 +28,10 @@ pub enum ProxyError {
     StaleConnection { addr: SocketAddr },
     #[error("upstream {addr} failed: {source}")]
     Upstream { addr: SocketAddr, source: hyper::Error },
+    /// The request body the client was sending broke off (or was malformed) while it was
+    /// being forwarded: the client's fault, not the backend's.
+    #[error("the client's request body failed while going to {addr}: {source}")]
+    ClientBody { addr: SocketAddr, source: hyper::Error },
     #[error("upstream {addr} did not answer in time")]
     UpstreamTimeout { addr: SocketAddr },
     #[error("internal error: {0}")]
@@ -35,9 +39,19 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// A failed exchange with `addr`: hyper calls errors of the body we were streaming to
+    /// it "user" errors, and that body is the client's.
+    pub fn exchange(addr: SocketAddr, source: hyper::Error) -> ProxyError {
+        if source.is_user() {
+            ProxyError::ClientBody { addr, source }
+        } else {
+            ProxyError::Upstream { addr, source }
+        }
+    }
+
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::NoRoute { .. } => Side::Client,
+            ProxyError::BadRequest(_) | ProxyError::NoRoute { .. } | ProxyError::ClientBody { .. } => Side::Client,
             ProxyError::Internal(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -53,7 +67,7 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::StaleConnection { .. } | ProxyError::Upstream { .. } => {

@@ -50,15 +50,7 @@ impl Upstream {
                 Ok(resp) => return Ok(self.keep(addr, sender, resp)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => {
-                        return Err((
-                            ProxyError::Upstream {
-                                addr,
-                                source: e.into_error(),
-                            },
-                            None,
-                        ))
-                    }
+                    None => return Err((ProxyError::exchange(addr, e.into_error()), None)),
                 },
             }
         }
@@ -73,10 +65,7 @@ impl Upstream {
                 let unsent = e.take_message();
                 let error = match unsent {
                     Some(_) => ProxyError::StaleConnection { addr },
-                    None => ProxyError::Upstream {
-                        addr,
-                        source: e.into_error(),
-                    },
+                    None => ProxyError::exchange(addr, e.into_error()),
                 };
                 Err((error, unsent))
             }
