@@ -16,7 +16,12 @@ const SMOKE_CASES: u32 = 2_000;
 const FRAMES_PER_CASE: u32 = 10;
 const REQUESTS_PER_CASE: u32 = 1;
 
-pub fn run(smoke: bool, cases: u32) -> Result<()> {
+/// Properties in interlock-user/tests/properties.rs (each runs `cases` cases).
+const PROPERTIES: u64 = 4;
+
+/// Runs everything at the depth asked; returns how many inputs were tried (a failure is an
+/// error: the test that found it names the input).
+pub fn run(smoke: bool, cases: u32) -> Result<u64> {
     let cases = if smoke { SMOKE_CASES } else { cases };
     let frames = cases.saturating_mul(FRAMES_PER_CASE);
     let requests = cases.saturating_mul(REQUESTS_PER_CASE);
@@ -55,5 +60,5 @@ pub fn run(smoke: bool, cases: u32) -> Result<()> {
             ]),
     )?;
     println!("FUZZ property_cases={cases} http_requests={requests} xdp_frames={frames} failures=0");
-    Ok(())
+    Ok(u64::from(cases) * PROPERTIES + u64::from(requests) + u64::from(frames))
 }

@@ -90,7 +90,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Test { unprivileged, args } => test::run(unprivileged, &args),
         Command::Demo { remove } => demo::run(remove),
         Command::Image => image::run(),
-        Command::Fuzz { smoke, cases } => fuzz::run(smoke, cases),
+        Command::Fuzz { smoke, cases } => fuzz::run(smoke, cases).map(|_| ()),
         Command::Bench(which) => bench::run(which),
     }
 }

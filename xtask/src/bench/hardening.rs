@@ -1,4 +1,5 @@
-//! `cargo xtask bench hardening`: the proxy under 10,000 concurrent keep-alive clients (wrk)
+//! `cargo xtask bench hardening`: first the fuzzers at depth (`cargo xtask fuzz --cases
+//! 20000`), then the proxy under 10,000 concurrent keep-alive clients (wrk)
 //! and a slowloris attack (1,000 connections each sending one header byte every 3 s) at once,
 //! while a legitimate client sends one request every 50 ms on a new connection. Reports how
 //! many legitimate requests were answered 2xx (and their p99), wrk's rate and errors, how many
@@ -20,17 +21,20 @@ const ADMIN: u16 = 18290;
 const CLIENTS: u32 = 10_000;
 const SLOWLORIS: usize = 1_000;
 const SECONDS: u32 = 20;
+/// Cases per fuzzed property (plus as many HTTP requests and ten times as many XDP frames).
+const FUZZ_CASES: u32 = 20_000;
 
 pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("bench hardening raises file limits and starts nginx: run it as root");
     }
     setup::ensure_packages(&["wrk", "nginx-light"])?;
+    let fuzz_execs = crate::fuzz::run(false, FUZZ_CASES)?;
     raise_nofile();
     let agent = cmd::build_release_agent()?;
     let dir = std::env::temp_dir().join(format!("ilb-bench-hardening-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = measure(&agent, &dir);
+    let result = measure(&agent, &dir, fuzz_execs);
     if std::env::var_os("KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -47,7 +51,7 @@ fn raise_nofile() {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
 }
 
-fn measure(agent: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+fn measure(agent: &std::path::Path, dir: &std::path::Path, fuzz_execs: u64) -> Result<()> {
     let backend = Nginx {
         dir,
         name: "backend",
@@ -98,8 +102,9 @@ fn measure(agent: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     let _ = slowloris.join();
     let peak = rss.stop_mb();
     println!(
-        "BENCH hardening clients={CLIENTS} slowloris={SLOWLORIS} legit_ok={ok}/{total} legit_p99_ms={p99_ms:.1} \
-         slowloris_ok={} wrk_rps={:.0} wrk_non2xx={} wrk_errors={} slowloris_cut={} peak_rss_mb={peak:.1}",
+        "BENCH hardening fuzz_execs={fuzz_execs} crashes=0 clients={CLIENTS} slowloris={SLOWLORIS} \
+         legit_ok={ok}/{total} legit_p99_ms={p99_ms:.1} slowloris_ok={} wrk_rps={:.0} wrk_non2xx={} wrk_errors={} \
+         slowloris_cut={} peak_rss_mb={peak:.1}",
         ok == total && total > 0,
         w.rps,
         w.non2xx,
