@@ -94,6 +94,11 @@ impl std::fmt::Display for ServiceError {
     }
 }
 
+/// Bounds that keep one cluster (or one runaway service) from growing the proxy without
+/// limit; what goes over is reported like a bad label, for that service only.
+pub const MAX_HTTP_ROUTES: usize = 10_000;
+pub const MAX_BACKENDS_PER_SERVICE: usize = 1_000;
+
 /// The routing part of a snapshot, plus what went wrong.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Assembly {
@@ -175,12 +180,36 @@ impl Assembler {
                 id: svc.id.clone(),
                 name: svc.name.clone(),
             };
-            let addrs = backend_addrs(
+            let mut addrs = backend_addrs(
                 svc,
                 &labels,
                 &network_id,
                 tasks.get(svc.id.as_str()).map(Vec::as_slice).unwrap_or(&[]),
             );
+            if addrs.len() > MAX_BACKENDS_PER_SERVICE {
+                out.warnings.push(ServiceError {
+                    service: svc.name.clone(),
+                    error: LabelError::new(
+                        "tasks",
+                        &addrs.len().to_string(),
+                        format!("only the first {MAX_BACKENDS_PER_SERVICE} running tasks are routed"),
+                    ),
+                    kept_last_good: false,
+                });
+                addrs.truncate(MAX_BACKENDS_PER_SERVICE);
+            }
+            if labels.http.is_some() && out.http.len() >= MAX_HTTP_ROUTES {
+                out.errors.push(ServiceError {
+                    service: svc.name.clone(),
+                    error: LabelError::new(
+                        labels::HOSTS,
+                        "",
+                        format!("the proxy holds at most {MAX_HTTP_ROUTES} HTTP routes: this service is not routed"),
+                    ),
+                    kept_last_good: false,
+                });
+                continue;
+            }
             let before = (out.http.len(), out.l4.len());
             if let Some(http) = &labels.http {
                 let route = self.http_route(&service, http, &network_name, &addrs);

@@ -234,3 +234,44 @@ fn l4_backends_use_the_target_port() {
     assert_eq!(out.l4[0].backends[0].addr.to_string(), "10.0.0.4:5353");
     assert!(out.http.is_empty());
 }
+
+#[test]
+fn a_service_over_the_backend_bound_keeps_the_first_tasks_and_is_warned_about() {
+    let tasks: Vec<TaskInfo> = (0..MAX_BACKENDS_PER_SERVICE + 5)
+        .map(|i| TaskInfo {
+            id: format!("t{i}"),
+            service_id: "a".into(),
+            running: true,
+            addresses: vec![("n1".into(), Ipv4Addr::from(0x0a00_0000 + i as u32))],
+        })
+        .collect();
+    let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], WEB)], tasks));
+    assert_eq!(out.http[0].backends.len(), MAX_BACKENDS_PER_SERVICE);
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.service == "svc-a" && w.error.reason.contains("first")));
+}
+
+#[test]
+fn routes_over_the_route_bound_are_refused_one_service_at_a_time() {
+    let services: Vec<ServiceInfo> = (0..MAX_HTTP_ROUTES + 2)
+        .map(|i| {
+            let host = format!("h{i}.example");
+            svc(
+                &format!("s{i:05}"),
+                &format!("{i:05}"),
+                &["n1"],
+                &[(HOSTS, host.as_str()), (PORT, "80")],
+            )
+        })
+        .collect();
+    let out = Assembler::default().assemble(&state(services, vec![]));
+    assert_eq!(out.http.len(), MAX_HTTP_ROUTES);
+    let refused: Vec<&str> = out.errors.iter().map(|e| e.service.as_str()).collect();
+    assert_eq!(
+        refused,
+        vec!["svc-s10000", "svc-s10001"],
+        "the newest services are the ones refused"
+    );
+}
