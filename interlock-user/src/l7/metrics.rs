@@ -48,7 +48,12 @@ pub struct Metrics {
     pub connections: Gauge,
     pub limits: Family<LimitLabels, Counter>,
     pub route_swaps: Counter,
+    /// When each limit was last logged: a flood of refusals makes one line per interval.
+    limit_logged: std::sync::Mutex<std::collections::HashMap<&'static str, std::time::Instant>>,
 }
+
+/// A limit reached is logged at most this often (it is counted every time).
+const LIMIT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Metrics {
     pub fn new(registry: &mut Registry) -> Metrics {
@@ -60,6 +65,7 @@ impl Metrics {
             connections: Gauge::default(),
             limits: Family::default(),
             route_swaps: Counter::default(),
+            limit_logged: Default::default(),
         };
         registry.register(
             "interlock_http_requests",
@@ -97,5 +103,21 @@ impl Metrics {
             m.route_swaps.clone(),
         );
         m
+    }
+
+    /// Counts a limit reached (`interlock_limit_reached{limit}`) and logs it, once per
+    /// interval per limit, with how many times it was reached so far.
+    pub fn limit_reached(&self, limit: &'static str) {
+        let counter = self.limits.get_or_create(&LimitLabels { limit });
+        counter.inc();
+        let now = std::time::Instant::now();
+        let mut logged = self.limit_logged.lock().unwrap_or_else(|e| e.into_inner());
+        let due = logged
+            .get(limit)
+            .is_none_or(|last| now.duration_since(*last) >= LIMIT_LOG_INTERVAL);
+        if due {
+            logged.insert(limit, now);
+            tracing::warn!(limit, total = counter.get(), "limit reached (logged once per 10 s)");
+        }
     }
 }

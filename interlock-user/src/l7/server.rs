@@ -14,7 +14,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use super::metrics::LimitLabels;
 use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
 
@@ -82,13 +81,7 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     }
                 };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    proxy
-                        .metrics
-                        .limits
-                        .get_or_create(&LimitLabels {
-                            limit: "max_connections",
-                        })
-                        .inc();
+                    proxy.metrics.limit_reached("max_connections");
                     drop(stream);
                     continue;
                 };
@@ -165,6 +158,7 @@ pub async fn serve_connection<S>(
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(256);
+    let proxy_metrics = proxy.metrics.clone();
     let proxy = proxy.clone();
     let peer_addr = peer;
     let peer = Peer::new(peer);
@@ -176,6 +170,13 @@ pub async fn serve_connection<S>(
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
     if let Err(e) = graceful.watch(conn).await {
+        // Header size, header count and the header read timeout are enforced by hyper,
+        // which ends the connection with an error saying which.
+        match e.downcast_ref::<hyper::Error>() {
+            Some(h) if h.is_parse_too_large() => proxy_metrics.limit_reached("request_head_size"),
+            Some(h) if h.is_timeout() => proxy_metrics.limit_reached("header_read_timeout"),
+            _ => {}
+        }
         tracing::debug!(peer = %peer_addr, "client connection ended: {e}");
     }
 }
