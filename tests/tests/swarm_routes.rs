@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
-use interlock_tests::docker::{ensure_backend_image, unique, Network, Service};
+use interlock_tests::docker::{docker, ensure_backend_image, unique, Network, Service};
 use interlock_tests::engine::{start_dockerd, stop_dockerd, wait_engine, EngineGuard};
 use interlock_tests::stack::{get, Stack};
 use interlock_tests::{report, require_root};
@@ -74,6 +74,15 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
         "status shows the routes:\n{table}"
     );
 
+    // The agent's task killed: swarm replaces it; clients reconnect and are served again.
+    let old_agent = stack.agent_container().unwrap();
+    docker(&["kill", &old_agent]).unwrap();
+    let killed = Instant::now();
+    if let Err(e) = wait_answer(&host, "/api/", "api", Duration::from_secs(60)) {
+        panic!("{e:#}\nagent tasks:\n{}", stack.tasks());
+    }
+    let reconnect_s = killed.elapsed().as_secs_f64();
+
     // dockerd restarted: every container goes (swarm has no live-restore) and comes back.
     let _engine = EngineGuard;
     stop_dockerd();
@@ -100,8 +109,9 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
     .unwrap();
     wait_answer(&later_host, "/", "later", Duration::from_secs(60)).unwrap();
     report(&format!(
-        "swarm_routes: live after running: web {web_live_ms} ms, api {api_live_ms} ms; after a dockerd \
-         restart serving again in {serving_again_s:.1} s, and a new service routed"
+        "swarm_routes: live after running: web {web_live_ms} ms, api {api_live_ms} ms; agent killed: served \
+         again in {reconnect_s:.1} s; after a dockerd restart serving again in {serving_again_s:.1} s, and a new \
+         service routed"
     ));
     drop((later, api, web));
 }
