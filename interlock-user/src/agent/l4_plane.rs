@@ -191,7 +191,7 @@ async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4S
                 }
                 Err(e) => tracing::error!("L4 services not applied, keeping the previous ones: {e:#}"),
             }
-        } else if ticks % 10 == 0 {
+        } else if ticks.is_multiple_of(10) {
             // Keeps the host's neighbour entries of the backends fresh.
             poke_neighbours(&a.neighbour_poke, &services);
         }
