@@ -7,19 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{client, field, get, route, snapshot, TestBackend, TestProxy};
+use common::{client, field, get, route, snapshot, stream_material, TestBackend, TestProxy};
 use interlock::control::snapshot_channel;
 use interlock::control::stream::{run_follower, serve_snapshots};
-use interlock::control::stream_tls::{generate, StreamTls};
+use interlock::control::stream_tls::StreamTls;
 use interlock::model::Snapshot;
-
-fn material() -> StreamTls {
-    let dir = std::env::temp_dir().join(format!("ilt-follower-{}", std::process::id()));
-    generate().unwrap().write(&dir).unwrap();
-    let tls = StreamTls::load(&dir).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    tls
-}
 
 /// A leader on its own runtime serving `snap` on `addr` (port 0: any).
 fn leader(
@@ -49,7 +41,7 @@ fn leader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_keeps_serving_when_its_leader_dies_and_follows_the_next_one() {
-    let tls = material();
+    let tls = stream_material();
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
     let first = snapshot(1, vec![route("app", &["app.test"], "/", &[&a])]);
     let (leader_rt, addr) = tokio::task::block_in_place(|| leader("127.0.0.1:0".parse().unwrap(), &tls, first));

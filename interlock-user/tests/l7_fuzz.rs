@@ -12,58 +12,55 @@ use common::{client, get, route, snapshot, TestBackend, TestProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
 /// A plausible request, then a few random byte changes.
-fn request(rng: &mut Rng) -> Vec<u8> {
-    let method = rng.pick(&["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "G\0T", ""]);
-    let target = rng.pick(&["/", "/a/b?c=d", "*", "http://app.test/x", "//", "/%zz", "/\u{7f}", ""]);
-    let version = rng.pick(&["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 ", "", "HTTP/9"]);
-    let host = rng.pick(&["app.test", "APP.TEST:80", "", "app.test\r\nHost: other", "[::1", "a b"]);
+fn request(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let method = *rng
+        .choice(&["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "G\0T", ""])
+        .unwrap();
+    let target = *rng
+        .choice(&["/", "/a/b?c=d", "*", "http://app.test/x", "//", "/%zz", "/\u{7f}", ""])
+        .unwrap();
+    let version = *rng
+        .choice(&["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 ", "", "HTTP/9"])
+        .unwrap();
+    let host = *rng
+        .choice(&["app.test", "APP.TEST:80", "", "app.test\r\nHost: other", "[::1", "a b"])
+        .unwrap();
     let mut text = format!("{method} {target} {version}\r\nHost: {host}\r\n");
-    for _ in 0..rng.below(4) {
-        text.push_str(rng.pick(&[
-            "Content-Length: 5\r\n",
-            "Content-Length: -1\r\n",
-            "Content-Length: 99999999999999999999\r\n",
-            "Transfer-Encoding: chunked\r\n",
-            "Transfer-Encoding: gzip, chunked\r\n",
-            "Connection: upgrade\r\nUpgrade: websocket\r\n",
-            "Expect: 100-continue\r\n",
-            "X-Forwarded-For: 1.2.3.4\r\n",
-            ": empty-name\r\n",
-            "No-Colon\r\n",
-            " folded: header\r\n",
-        ]));
+    for _ in 0..rng.usize(..4) {
+        text.push_str(
+            *rng.choice(&[
+                "Content-Length: 5\r\n",
+                "Content-Length: -1\r\n",
+                "Content-Length: 99999999999999999999\r\n",
+                "Transfer-Encoding: chunked\r\n",
+                "Transfer-Encoding: gzip, chunked\r\n",
+                "Connection: upgrade\r\nUpgrade: websocket\r\n",
+                "Expect: 100-continue\r\n",
+                "X-Forwarded-For: 1.2.3.4\r\n",
+                ": empty-name\r\n",
+                "No-Colon\r\n",
+                " folded: header\r\n",
+            ])
+            .unwrap(),
+        );
     }
     text.push_str("Connection: close\r\n\r\n");
-    text.push_str(rng.pick(&[
-        "",
-        "hello",
-        "5\r\nhello\r\n0\r\n\r\n",
-        "zz\r\n",
-        "0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-    ]));
+    text.push_str(
+        *rng.choice(&[
+            "",
+            "hello",
+            "5\r\nhello\r\n0\r\n\r\n",
+            "zz\r\n",
+            "0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ])
+        .unwrap(),
+    );
     let mut bytes = text.into_bytes();
-    for _ in 0..rng.below(3) {
+    for _ in 0..rng.usize(..3) {
         if !bytes.is_empty() {
-            let at = rng.below(bytes.len());
-            bytes[at] = rng.next() as u8;
+            let at = rng.usize(..bytes.len());
+            bytes[at] = rng.u8(..);
         }
     }
     bytes
@@ -84,7 +81,7 @@ async fn mutated_requests_get_4xx_or_a_close_never_a_panic_or_5xx() {
         .unwrap_or(2_000);
     let app = TestBackend::start("app").await;
     let proxy = TestProxy::start(&snapshot(1, vec![route("app", &["app.test"], "/", &[&app])])).await;
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..requests {
         let bytes = request(&mut rng);

@@ -4,19 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{route, snapshot, TestBackend, TestProxy};
+use common::{raw_within, route, snapshot, TestBackend, TestProxy};
 use interlock::l7::metrics::LimitLabels;
 use interlock::l7::server::Limits;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn answer(proxy: std::net::SocketAddr, bytes: &[u8], wait: Duration) -> String {
-    let mut s = TcpStream::connect(proxy).await.unwrap();
-    let _ = s.write_all(bytes).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_limit_reached_is_counted() {
@@ -33,18 +24,18 @@ async fn every_limit_reached_is_counted() {
         "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
         "a".repeat(70 * 1024)
     );
-    let a = answer(proxy.http, huge.as_bytes(), Duration::from_secs(3)).await;
+    let a = raw_within(proxy.http, huge.as_bytes(), Duration::from_secs(3)).await;
     assert!(a.starts_with("HTTP/1.1 431"), "{a:.60}");
     assert_eq!(count("request_head_size"), 1);
 
-    let slow = answer(proxy.http, b"GET / HTTP/1.1\r\nHost: app", Duration::from_secs(3)).await;
+    let slow = raw_within(proxy.http, b"GET / HTTP/1.1\r\nHost: app", Duration::from_secs(3)).await;
     assert!(!slow.contains("200 OK"), "{slow:.60}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(count("header_read_timeout"), 1);
 
     let held: Vec<TcpStream> = open_connections(proxy.http, 3).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = answer(
+    let refused = raw_within(
         proxy.http,
         b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
         Duration::from_secs(1),

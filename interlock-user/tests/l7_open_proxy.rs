@@ -5,17 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{route, snapshot, TestBackend, TestProxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-async fn raw(proxy: std::net::SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(proxy).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
+use common::{raw, route, snapshot, TestBackend, TestProxy};
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn forged_targets_never_reach_other_addresses() {

@@ -9,15 +9,6 @@ use common::*;
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Sends raw bytes and returns what the proxy answered before closing (or within 3 s).
-async fn raw(proxy: std::net::SocketAddr, bytes: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn malformed_requests_get_4xx_or_a_closed_connection_and_are_never_forwarded() {
     let b = TestBackend::start("b").await;

@@ -2,22 +2,17 @@
 //! holding the stream's CA gets every snapshot; a follower from another CA, a plain-TCP
 //! follower, and a TLS follower facing an unauthenticated leader get nothing (they keep the
 //! snapshot they had).
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::stream_material;
 use interlock::control::snapshot_channel;
 use interlock::control::stream::{run_follower, serve_snapshots};
-use interlock::control::stream_tls::{generate, StreamTls};
+use interlock::control::stream_tls::StreamTls;
 use interlock::model::{Snapshot, SnapshotRx};
 use tokio::net::TcpListener;
-
-fn material(tag: &str) -> StreamTls {
-    let dir = std::env::temp_dir().join(format!("ilt-stream-{tag}-{}", std::process::id()));
-    generate().unwrap().write(&dir).unwrap();
-    let tls = StreamTls::load(&dir).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    tls
-}
 
 async fn leader(tls: Option<&StreamTls>) -> (String, tokio::sync::watch::Sender<Arc<Snapshot>>) {
     let (tx, rx) = snapshot_channel();
@@ -49,8 +44,8 @@ fn snapshot(version: u64) -> Arc<Snapshot> {
 
 #[tokio::test]
 async fn only_peers_of_the_same_ca_exchange_snapshots() {
-    let ours = material("ours");
-    let theirs = material("theirs");
+    let ours = stream_material();
+    let theirs = stream_material();
     let (addr, publish) = leader(Some(&ours)).await;
     publish.send_replace(snapshot(1));
 

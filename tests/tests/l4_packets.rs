@@ -377,21 +377,6 @@ fn l4_the_flow_cache_never_hides_a_fin_nor_outlives_its_jiffy() {
     .unwrap();
 }
 
-/// Deterministic xorshift: the same frames every run (the seed is printed on failure).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Random and mutated frames through the program, checked against what must hold for any
 /// input: never aborted; a passed frame is unchanged; a frame not for the VIP always passes;
 /// a redirected frame goes to a backend from the balancer's address, with checksums that
@@ -410,21 +395,22 @@ fn l4_random_frames_keep_the_programs_invariants() {
                 service(VIP, 80, L4Protocol::Tcp, &BACKENDS),
                 service(VIP, 53, L4Protocol::Udp, &BACKENDS),
             ]);
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+            // Seeded: the same frames every run.
+            let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
             let mac = [2, 0, 0, 0, 0, 1];
             let other = Ipv4Addr::new(192, 0, 2, 99);
             let mut counts = std::collections::BTreeMap::<u32, usize>::new();
             for i in 0..frames {
-                let payload: Vec<u8> = (0..rng.below(48)).map(|_| rng.next() as u8).collect();
-                let sport = 1024 + rng.below(60_000) as u16;
-                let flags = [SYN, ACK, 0x11, 0x04, rng.next() as u8][rng.below(5)];
-                let mut f = match rng.below(5) {
+                let payload: Vec<u8> = (0..rng.usize(..48)).map(|_| rng.u8(..)).collect();
+                let sport = 1024 + rng.usize(..60_000) as u16;
+                let flags = [SYN, ACK, 0x11, 0x04, rng.u8(..)][rng.usize(..5)];
+                let mut f = match rng.usize(..5) {
                     0 => frame(mac, CLIENT, sport, VIP, 80, 6, flags, &payload),
                     1 => frame(mac, CLIENT, sport, VIP, 53, 17, 0, &payload),
                     2 => frame(mac, CLIENT, sport, other, 80, 6, flags, &payload),
                     3 => frame(
                         mac,
-                        BACKENDS[rng.below(3)],
+                        BACKENDS[rng.usize(..3)],
                         BACKEND_PORT,
                         SNAT,
                         sport,
@@ -432,14 +418,14 @@ fn l4_random_frames_keep_the_programs_invariants() {
                         flags,
                         &payload,
                     ),
-                    _ => (0..ETH + rng.below(80)).map(|_| rng.next() as u8).collect(),
+                    _ => (0..ETH + rng.usize(..80)).map(|_| rng.u8(..)).collect(),
                 };
-                for _ in 0..rng.below(4) {
-                    let at = rng.below(f.len());
-                    f[at] = rng.next() as u8;
+                for _ in 0..rng.usize(..4) {
+                    let at = rng.usize(..f.len());
+                    f[at] = rng.u8(..);
                 }
-                if rng.below(4) == 0 {
-                    f.truncate(ETH + rng.below(f.len() - ETH + 1));
+                if rng.usize(..4) == 0 {
+                    f.truncate(ETH + rng.usize(..f.len() - ETH + 1));
                 }
                 let checksums_ok = f.len() >= ETH + IP + 8
                     && f[12..14] == [8, 0]

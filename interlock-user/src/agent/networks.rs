@@ -85,6 +85,7 @@ fn publish(tx: &SnapshotTx, snapshot: &Snapshot, joined: &BTreeSet<String>) {
 /// Runs until the snapshot channel closes.
 async fn run(mut rx: SnapshotRx, container: String, tx: SnapshotTx) {
     let mut joined: BTreeSet<String> = BTreeSet::new();
+    let mut source: Option<DockerSource> = None;
     let mut pinned: Option<BTreeSet<String>> = None;
     let mut unneeded_since = HashMap::new();
     // Failures are logged when they first happen or change, not every recheck.
@@ -107,24 +108,30 @@ async fn run(mut rx: SnapshotRx, container: String, tx: SnapshotTx) {
         // What is reachable already goes out first; joins below may take a second.
         publish(&tx, &snapshot, &joined);
         let wanted: BTreeSet<String> = snapshot.networks.iter().cloned().collect();
-        let source = match DockerSource::connect().await {
-            Ok(s) => s,
-            Err(e) => {
-                report(
-                    &mut reported,
-                    "docker",
-                    format!("cannot reach Docker to join networks: {e:#}"),
-                );
-                continue;
+        // One connection, kept while it works (connecting negotiates the API version).
+        if source.is_none() {
+            match DockerSource::connect().await {
+                Ok(s) => source = Some(s),
+                Err(e) => {
+                    report(
+                        &mut reported,
+                        "docker",
+                        format!("cannot reach Docker to join networks: {e:#}"),
+                    );
+                    continue;
+                }
             }
-        };
-        joined = match source.container_networks(&container).await {
+        }
+        let Some(docker) = source.as_ref() else { continue };
+        joined = match docker.container_networks(&container).await {
             Ok(n) => n.into_keys().collect(),
             Err(e) => {
                 report(&mut reported, "docker", format!("{e:#}"));
+                source = None;
                 continue;
             }
         };
+        let Some(source) = source.as_ref() else { continue };
         reported.remove("docker");
         let pinned = pinned.get_or_insert_with(|| joined.clone());
         let plan = plan(&wanted, &joined, pinned, &mut unneeded_since, Instant::now());

@@ -8,12 +8,16 @@ use serde::Deserialize;
 
 use crate::commands::control::Role;
 
-/// Flags (and their `INTERLOCK_*` environment variables). Every one is optional so a value
-/// from the TOML file can fill in what the command line leaves out.
-#[derive(Debug, Default, Clone, clap::Args)]
+/// Flags (and their `INTERLOCK_*` environment variables), and also the keys of the TOML file
+/// (as the flags, with underscores; unknown keys are an error, so a typo does not silently
+/// leave a default in place). Every one is optional so the file can fill in what the command
+/// line leaves out.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunArgs {
     /// TOML file with any of the settings below (keys as the flags, with underscores).
     #[arg(long, env = "INTERLOCK_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// leader: watch Docker (a manager); follower: follow --leader; auto: ask the engine.
     #[arg(long, value_enum, env = "INTERLOCK_ROLE")]
@@ -87,32 +91,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The TOML file: the same settings, every key optional; unknown keys are an error so a
-/// typo does not silently leave a default in place.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSettings {
-    pub role: Option<Role>,
-    pub leader: Option<String>,
-    pub snapshot_listen: Option<SocketAddr>,
-    pub stream_tls_dir: Option<PathBuf>,
-    pub docker_host: Option<String>,
-    pub http: Option<SocketAddr>,
-    pub https: Option<String>,
-    pub admin: Option<SocketAddr>,
-    pub xdp_interfaces: Option<Vec<String>>,
-    pub xdp_mode: Option<XdpModeSetting>,
-    pub l4_vip: Option<Ipv4Addr>,
-    pub bpffs: Option<PathBuf>,
-    pub host_netns: Option<PathBuf>,
-    pub service_cluster: Option<String>,
-    pub join_networks: Option<bool>,
-    pub log_format: Option<LogFormat>,
-    pub proxy_id: Option<String>,
-    pub max_connections: Option<usize>,
-    pub drain_grace_s: Option<u64>,
-}
-
 /// Everything resolved: what the agent runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -142,13 +120,13 @@ impl Settings {
     pub fn load(args: RunArgs) -> Result<Settings> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
-            None => FileSettings::default(),
+            None => RunArgs::default(),
         };
         Settings::resolve(args, file)
     }
 
     /// Flag/env first, then the file, then the default.
-    pub fn resolve(a: RunArgs, f: FileSettings) -> Result<Settings> {
+    pub fn resolve(a: RunArgs, f: RunArgs) -> Result<Settings> {
         let https = match a.https.or(f.https).as_deref() {
             None | Some("off") | Some("") => None,
             Some(s) => Some(
@@ -191,7 +169,7 @@ impl Settings {
     }
 }
 
-fn read_file(path: &Path) -> Result<FileSettings> {
+fn read_file(path: &Path) -> Result<RunArgs> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading settings file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("settings file {}", path.display()))
 }
@@ -202,7 +180,7 @@ mod tests {
 
     #[test]
     fn defaults_when_nothing_is_given() {
-        let s = Settings::resolve(RunArgs::default(), FileSettings::default()).unwrap();
+        let s = Settings::resolve(RunArgs::default(), RunArgs::default()).unwrap();
         assert_eq!(s.role, Role::Auto);
         assert_eq!(s.http, "0.0.0.0:80".parse().unwrap());
         assert_eq!(s.admin, "127.0.0.1:9090".parse().unwrap());
@@ -214,7 +192,7 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file: FileSettings = toml::from_str(
+        let file: RunArgs = toml::from_str(
             "http = \"0.0.0.0:8080\"\nadmin = \"0.0.0.0:9100\"\nxdp_interfaces = [\"eth0\"]\nrole = \"follower\"\n\
              join_networks = true\nlog_format = \"json\"\n",
         )
@@ -236,13 +214,13 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let typo = toml::from_str::<FileSettings>("htp = \"0.0.0.0:80\"").unwrap_err();
+        let typo = toml::from_str::<RunArgs>("htp = \"0.0.0.0:80\"").unwrap_err();
         assert!(typo.to_string().contains("htp"), "{typo}");
         let args = RunArgs {
             https: Some("443".into()),
             ..RunArgs::default()
         };
-        let e = Settings::resolve(args, FileSettings::default()).unwrap_err();
+        let e = Settings::resolve(args, RunArgs::default()).unwrap_err();
         assert!(format!("{e:#}").contains("https"), "{e:#}");
     }
 
@@ -253,7 +231,7 @@ mod tests {
             https: Some("off".into()),
             ..RunArgs::default()
         };
-        let s = Settings::resolve(args, FileSettings::default()).unwrap();
+        let s = Settings::resolve(args, RunArgs::default()).unwrap();
         assert!(s.xdp_interfaces.is_empty());
         assert_eq!(s.https, None);
     }

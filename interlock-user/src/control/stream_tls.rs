@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::l7::tls::{read_certs, read_key};
 
 pub const CA_FILE: &str = "interlock-ca.pem";
 pub const CERT_FILE: &str = "interlock-cert.pem";
@@ -30,26 +31,15 @@ pub struct StreamTls {
 impl StreamTls {
     pub fn load(dir: &Path) -> Result<StreamTls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let read_certs = |name: &str| -> Result<Vec<CertificateDer<'static>>> {
-            let path = dir.join(name);
-            let certs: Vec<_> = CertificateDer::pem_file_iter(&path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("parsing certificates in {}", path.display()))?;
-            anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
-            Ok(certs)
-        };
         let mut roots = RootCertStore::empty();
-        for ca in read_certs(CA_FILE)? {
+        for ca in read_certs(&dir.join(CA_FILE))? {
             roots
                 .add(ca)
                 .with_context(|| format!("{} is not a usable CA", dir.join(CA_FILE).display()))?;
         }
         let roots = Arc::new(roots);
-        let chain = read_certs(CERT_FILE)?;
-        let key_path = dir.join(KEY_FILE);
-        let key = PrivateKeyDer::from_pem_file(&key_path)
-            .with_context(|| format!("reading the private key {}", key_path.display()))?;
+        let chain = read_certs(&dir.join(CERT_FILE))?;
+        let key = read_key(&dir.join(KEY_FILE))?;
 
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()

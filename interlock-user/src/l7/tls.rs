@@ -205,15 +205,27 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
 
 fn load(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<CertifiedKey> {
     use anyhow::Context;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading {}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing certificates in {}", cert.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!("{} holds no certificate", cert.display());
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the private key {}", key.display()))?;
+    let chain = read_certs(cert)?;
+    let key = read_key(key)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key).context("unsupported private key type")?;
     Ok(CertifiedKey::new(chain, signing))
+}
+
+/// The certificates of a PEM file; an error names the file, also when it holds none.
+pub fn read_certs(path: &std::path::Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    use anyhow::Context;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing certificates in {}", path.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no certificate", path.display());
+    }
+    Ok(chain)
+}
+
+/// The private key of a PEM file.
+pub fn read_key(path: &std::path::Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    use anyhow::Context;
+    PrivateKeyDer::from_pem_file(path).with_context(|| format!("reading the private key {}", path.display()))
 }

@@ -248,3 +248,30 @@ pub fn field<'a>(body: &'a str, key: &str) -> &'a str {
         .find_map(|w| w.strip_prefix(&format!("{key}=")[..]))
         .unwrap_or("")
 }
+
+/// Sends raw bytes and returns what the proxy answered before closing (or within 3 s).
+pub async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
+    raw_within(proxy, bytes, Duration::from_secs(3)).await
+}
+
+/// `raw`, waiting at most `wait` for the answer.
+pub async fn raw_within(proxy: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Fresh snapshot-stream TLS material (a CA and its `interlock` certificate).
+pub fn stream_material() -> interlock::control::stream_tls::StreamTls {
+    use interlock::control::stream_tls::{generate, StreamTls};
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ilt-stream-{}-{n}", std::process::id()));
+    generate().unwrap().write(&dir).unwrap();
+    let tls = StreamTls::load(&dir).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    tls
+}
