@@ -1,13 +1,23 @@
 //! Limits reached are counted in `interlock_limit_reached{limit}`: an oversized request head,
-//! too many headers, a client too slow to send its head, and connections over the maximum.
+//! too many headers, a client too slow to send its head, connections over the maximum, and
+//! requests over a backend's limit (which wait in line instead of opening more connections).
 mod common;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{raw_within, route, snapshot, TestBackend, TestProxy};
+use bytes::Bytes;
+use common::{client, get, raw_within, route, snapshot, TestBackend, TestProxy};
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use interlock::l7::metrics::LimitLabels;
 use interlock::l7::server::Limits;
-use tokio::net::TcpStream;
+use interlock::model::{Backend, HttpRoute};
+use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_limit_reached_is_counted() {
@@ -55,4 +65,99 @@ async fn open_connections(at: std::net::SocketAddr, n: usize) -> Vec<TcpStream> 
         out.push(TcpStream::connect(at).await.unwrap());
     }
     out
+}
+
+/// A backend that answers after `delay` and records the most requests it had at once.
+struct SlowBackend {
+    addr: SocketAddr,
+    peak: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+}
+
+async fn slow_backend(delay: Duration) -> SlowBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (now, peak, connections) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (p, c) = (peak.clone(), connections.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (now, peak) = (now.clone(), p.clone());
+            let service = hyper::service::service_fn(move |_req| {
+                let (now, peak) = (now.clone(), peak.clone());
+                async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"slow"))))
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    SlowBackend {
+        addr,
+        peak,
+        connections,
+    }
+}
+
+fn route_to(addr: SocketAddr) -> HttpRoute {
+    let mut r = route("slow", &["slow.test"], "/", &[]);
+    r.backends = vec![Backend {
+        addr,
+        weight: 1,
+        id: "slow".into(),
+    }];
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_a_backends_limit_wait_in_line_and_time_out_as_503() {
+    let backend = slow_backend(Duration::from_millis(200)).await;
+    let proxy = TestProxy::start_configured(&snapshot(1, vec![route_to(backend.addr)]), Limits::default(), |p| {
+        p.with_backend_limit(2)
+    })
+    .await;
+    let count = |limit: &'static str| proxy.proxy.metrics.limits.get_or_create(&LimitLabels { limit }).get();
+    let http = client();
+
+    // Eight at once against a limit of two: all answered, never more than two at the backend.
+    let answers = futures_util::future::join_all((0..8).map(|_| get(&http, proxy.http, "slow.test", "/"))).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|a| a.0).collect();
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert_eq!(
+        backend.peak.load(Ordering::SeqCst),
+        2,
+        "the backend saw at most its limit at once"
+    );
+    assert!(
+        backend.connections.load(Ordering::SeqCst) <= 2,
+        "no connection beyond the limit was opened: {}",
+        backend.connections.load(Ordering::SeqCst)
+    );
+    assert!(count("backend_requests") >= 6, "queued requests are counted");
+
+    // A backend slower than the queue wait (the connect timeout, 1 s here): the requests
+    // that cannot get a slot in time get a 503, not a 502, and the backend is not flooded.
+    let stuck = slow_backend(Duration::from_millis(2500)).await;
+    proxy.apply(&snapshot(2, vec![route_to(stuck.addr)]));
+    let answers = futures_util::future::join_all((0..4).map(|_| get(&http, proxy.http, "slow.test", "/"))).await;
+    let ok = answers.iter().filter(|a| a.0 == StatusCode::OK).count();
+    let busy = answers
+        .iter()
+        .filter(|a| a.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(
+        (ok, busy),
+        (2, 2),
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert_eq!(stuck.peak.load(Ordering::SeqCst), 2);
 }

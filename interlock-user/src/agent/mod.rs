@@ -72,6 +72,7 @@ pub async fn run(s: Settings) -> Result<()> {
         admin: s.admin,
         proxy_id: s.proxy_id.clone().unwrap_or_else(proxy::host_name),
         max_connections: s.max_connections,
+        max_backend_requests: s.max_backend_requests,
         header_read_timeout: Duration::from_secs(10),
         upstream_timeout: Duration::from_secs(60),
         drain_grace: Duration::from_secs(s.drain_grace_s),

@@ -72,6 +72,9 @@ pub struct RunArgs {
     pub proxy_id: Option<String>,
     #[arg(long, env = "INTERLOCK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Requests one backend serves at once; more wait in line (default 1024).
+    #[arg(long, env = "INTERLOCK_MAX_BACKEND_REQUESTS")]
+    pub max_backend_requests: Option<usize>,
     /// Seconds open connections get to finish on SIGTERM.
     #[arg(long, env = "INTERLOCK_DRAIN_GRACE_S")]
     pub drain_grace_s: Option<u64>,
@@ -112,6 +115,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub proxy_id: Option<String>,
     pub max_connections: usize,
+    pub max_backend_requests: usize,
     pub drain_grace_s: u64,
 }
 
@@ -164,6 +168,10 @@ impl Settings {
             log_format: a.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
             proxy_id: a.proxy_id.or(f.proxy_id),
             max_connections: a.max_connections.or(f.max_connections).unwrap_or(20_000),
+            max_backend_requests: a
+                .max_backend_requests
+                .or(f.max_backend_requests)
+                .unwrap_or(crate::l7::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND),
             drain_grace_s: a.drain_grace_s.or(f.drain_grace_s).unwrap_or(10),
         })
     }

@@ -33,6 +33,9 @@ pub struct ProxyArgs {
     pub proxy_id: Option<String>,
     #[arg(long, default_value_t = 20_000, env = "INTERLOCK_MAX_CONNECTIONS")]
     pub max_connections: usize,
+    /// Requests one backend serves at once; more wait in line (up to the connect timeout).
+    #[arg(long, default_value_t = crate::l7::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND, env = "INTERLOCK_MAX_BACKEND_REQUESTS")]
+    pub max_backend_requests: usize,
     /// Seconds a client has to send a request head.
     #[arg(long, default_value_t = 10)]
     pub header_read_timeout_s: u64,
@@ -53,6 +56,7 @@ pub struct HttpOptions {
     pub admin: SocketAddr,
     pub proxy_id: String,
     pub max_connections: usize,
+    pub max_backend_requests: usize,
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
@@ -69,6 +73,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         admin: args.admin,
         proxy_id: args.proxy_id.clone().unwrap_or_else(host_name),
         max_connections: args.max_connections,
+        max_backend_requests: args.max_backend_requests,
         header_read_timeout: Duration::from_secs(args.header_read_timeout_s),
         upstream_timeout: Duration::from_secs(args.upstream_timeout_s),
         drain_grace: Duration::from_secs(args.drain_grace_s),
@@ -81,12 +86,10 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
 pub async fn serve_http(opts: HttpOptions, rx: SnapshotRx, status: Option<l7::admin::StatusFn>) -> Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
-    let proxy = Arc::new(Proxy::new(
-        metrics,
-        &opts.proxy_id,
-        Duration::from_secs(3),
-        opts.upstream_timeout,
-    ));
+    let proxy = Arc::new(
+        Proxy::new(metrics, &opts.proxy_id, Duration::from_secs(3), opts.upstream_timeout)
+            .with_backend_limit(opts.max_backend_requests),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut listeners = vec![server::Listener {

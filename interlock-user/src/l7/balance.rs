@@ -13,12 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::header::HeaderValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Consecutive connect failures that eject a backend.
 const EJECT_AFTER: u32 = 3;
 /// First ejection period; doubles with each further failure, up to `MAX_EJECTION`.
 const BASE_EJECTION: Duration = Duration::from_secs(1);
 const MAX_EJECTION: Duration = Duration::from_secs(30);
+/// Requests one backend serves at once unless the operator says otherwise: more wait in
+/// line. Each is an open HTTP/1 connection, and a task that accepts fewer refuses the rest.
+pub const DEFAULT_MAX_REQUESTS_PER_BACKEND: usize = 1024;
 
 /// Live state of one backend address.
 #[derive(Debug)]
@@ -32,11 +36,13 @@ pub struct Backend {
     ejected_until_ms: AtomicU64,
     /// False while an active health check fails.
     healthy: AtomicBool,
+    /// One permit per request the backend may serve at once.
+    slots: Arc<Semaphore>,
     epoch: Instant,
 }
 
 impl Backend {
-    fn new(addr: SocketAddr, epoch: Instant) -> Backend {
+    fn new(addr: SocketAddr, epoch: Instant, max_requests: usize) -> Backend {
         Backend {
             addr,
             addr_value: HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("-")),
@@ -44,6 +50,7 @@ impl Backend {
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            slots: Arc::new(Semaphore::new(max_requests.clamp(1, Semaphore::MAX_PERMITS))),
             epoch,
         }
     }
@@ -52,10 +59,14 @@ impl Backend {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Counts a request as in flight until the guard is dropped.
+    /// Counts a request as in flight until the guard is dropped. Requests waiting for a
+    /// slot count too, so the balancer steers new ones away from a backend with a line.
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight {
+            backend: self.clone(),
+            slot: None,
+        }
     }
 
     pub fn available(&self) -> bool {
@@ -92,13 +103,50 @@ impl Backend {
     }
 }
 
-/// Decrements the backend's in-flight count when dropped (request finished or abandoned).
+/// Decrements the backend's in-flight count, and frees its slot, when dropped (request
+/// finished or abandoned).
 #[derive(Debug)]
-pub struct InFlight(Arc<Backend>);
+pub struct InFlight {
+    backend: Arc<Backend>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// How getting a slot went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A slot was free.
+    Immediate,
+    /// The backend was at its limit; a slot came free within the wait.
+    Queued,
+    /// The backend stayed at its limit for the whole wait.
+    TimedOut,
+}
+
+impl InFlight {
+    /// Takes one of the backend's request slots, waiting in line (first come, first
+    /// served) up to `wait` when all are taken.
+    pub async fn admit(&mut self, wait: Duration) -> Admission {
+        if self.slot.is_some() {
+            return Admission::Immediate;
+        }
+        if let Ok(slot) = self.backend.slots.clone().try_acquire_owned() {
+            self.slot = Some(slot);
+            return Admission::Immediate;
+        }
+        match tokio::time::timeout(wait, self.backend.slots.clone().acquire_owned()).await {
+            // The semaphore is never closed.
+            Ok(Ok(slot)) => {
+                self.slot = Some(slot);
+                Admission::Queued
+            }
+            _ => Admission::TimedOut,
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -106,19 +154,26 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Registry {
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
+    max_requests: usize,
     epoch: Instant,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry {
-            backends: Mutex::new(HashMap::new()),
-            epoch: Instant::now(),
-        }
+        Registry::new(DEFAULT_MAX_REQUESTS_PER_BACKEND)
     }
 }
 
 impl Registry {
+    /// A registry whose backends serve at most `max_requests` requests at once each.
+    pub fn new(max_requests: usize) -> Registry {
+        Registry {
+            backends: Mutex::new(HashMap::new()),
+            max_requests,
+            epoch: Instant::now(),
+        }
+    }
+
     /// The states for `addrs`, created when new; states of other addresses are dropped.
     pub fn sync(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> HashMap<SocketAddr, Arc<Backend>> {
         let mut map = self.backends.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,7 +183,7 @@ impl Registry {
                 (
                     a,
                     map.entry(a)
-                        .or_insert_with(|| Arc::new(Backend::new(a, self.epoch)))
+                        .or_insert_with(|| Arc::new(Backend::new(a, self.epoch, self.max_requests)))
                         .clone(),
                 )
             })
@@ -265,6 +320,29 @@ mod tests {
         );
         assert!(pick(&b, None, &[b[0].addr, b[1].addr, b[2].addr]).is_none());
         b[0].record_success();
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_limit_wait_in_line_then_time_out() {
+        let reg = Registry::new(2);
+        let a = SocketAddr::from(([10, 0, 0, 1], 1));
+        let b = reg.sync([a])[&a].clone();
+        let wait = Duration::from_millis(50);
+        let mut first = b.start();
+        let mut second = b.start();
+        assert_eq!(first.admit(wait).await, Admission::Immediate);
+        assert_eq!(second.admit(wait).await, Admission::Immediate);
+        let mut third = b.start();
+        assert_eq!(b.in_flight(), 3, "a request in line counts as in flight");
+        assert_eq!(third.admit(wait).await, Admission::TimedOut);
+        drop(third);
+        let mut fourth = b.start();
+        let waiting = tokio::spawn(async move { (fourth.admit(Duration::from_secs(5)).await, fourth) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        let (admission, _fourth) = waiting.await.unwrap();
+        assert_eq!(admission, Admission::Queued, "a freed slot goes to the request in line");
+        assert_eq!(b.in_flight(), 2);
     }
 
     #[test]

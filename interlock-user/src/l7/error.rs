@@ -24,6 +24,9 @@ pub enum ProxyError {
     Connect { addr: SocketAddr, source: std::io::Error },
     #[error("connecting to {addr} timed out")]
     ConnectTimeout { addr: SocketAddr },
+    /// The backend was serving its limit of requests for the whole queue wait.
+    #[error("backend {addr} stayed at its limit of concurrent requests")]
+    BackendBusy { addr: SocketAddr },
     #[error("a pooled connection to {addr} closed before the request was sent")]
     StaleConnection { addr: SocketAddr },
     #[error("upstream {addr} failed: {source}")]
@@ -61,7 +64,10 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::StaleConnection { .. }
+            ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout { .. }
+                | ProxyError::StaleConnection { .. }
+                | ProxyError::BackendBusy { .. }
         )
     }
 
@@ -69,7 +75,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::StaleConnection { .. } | ProxyError::Upstream { .. } => {
                 StatusCode::BAD_GATEWAY
             }

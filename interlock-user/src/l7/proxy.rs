@@ -84,6 +84,9 @@ pub struct Proxy {
     no_route: Arc<str>,
     registry: Registry,
     upstream: Upstream,
+    /// How long a request waits for a slot at a backend serving its limit (like HAProxy's
+    /// `timeout queue`, the connect timeout).
+    queue_timeout: Duration,
     pub metrics: Arc<Metrics>,
     proxy_id: HeaderValue,
 }
@@ -114,9 +117,17 @@ impl Proxy {
             no_route: Arc::from("-"),
             registry: Registry::default(),
             upstream: Upstream::new(connect_timeout, response_timeout),
+            queue_timeout: connect_timeout,
             metrics,
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
         }
+    }
+
+    /// Lets each backend serve at most `max` requests at once (default
+    /// `balance::DEFAULT_MAX_REQUESTS_PER_BACKEND`); more wait in line for a slot.
+    pub fn with_backend_limit(mut self, max: usize) -> Proxy {
+        self.registry = Registry::new(max);
+        self
     }
 
     /// Compiles and swaps in the routes of `snapshot`.
@@ -301,7 +312,15 @@ impl Proxy {
                 break;
             };
             tried[attempt] = backend.addr;
-            let in_flight = backend.start();
+            let mut in_flight = backend.start();
+            let admission = in_flight.admit(self.queue_timeout).await;
+            if admission != balance::Admission::Immediate {
+                self.metrics.limit_reached("backend_requests");
+            }
+            if admission == balance::Admission::TimedOut {
+                last_error = Some(ProxyError::BackendBusy { addr: backend.addr });
+                continue;
+            }
             let sent_at = Instant::now();
             match self.upstream.send(backend.addr, req).await {
                 Ok(resp) => {

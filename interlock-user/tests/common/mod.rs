@@ -176,14 +176,23 @@ impl TestProxy {
     }
 
     pub async fn start_with(snapshot: &Snapshot, limits: Limits) -> TestProxy {
+        Self::start_configured(snapshot, limits, |p| p).await
+    }
+
+    /// Like `start_with`, with `configure` applied to the proxy before it serves.
+    pub async fn start_configured(
+        snapshot: &Snapshot,
+        limits: Limits,
+        configure: impl FnOnce(Proxy) -> Proxy,
+    ) -> TestProxy {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
-        let proxy = Arc::new(Proxy::new(
+        let proxy = Arc::new(configure(Proxy::new(
             metrics,
             "test-proxy",
             Duration::from_secs(1),
             Duration::from_secs(10),
-        ));
+        )));
         let tls = Arc::new(TlsFront::new().unwrap());
         proxy.apply(snapshot);
         tls.apply(snapshot);
