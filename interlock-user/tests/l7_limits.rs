@@ -57,6 +57,23 @@ async fn every_limit_reached_is_counted() {
     );
     assert!(count("max_connections") >= 1);
     drop(held);
+
+    // Bounds of the control plane arrive with the snapshot and show as a gauge.
+    let mut over = snapshot(2, vec![route("app", &["app.test"], "/", &[&app])]);
+    over.limits_hit.insert("max_http_routes".into(), 2);
+    proxy.apply(&over);
+    let services = |limit: &'static str| {
+        proxy
+            .proxy
+            .metrics
+            .services_over_limit
+            .get_or_create(&LimitLabels { limit })
+            .get()
+    };
+    assert_eq!(
+        (services("max_http_routes"), services("max_backends_per_service")),
+        (2, 0)
+    );
 }
 
 async fn open_connections(at: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {

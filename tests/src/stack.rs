@@ -82,6 +82,27 @@ impl Stack {
         docker(&["exec", &self.agent_container()?, "/interlock", "status"])
     }
 
+    /// The agent's `/metrics`, fetched inside its network namespace (the admin address is
+    /// loopback, and the image has no HTTP client).
+    pub fn metrics(&self) -> Result<String> {
+        let pid = docker(&["inspect", "--format", "{{.State.Pid}}", &self.agent_container()?])?;
+        let out = Command::new("nsenter")
+            .args([
+                "-t",
+                pid.trim(),
+                "-n",
+                "busybox",
+                "wget",
+                "-qO-",
+                "http://127.0.0.1:9090/metrics",
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!("fetching /metrics: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The agent's tasks with their states and errors.
     pub fn tasks(&self) -> String {
         docker(&["service", "ps", "--no-trunc", &format!("{}_interlock", self.name)])

@@ -118,6 +118,17 @@ fn l4_flows_go_through_xdp_and_survive_the_agent_being_replaced() {
         table.contains(&format!("{VIP}:{PORT}/tcp")),
         "status lists the L4 service:\n{table}"
     );
+    let metrics = wait_for("the L4 counters on /metrics", Duration::from_secs(5), || {
+        let m = stack.metrics()?;
+        match m.contains(&format!("interlock_l4_new_flows_total{{listener=\"{VIP}:{PORT}/tcp\"")) {
+            true => Ok(m),
+            false => bail!("not yet:\n{m}"),
+        }
+    });
+    assert!(
+        metrics.contains("interlock_l4_drops_total{reason=\"flow_table\"}"),
+        "{metrics}"
+    );
 
     // The agent's task killed: swarm starts a new one. The pinned XDP path keeps forwarding.
     let old = stack.agent_container().unwrap();

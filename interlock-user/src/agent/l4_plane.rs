@@ -17,6 +17,7 @@ use aya::Ebpf;
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::hostns;
+use super::l4_metrics::{L4Counters, LimitLog};
 use super::local_backends::localize;
 use super::settings::XdpModeSetting;
 use super::status::L4Status;
@@ -49,7 +50,7 @@ struct Attached {
 
 /// Attaches and starts following the snapshots; the status of the L4 services is published
 /// into `status` every second.
-pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4Status>>>) -> Result<()> {
+pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<L4Counters>>) -> Result<()> {
     let netns = opts.host_netns.clone();
     let attached = tokio::task::spawn_blocking(move || hostns::run_in(netns, move || attach(opts)))
         .await
@@ -146,13 +147,14 @@ async fn restore_pins(a: &mut Attached) {
     }
 }
 
-async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4Status>>>) {
+async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<L4Counters>>) {
     let mut tick = interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut source: Option<DockerSource> = None;
     let mut local: HashMap<String, GatewayAddr> = HashMap::new();
     let mut applied: Option<Vec<L4Service>> = None;
     let mut ticks = 0u64;
+    let mut limit_log = LimitLog::new(Duration::from_secs(10));
     loop {
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
@@ -196,7 +198,21 @@ async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<Vec<L4S
             poke_neighbours(&a.neighbour_poke, &services);
         }
         if let Some(applied) = &applied {
-            status.store(Arc::new(l4_status(&a.sync, applied, a.default_vip)));
+            let drops: Vec<(&'static str, u64)> = match a.sync.maps().drops() {
+                Ok(d) => d.into_iter().map(|(r, n)| (r.name(), n)).collect(),
+                Err(_) => Vec::new(),
+            };
+            for (reason, n) in limit_log.due(&drops, std::time::Instant::now()) {
+                tracing::warn!(
+                    reason,
+                    dropped = n,
+                    "L4 limit reached: new flows dropped (logged once per 10 s)"
+                );
+            }
+            status.store(Arc::new(L4Counters {
+                services: l4_status(&a.sync, applied, a.default_vip),
+                drops,
+            }));
         }
     }
 }

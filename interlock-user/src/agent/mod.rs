@@ -3,9 +3,11 @@
 //!
 //! - `settings`: flags, environment and TOML resolved into one `Settings`.
 //! - `networks`: joining the overlays of labelled services.
-//! - `l4_plane`, `local_backends`, `hostns`: the XDP fast path on the host's interfaces.
+//! - `l4_plane`, `local_backends`, `hostns`: the XDP fast path on the host's interfaces;
+//!   `l4_metrics`: its counters on `/metrics`.
 //! - `status`: what `interlock status` shows.
 pub mod hostns;
+pub mod l4_metrics;
 pub mod l4_plane;
 pub mod local_backends;
 pub mod networks;
@@ -23,8 +25,9 @@ use crate::commands::control::{self as control_cmd, ControlArgs};
 use crate::commands::proxy::{self, HttpOptions};
 use crate::l7::proxy::Proxy;
 use crate::model::SnapshotRx;
+use l4_metrics::L4Counters;
 use settings::Settings;
-use status::{BackendStatus, L4Status, RouteStatus, Status};
+use status::{BackendStatus, RouteStatus, Status};
 
 pub async fn run(s: Settings) -> Result<()> {
     let control = ControlArgs {
@@ -51,7 +54,7 @@ pub async fn run(s: Settings) -> Result<()> {
         }
     }
 
-    let l4_status = Arc::new(ArcSwap::from_pointee(Vec::<L4Status>::new()));
+    let l4_status = Arc::new(ArcSwap::from_pointee(L4Counters::default()));
     if !s.xdp_interfaces.is_empty() {
         let opts = l4_plane::L4Options {
             interfaces: s.xdp_interfaces.clone(),
@@ -64,6 +67,7 @@ pub async fn run(s: Settings) -> Result<()> {
     }
 
     let status_rx = rx.clone();
+    let l4_counters = l4_status.clone();
     let status_fn: crate::l7::admin::StatusFn =
         Arc::new(move |proxy: &Proxy| status_json(&status_rx, proxy, &l4_status.load()));
     let http = HttpOptions {
@@ -77,10 +81,12 @@ pub async fn run(s: Settings) -> Result<()> {
         upstream_timeout: Duration::from_secs(60),
         drain_grace: Duration::from_secs(s.drain_grace_s),
     };
-    proxy::serve_http(http, http_rx, Some(status_fn)).await
+    let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
+        vec![Box::new(l4_metrics::L4Collector(l4_counters))];
+    proxy::serve_http(http, http_rx, Some(status_fn), collectors).await
 }
 
-fn status_json(rx: &SnapshotRx, proxy: &Proxy, l4: &[L4Status]) -> String {
+fn status_json(rx: &SnapshotRx, proxy: &Proxy, l4: &L4Counters) -> String {
     let snapshot = rx.borrow().clone();
     let up: HashMap<_, _> = proxy.backend_states().iter().map(|b| (b.addr, b.available())).collect();
     let status = Status {
@@ -102,7 +108,8 @@ fn status_json(rx: &SnapshotRx, proxy: &Proxy, l4: &[L4Status]) -> String {
                     .collect(),
             })
             .collect(),
-        l4: l4.to_vec(),
+        l4: l4.services.clone(),
+        l4_drops: l4.drops.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
     };
     serde_json::to_string(&status).unwrap_or_default()
 }

@@ -9,6 +9,9 @@ pub struct Status {
     pub snapshot_version: u64,
     pub routes: Vec<RouteStatus>,
     pub l4: Vec<L4Status>,
+    /// Packets to a VIP the XDP path dropped, by reason.
+    #[serde(default)]
+    pub l4_drops: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +87,20 @@ impl Status {
             ]);
         }
         out.push_str(&columns(&rows));
+        let drops: Vec<String> = self
+            .l4_drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        if !drops.is_empty() {
+            let _ = writeln!(
+                out,
+                "
+L4 DROPS {}",
+                drops.join(" ")
+            );
+        }
         out
     }
 }
@@ -137,8 +154,13 @@ mod tests {
                 bytes: 3400,
                 new_flows: 2,
             }],
+            l4_drops: [("flow_table".to_string(), 4), ("fragment".to_string(), 0)].into(),
         };
         let t = status.to_table();
+        assert!(
+            t.ends_with("\nL4 DROPS flow_table=4\n"),
+            "only reasons that happened: {t}"
+        );
         assert!(t.starts_with("snapshot version 7\n"), "{t}");
         assert!(
             t.contains("web      app.example.org  /     10.0.1.5:80 10.0.1.6:80 (down)"),

@@ -78,13 +78,22 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         upstream_timeout: Duration::from_secs(args.upstream_timeout_s),
         drain_grace: Duration::from_secs(args.drain_grace_s),
     };
-    serve_http(opts, rx, None).await
+    serve_http(opts, rx, None, Vec::new()).await
 }
 
 /// Serves HTTP(S) and the admin address with routes from `rx` until SIGTERM/Ctrl-C, then
-/// drains. `status` answers the admin `/status` path.
-pub async fn serve_http(opts: HttpOptions, rx: SnapshotRx, status: Option<l7::admin::StatusFn>) -> Result<()> {
+/// drains. `status` answers the admin `/status` path; `collectors` add other planes' metrics
+/// to `/metrics`.
+pub async fn serve_http(
+    opts: HttpOptions,
+    rx: SnapshotRx,
+    status: Option<l7::admin::StatusFn>,
+    collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+) -> Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
+    for c in collectors {
+        registry.register_collector(c);
+    }
     let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
     let proxy = Arc::new(
         Proxy::new(metrics, &opts.proxy_id, Duration::from_secs(3), opts.upstream_timeout)

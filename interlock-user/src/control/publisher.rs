@@ -42,8 +42,10 @@ impl Publisher {
 
         let mut version = 0;
         self.tx.send_if_modified(|current| {
-            let unchanged =
-                current.http == assembly.http && current.l4 == assembly.l4 && current.networks == assembly.networks;
+            let unchanged = current.http == assembly.http
+                && current.l4 == assembly.l4
+                && current.networks == assembly.networks
+                && current.limits_hit == assembly.limits_hit;
             if unchanged && current.version > 0 {
                 version = current.version;
                 return false;
@@ -54,6 +56,7 @@ impl Publisher {
                 http: assembly.http.clone(),
                 l4: assembly.l4.clone(),
                 networks: assembly.networks.clone(),
+                limits_hit: assembly.limits_hit.clone(),
             });
             true
         });

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub backend_up: Family<BackendLabels, Gauge>,
     pub connections: Gauge,
     pub limits: Family<LimitLabels, Counter>,
+    /// Services the control plane cut short by one of its bounds (routes, backends).
+    pub services_over_limit: Family<LimitLabels, Gauge>,
     pub route_swaps: Counter,
     /// When each limit was last logged: a flood of refusals makes one line per interval.
     limit_logged: std::sync::Mutex<std::collections::HashMap<&'static str, std::time::Instant>>,
@@ -64,6 +66,7 @@ impl Metrics {
             backend_up: Family::default(),
             connections: Gauge::default(),
             limits: Family::default(),
+            services_over_limit: Family::default(),
             route_swaps: Counter::default(),
             limit_logged: Default::default(),
         };
@@ -96,6 +99,11 @@ impl Metrics {
             "interlock_limit_reached",
             "Requests or connections refused by a limit",
             m.limits.clone(),
+        );
+        registry.register(
+            "interlock_services_over_limit",
+            "Services not routed, or routed to only part of their tasks, because of a bound",
+            m.services_over_limit.clone(),
         );
         registry.register(
             "interlock_route_table_swaps",

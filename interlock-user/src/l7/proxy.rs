@@ -17,10 +17,11 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use super::balance::{self, Backend, Registry};
 use super::error::ProxyError;
 use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
-use super::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels, RouteName};
+use super::metrics::{BackendLabels, LimitLabels, Metrics, RequestLabels, RouteLabels, RouteName};
 use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::Upstream;
 use super::ProxyBody;
+use crate::model::assemble::{LIMIT_BACKENDS_PER_SERVICE, LIMIT_HTTP_ROUTES};
 use crate::model::{Snapshot, Stickiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -132,6 +133,13 @@ impl Proxy {
 
     /// Compiles and swaps in the routes of `snapshot`.
     pub fn apply(&self, snapshot: &Snapshot) {
+        for limit in [LIMIT_HTTP_ROUTES, LIMIT_BACKENDS_PER_SERVICE] {
+            let services = snapshot.limits_hit.get(limit).copied().unwrap_or(0);
+            self.metrics
+                .services_over_limit
+                .get_or_create(&LimitLabels { limit })
+                .set(i64::from(services));
+        }
         let table = RouteTable::compile(snapshot);
         let states = self
             .registry

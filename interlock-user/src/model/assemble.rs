@@ -98,6 +98,9 @@ impl std::fmt::Display for ServiceError {
 /// limit; what goes over is reported like a bad label, for that service only.
 pub const MAX_HTTP_ROUTES: usize = 10_000;
 pub const MAX_BACKENDS_PER_SERVICE: usize = 1_000;
+/// The names these bounds go by in `Snapshot::limits_hit` and in metrics.
+pub const LIMIT_HTTP_ROUTES: &str = "max_http_routes";
+pub const LIMIT_BACKENDS_PER_SERVICE: &str = "max_backends_per_service";
 
 /// The routing part of a snapshot, plus what went wrong.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -107,6 +110,8 @@ pub struct Assembly {
     pub networks: Vec<String>,
     pub errors: Vec<ServiceError>,
     pub warnings: Vec<ServiceError>,
+    /// Services cut short by a bound, by bound name.
+    pub limits_hit: BTreeMap<String, u32>,
 }
 
 /// Turns cluster states into routes; remembers each service's last good labels.
@@ -197,6 +202,7 @@ impl Assembler {
                     kept_last_good: false,
                 });
                 addrs.truncate(MAX_BACKENDS_PER_SERVICE);
+                *out.limits_hit.entry(LIMIT_BACKENDS_PER_SERVICE.into()).or_default() += 1;
             }
             if labels.http.is_some() && out.http.len() >= MAX_HTTP_ROUTES {
                 out.errors.push(ServiceError {
@@ -208,6 +214,7 @@ impl Assembler {
                     ),
                     kept_last_good: false,
                 });
+                *out.limits_hit.entry(LIMIT_HTTP_ROUTES.into()).or_default() += 1;
                 continue;
             }
             let before = (out.http.len(), out.l4.len());

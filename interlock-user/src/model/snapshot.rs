@@ -21,6 +21,10 @@ pub struct Snapshot {
     pub l4: Vec<L4Service>,
     /// Overlay networks the proxy must be attached to, to reach the backends.
     pub networks: Vec<String>,
+    /// Services the control plane cut short because they went over one of its bounds, by
+    /// bound (`max_http_routes`, `max_backends_per_service`): shown in metrics.
+    #[serde(default)]
+    pub limits_hit: std::collections::BTreeMap<String, u32>,
 }
 
 /// The receiving end every plane holds.

@@ -247,6 +247,7 @@ fn a_service_over_the_backend_bound_keeps_the_first_tasks_and_is_warned_about() 
         .collect();
     let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], WEB)], tasks));
     assert_eq!(out.http[0].backends.len(), MAX_BACKENDS_PER_SERVICE);
+    assert_eq!(out.limits_hit.get(LIMIT_BACKENDS_PER_SERVICE), Some(&1));
     assert!(out
         .warnings
         .iter()
@@ -268,6 +269,7 @@ fn routes_over_the_route_bound_are_refused_one_service_at_a_time() {
         .collect();
     let out = Assembler::default().assemble(&state(services, vec![]));
     assert_eq!(out.http.len(), MAX_HTTP_ROUTES);
+    assert_eq!(out.limits_hit.get(LIMIT_HTTP_ROUTES), Some(&2));
     let refused: Vec<&str> = out.errors.iter().map(|e| e.service.as_str()).collect();
     assert_eq!(
         refused,
