@@ -17,4 +17,5 @@ pub mod docker;
 pub mod l4;
 pub mod l7;
 pub mod log_format;
+pub mod log_writer;
 pub mod model;

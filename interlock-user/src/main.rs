@@ -50,7 +50,8 @@ fn main() -> std::process::ExitCode {
         // Before any thread exists: bollard and the raw client read DOCKER_HOST.
         std::env::set_var("DOCKER_HOST", host);
     }
-    init_logging(settings.as_ref().map_or(LogFormat::Text, |s| s.log_format));
+    // Held to the end of main: dropping it flushes the lines still queued.
+    let _log_guard = init_logging(settings.as_ref().map_or(LogFormat::Text, |s| s.log_format));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -95,12 +96,13 @@ fn raise_open_files_limit() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let (writer, guard) = interlock::log_writer::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_timer(interlock::log_format::UtcTime);
     match format {
         LogFormat::Text => builder
@@ -110,4 +112,5 @@ fn init_logging(format: LogFormat) {
             .init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }

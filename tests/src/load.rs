@@ -17,7 +17,7 @@ pub struct LoadReport {
     pub ok: u64,
     pub non2xx: u64,
     pub errors: u64,
-    /// The first few failures, for the assertion message.
+    /// The first few distinct failures, for the assertion message.
     pub failures: Vec<String>,
 }
 
@@ -31,8 +31,9 @@ struct Counts {
 
 impl Counts {
     fn fail(&self, what: String) {
+        // Distinct messages only, so one kind of failure does not hide the others.
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if f.len() < 10 {
+        if f.len() < 10 && !f.contains(&what) {
             f.push(what);
         }
     }

@@ -94,6 +94,7 @@ pub async fn serve_http(
     for c in collectors {
         registry.register_collector(c);
     }
+    registry.register_collector(Box::new(crate::log_writer::DroppedLinesCollector));
     let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
     let proxy = Arc::new(
         Proxy::new(metrics, &opts.proxy_id, Duration::from_secs(3), opts.upstream_timeout)

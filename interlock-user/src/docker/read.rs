@@ -98,8 +98,9 @@ impl DockerSource {
     }
 
     async fn tasks(&self) -> Result<Vec<TaskInfo>> {
-        // {"desired-state":["running"]}, URL-encoded.
-        let path = "/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%5D%7D";
+        // {"desired-state":["running","shutdown"]}, URL-encoded: the tasks swarm is stopping
+        // too, which may still run (see `TaskInfo::draining`).
+        let path = "/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%2C%22shutdown%22%5D%7D";
         let tasks: Vec<RawTask> = raw::get_json(&self.endpoint, &self.version, path)
             .await
             .context("listing tasks")?;
@@ -179,6 +180,7 @@ impl RawTask {
     fn into_info(self) -> TaskInfo {
         TaskInfo {
             running: self.status.state == "running" && self.desired_state == "running",
+            draining: self.status.state == "running" && self.desired_state == "shutdown",
             addresses: self
                 .networks_attachments
                 .into_iter()
@@ -198,12 +200,15 @@ mod tests {
     fn raw_task_from_engine_json() {
         let json = r#"[{"ID":"t1","ServiceID":"s1","Status":{"State":"running"},"DesiredState":"running",
             "NetworksAttachments":[{"Network":{"ID":"n1","Spec":{}},"Addresses":["10.0.1.5/24"]}]},
-            {"ID":"t2","ServiceID":"s1","Status":{"State":"preparing"},"DesiredState":"running"}]"#;
+            {"ID":"t2","ServiceID":"s1","Status":{"State":"preparing"},"DesiredState":"running"},
+            {"ID":"t3","ServiceID":"s1","Status":{"State":"running"},"DesiredState":"shutdown"}]"#;
         let tasks: Vec<RawTask> = serde_json::from_str(json).unwrap();
         let infos: Vec<TaskInfo> = tasks.into_iter().map(RawTask::into_info).collect();
         assert!(infos[0].running);
         assert_eq!(infos[0].addresses, vec![("n1".to_string(), Ipv4Addr::new(10, 0, 1, 5))]);
         assert!(!infos[1].running);
         assert!(infos[1].addresses.is_empty());
+        assert!(!infos[2].running && infos[2].draining);
+        assert!(!infos[0].draining && !infos[1].draining);
     }
 }

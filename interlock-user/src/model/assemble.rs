@@ -37,6 +37,9 @@ pub struct TaskInfo {
     pub service_id: String,
     /// True when the task's state and desired state are both `running`.
     pub running: bool,
+    /// Still running, but swarm wants it gone (desired state `shutdown`): routed only while
+    /// its service has no running task (see `Assembler::assemble`).
+    pub draining: bool,
     /// The task's address per network id.
     pub addresses: Vec<(String, Ipv4Addr)>,
 }
@@ -121,6 +124,28 @@ pub struct Assembler {
     last_good: HashMap<String, ServiceLabels>,
 }
 
+/// The tasks to route to, by service: the running ones; for a service with none, the ones
+/// still running that swarm is replacing. When a node misses its heartbeats (an engine hung
+/// for 30 s) swarm reschedules every task on it: the old containers run on for seconds until
+/// the new ones start, and sending to them beats answering 503. A stop-first rolling update
+/// of one replica is the same case.
+fn routable_tasks(all: &[TaskInfo]) -> HashMap<&str, Vec<&TaskInfo>> {
+    let mut running: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
+    let mut draining: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
+    for task in all {
+        let into = match (task.running, task.draining) {
+            (true, _) => &mut running,
+            (false, true) => &mut draining,
+            (false, false) => continue,
+        };
+        into.entry(task.service_id.as_str()).or_default().push(task);
+    }
+    for (service, tasks) in draining {
+        running.entry(service).or_insert(tasks);
+    }
+    running
+}
+
 impl Assembler {
     pub fn new(options: Options) -> Assembler {
         Assembler {
@@ -133,10 +158,7 @@ impl Assembler {
         let mut out = Assembly::default();
         let mut services: Vec<&ServiceInfo> = state.services.iter().collect();
         services.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        let mut tasks: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
-        for task in state.tasks.iter().filter(|t| t.running) {
-            tasks.entry(task.service_id.as_str()).or_default().push(task);
-        }
+        let tasks = routable_tasks(&state.tasks);
         let mut claims = Claims::default();
         let mut networks = BTreeSet::new();
         let live: BTreeSet<&str> = services.iter().map(|s| s.id.as_str()).collect();

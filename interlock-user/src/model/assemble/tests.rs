@@ -29,6 +29,7 @@ fn task(id: &str, service: &str, network: &str, last: u8, running: bool) -> Task
         id: id.into(),
         service_id: service.into(),
         running,
+        draining: false,
         addresses: vec![(network.into(), Ipv4Addr::new(10, 0, 0, last))],
     }
 }
@@ -64,6 +65,28 @@ fn running_tasks_become_backends_on_the_service_network() {
         "the stopped task is not a backend"
     );
     assert_eq!(out.networks, vec!["appnet"]);
+}
+
+#[test]
+fn tasks_being_replaced_are_routed_only_while_nothing_else_runs() {
+    let draining = |id, last| TaskInfo {
+        draining: true,
+        ..task(id, "a", "n1", last, false)
+    };
+    let addrs = |tasks: Vec<TaskInfo>| -> Vec<String> {
+        let out = Assembler::default().assemble(&state(vec![svc("a", "1", &["n1"], WEB)], tasks));
+        out.http[0].backends.iter().map(|b| b.addr.to_string()).collect()
+    };
+    // Swarm rescheduling every task: the old ones still run, the new ones are starting.
+    assert_eq!(
+        addrs(vec![draining("old", 5), task("new", "a", "n1", 6, false)]),
+        vec!["10.0.0.5:8080"]
+    );
+    // Once a replacement runs, the old task gets no new requests.
+    assert_eq!(
+        addrs(vec![draining("old", 5), task("new", "a", "n1", 6, true)]),
+        vec!["10.0.0.6:8080"]
+    );
 }
 
 #[test]
@@ -242,6 +265,7 @@ fn a_service_over_the_backend_bound_keeps_the_first_tasks_and_is_warned_about() 
             id: format!("t{i}"),
             service_id: "a".into(),
             running: true,
+            draining: false,
             addresses: vec![("n1".into(), Ipv4Addr::from(0x0a00_0000 + i as u32))],
         })
         .collect();

@@ -1,0 +1,140 @@
+//! Faults while load runs through the stack's proxy on a real swarm:
+//! - dockerd frozen (SIGSTOP) for 30 s: a hung engine. Tasks keep running, so every request
+//!   is answered from the agent's last snapshot; once the engine answers again, a change
+//!   made then is routed.
+//! - the agent's task killed: clients see errors only while no agent runs, then are served
+//!   by the replacement swarm starts.
+//!
+//! (A dockerd *restart* takes every container with it, swarm having no live-restore; that
+//! case is in swarm_routes.) Its own test binary: it freezes the engine under every other
+//! Docker test.
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use interlock_tests::docker::{docker, ensure_backend_image, unique, Network, Service};
+use interlock_tests::load::Load;
+use interlock_tests::stack::{get, Stack};
+use interlock_tests::{report, require_root};
+
+const RATE: u32 = 100;
+
+/// Freezes dockerd; thaws it when dropped, whatever happens in the test.
+struct Frozen;
+
+impl Frozen {
+    fn dockerd() -> Frozen {
+        let ok = Command::new("pkill").args(["-STOP", "-x", "dockerd"]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "dockerd was running");
+        Frozen
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-CONT", "-x", "dockerd"]).status();
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<f64> {
+    let start = Instant::now();
+    loop {
+        if ok().unwrap_or(false) {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > timeout {
+            bail!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lines of `interlock status` naming `host`, each listing that route's backends.
+fn backends_of(stack: &Stack, host: &str) -> Result<usize> {
+    let table = stack.status()?;
+    let line = table.lines().find(|l| l.contains(host)).unwrap_or("");
+    Ok(line.matches(":80").count())
+}
+
+#[test]
+fn a_frozen_engine_and_a_killed_agent_under_load() {
+    require_root();
+    ensure_backend_image().unwrap();
+    let net = Network::new().unwrap();
+    let stack = Stack::deploy("").unwrap();
+    let host = format!("{}.example", unique("f"));
+    let svc = Service::page(
+        &[
+            "--network",
+            &net.name,
+            "--replicas",
+            "2",
+            "--label",
+            &format!("com.docker.lb.hosts={host}"),
+            "--label",
+            "com.docker.lb.port=80",
+        ],
+        "app",
+    )
+    .unwrap();
+    wait_until("the service answering", Duration::from_secs(60), || {
+        Ok(get(&host, "/")?.0 == 200)
+    })
+    .unwrap();
+
+    // dockerd frozen for 30 s under load: nothing is lost.
+    let load = Load::start(&host, "/", RATE);
+    std::thread::sleep(Duration::from_secs(2));
+    let frozen = Frozen::dockerd();
+    std::thread::sleep(Duration::from_secs(30));
+    drop(frozen);
+    std::thread::sleep(Duration::from_secs(2));
+    let during = load.stop();
+    assert_eq!(
+        (during.non2xx, during.errors),
+        (0, 0),
+        "every request answered 2xx while dockerd was frozen; failures: {:?}\nagent log:\n{}",
+        during.failures,
+        stack.logs()
+    );
+    assert!(during.ok > u64::from(RATE) * 30, "the load ran: {during:?}");
+    // The engine answers again: a change made now is routed.
+    svc.update_and_wait(&["--replicas", "3"]).unwrap();
+    let routed_s = wait_until("the third task routed", Duration::from_secs(30), || {
+        Ok(backends_of(&stack, &host)? == 3)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nstatus:\n{:?}\nagent log:\n{}", stack.status(), stack.logs()));
+
+    // The agent's task killed under load: errors only while no agent runs, then served again.
+    let load = Load::start(&host, "/", RATE);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = load.answered();
+    docker(&["kill", &stack.agent_container().unwrap()]).unwrap();
+    let killed = Instant::now();
+    wait_until(
+        "served again after the agent was killed",
+        Duration::from_secs(60),
+        || Ok(get(&host, "/")?.0 == 200),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\nagent tasks:\n{}", stack.tasks()));
+    let gap_s = killed.elapsed().as_secs_f64();
+    let back = load.answered();
+    std::thread::sleep(Duration::from_secs(5));
+    let after = load.stop();
+    let served_after = after.ok + after.non2xx - back;
+    assert!(
+        served_after >= u64::from(RATE) * 4,
+        "clients are served again after the restart: {served_after} answers in 5 s; {after:?}"
+    );
+    assert!(after.ok > before, "{after:?}");
+    report(&format!(
+        "swarm_faults: dockerd frozen 30 s at {RATE} req/s: {} answered 2xx, non2xx={} errors={}; afterwards a \
+         new task routed in {routed_s:.1} s; agent killed at {RATE} req/s: served again after {gap_s:.1} s, \
+         {} failed requests in the gap, {served_after} answered in the next 5 s",
+        during.ok,
+        during.non2xx,
+        during.errors,
+        after.non2xx + after.errors
+    ));
+    drop(svc);
+}
