@@ -29,7 +29,7 @@ fn request(rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut text = format!("{method} {target} {version}\r\nHost: {host}\r\n");
     for _ in 0..rng.usize(..4) {
         text.push_str(
-            *rng.choice(&[
+            rng.choice(&[
                 "Content-Length: 5\r\n",
                 "Content-Length: -1\r\n",
                 "Content-Length: 99999999999999999999\r\n",
@@ -47,7 +47,7 @@ fn request(rng: &mut fastrand::Rng) -> Vec<u8> {
     }
     text.push_str("Connection: close\r\n\r\n");
     text.push_str(
-        *rng.choice(&[
+        rng.choice(&[
             "",
             "hello",
             "5\r\nhello\r\n0\r\n\r\n",

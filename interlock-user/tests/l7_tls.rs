@@ -2,7 +2,7 @@
 //! reload when the files change, and SNI passthrough to a backend that terminates TLS itself.
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ fn make_cert(host: &str) -> Cert {
 }
 
 /// Writes a cert and key as "Docker secrets" in a temp dir; returns their paths.
-fn write_secret(dir: &PathBuf, name: &str, cert: &Cert) -> (PathBuf, PathBuf) {
+fn write_secret(dir: &Path, name: &str, cert: &Cert) -> (PathBuf, PathBuf) {
     let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     std::fs::write(&c, &cert.cert_pem).unwrap();
     std::fs::write(&k, &cert.key_pem).unwrap();

@@ -30,10 +30,13 @@ pub const LIMIT_DROPS: [&str; 2] = ["flow_table", "no_port"];
 #[derive(Debug)]
 pub struct L4Collector(pub Arc<ArcSwap<L4Counters>>);
 
+/// Name, help, and the figure it reads.
+type PerServiceMetric = (&'static str, &'static str, fn(&L4Status) -> u64);
+
 impl Collector for L4Collector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counters = self.0.load();
-        let per_service: [(&str, &str, fn(&L4Status) -> u64); 3] = [
+        let per_service: [PerServiceMetric; 3] = [
             (
                 "interlock_l4_packets",
                 "Packets balanced by the XDP path, by L4 service",

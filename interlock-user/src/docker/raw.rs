@@ -82,11 +82,11 @@ fn tls_config(dir: &Path) -> Result<rustls::ClientConfig> {
     let key = PrivateKeyDer::from_pem_file(read("key.pem"))
         .with_context(|| format!("reading {}", read("key.pem").display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .context("the client certificate and key do not match")?)
+        .context("the client certificate and key do not match")
 }
 
 /// GETs `path` (with query) under API version `version` (e.g. "1.41") and decodes the JSON.

@@ -47,10 +47,7 @@ pub fn parse(buf: &[u8]) -> Hello {
     // Join the fragments of the handshake records.
     let mut handshake = Vec::new();
     let mut records = Reader::new(buf);
-    loop {
-        let Some(header) = records.bytes(5) else {
-            break;
-        };
+    while let Some(header) = records.bytes(5) {
         if header[0] != 22 {
             return Hello::Invalid("not a TLS handshake record");
         }

@@ -3,7 +3,7 @@
 //! routes' PEM files (Docker secrets), reloaded when the files change.
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -203,7 +203,7 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn load(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<CertifiedKey> {
+fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     use anyhow::Context;
     let chain = read_certs(cert)?;
     let key = read_key(key)?;
