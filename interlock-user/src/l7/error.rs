@@ -31,6 +31,13 @@ pub enum ProxyError {
     StaleConnection { addr: SocketAddr },
     #[error("upstream {addr} failed: {source}")]
     Upstream { addr: SocketAddr, source: hyper::Error },
+    /// Reading from or writing to a backend failed once the request had (maybe) reached it
+    /// (the lean HTTP/1.1 client's connections).
+    #[error("upstream {addr} failed: {source}")]
+    UpstreamIo { addr: SocketAddr, source: std::io::Error },
+    /// The backend's response head is malformed, too large, or frames its body ambiguously.
+    #[error("upstream {addr} sent a bad response: {reason}")]
+    BadResponse { addr: SocketAddr, reason: &'static str },
     /// The request body the client was sending broke off (or was malformed) while it was
     /// being forwarded: the client's fault, not the backend's.
     #[error("the client's request body failed while going to {addr}: {source}")]
@@ -76,9 +83,11 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. } | ProxyError::StaleConnection { .. } | ProxyError::Upstream { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect { .. }
+            | ProxyError::StaleConnection { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamIo { .. }
+            | ProxyError::BadResponse { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

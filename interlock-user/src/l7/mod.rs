@@ -2,13 +2,15 @@
 //!
 //! - `routes`: snapshot -> immutable route table (host, wildcard, longest prefix). Pure.
 //! - `balance`: backend choice (P2C, sticky, ejection) and per-backend live state.
-//! - `proxy`: the request path; `upstream`: pooled backend connections.
+//! - `proxy`: the request path; `upstream`: pooled backend connections; `h1_client`: the
+//!   lean HTTP/1.1 client most requests take to backends.
 //! - `headers`: hop-by-hop, forwarding headers, request checks. `error`: typed failures.
 //! - `server`: listeners, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
 //!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
 pub mod admin;
 pub mod balance;
 pub mod error;
+pub mod h1_client;
 pub mod headers;
 pub mod health;
 pub mod metrics;
@@ -29,8 +31,11 @@ use tokio::sync::watch;
 
 use crate::model::SnapshotRx;
 
+/// Errors of bodies flowing through the proxy (hyper's, the lean client's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Bodies flowing through the proxy: streamed, never buffered whole.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Keeps the proxy's route table and certificates in step with the snapshots.
 pub async fn follow_snapshots(

@@ -19,7 +19,7 @@ use super::error::ProxyError;
 use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
 use super::metrics::{BackendLabels, LimitLabels, Metrics, RequestLabels, RouteLabels, RouteName};
 use super::routes::{self, Lookup, Route, RouteTable};
-use super::upstream::Upstream;
+use super::upstream::{Outgoing, Upstream, UpstreamBody};
 use super::ProxyBody;
 use crate::model::assemble::{LIMIT_BACKENDS_PER_SERVICE, LIMIT_HTTP_ROUTES};
 use crate::model::{Snapshot, Stickiness};
@@ -310,7 +310,10 @@ impl Proxy {
         let mut req = self
             .upstream_request(req, &route, peer, scheme, host_value, upgrade.as_ref())
             .map_err(|e| (name.clone(), e))?;
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = match &mut req {
+            Outgoing::Full(r) if upgrade.is_some() => Some(hyper::upgrade::on(r)),
+            _ => None,
+        };
         // Addresses already tried; a fixed array, no allocation per request.
         let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
         let attempts = MAX_ATTEMPTS.min(backends.len());
@@ -367,7 +370,8 @@ impl Proxy {
     }
 
     /// The request as the backend sees it: origin-form URI (rewritten), HTTP/1.1, no
-    /// hop-by-hop headers, forwarding headers set; the body streamed through.
+    /// hop-by-hop headers, forwarding headers set; the body streamed through. Requests
+    /// without a body or upgrade go to the lean client, the rest to hyper's.
     fn upstream_request(
         &self,
         req: Request<Incoming>,
@@ -376,7 +380,8 @@ impl Proxy {
         scheme: Scheme,
         host: Option<&HeaderValue>,
         upgrade: Option<&HeaderValue>,
-    ) -> Result<Request<ProxyBody>, ProxyError> {
+    ) -> Result<Outgoing, ProxyError> {
+        use hyper::body::Body as _;
         let (mut parts, body) = req.into_parts();
         parts.uri = origin_form(&parts.uri, route)?;
         parts.version = Version::HTTP_11;
@@ -394,12 +399,18 @@ impl Proxy {
             }
         }
         headers::set_forwarded(&mut parts.headers, &peer.ip_value, scheme.as_str(), host.cloned());
-        Ok(Request::from_parts(parts, body.boxed()))
+        if upgrade.is_none() && body.is_end_stream() {
+            return Ok(Outgoing::Lean(parts));
+        }
+        Ok(Outgoing::Full(Request::from_parts(
+            parts,
+            body.map_err(Into::into).boxed(),
+        )))
     }
 
     fn downstream_response(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<UpstreamBody>,
         upstream: &Backend,
         took: Duration,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
