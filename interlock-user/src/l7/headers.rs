@@ -46,6 +46,12 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
     connection_upgrade.then(|| headers.get(UPGRADE).cloned()).flatten()
 }
 
+/// True for the hop-by-hop headers every message may carry (not those a Connection
+/// header names).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|h| *h == name)
+}
+
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names, a bit per hop-by-hop header present: most messages carry

@@ -416,6 +416,8 @@ impl Proxy {
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         in_flight: balance::InFlight,
     ) -> Response<ProxyBody> {
+        // The lean client leaves hop-by-hop headers out as it parses.
+        let stripped = matches!(resp.body(), UpstreamBody::Lean(_));
         let (mut parts, body) = resp.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         let mut in_flight = Some(in_flight);
@@ -427,7 +429,7 @@ impl Proxy {
                 }
                 None => return error_response(&ProxyError::Internal("backend switched protocols unasked".into())),
             }
-        } else {
+        } else if !stripped {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
         parts

@@ -11,6 +11,11 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use hyper::body::{Body, Frame, SizeHint};
 
+use std::future::Future;
+
+use tokio::io::AsyncReadExt;
+
+use super::head::Head;
 use super::{Conn, Pool, MAX_HEAD_BYTES, READ_CHUNK};
 use crate::l7::BoxError;
 
@@ -42,6 +47,8 @@ const MAX_CHUNK_LINE: usize = 4096;
 
 pub struct H1Body {
     conn: Option<Conn>,
+    /// Body bytes read with the head, handed out before reading more.
+    pending: Bytes,
     state: State,
     reusable: bool,
     pool: Arc<Pool>,
@@ -49,16 +56,23 @@ pub struct H1Body {
 }
 
 impl H1Body {
-    pub(super) fn new(conn: Conn, framing: Framing, reusable: bool, pool: Arc<Pool>, addr: SocketAddr) -> H1Body {
-        let state = match framing {
+    pub(super) fn new(mut conn: Conn, head: &Head, pool: Arc<Pool>, addr: SocketAddr) -> H1Body {
+        let mut pending = head.rest.clone();
+        if head.framing == Framing::Chunked {
+            // The decoder works in the connection's buffer.
+            conn.read.extend_from_slice(&pending);
+            pending = Bytes::new();
+        }
+        let state = match head.framing {
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::ChunkSize,
             Framing::UntilClose => State::UntilClose,
         };
         let mut body = H1Body {
             conn: Some(conn),
+            pending,
             state,
-            reusable,
+            reusable: head.reusable,
             pool,
             addr,
         };
@@ -73,7 +87,7 @@ impl H1Body {
     fn finish(&mut self) {
         self.state = State::Done;
         if let Some(conn) = self.conn.take() {
-            if self.reusable && conn.read.is_empty() {
+            if self.reusable && conn.read.is_empty() && self.pending.is_empty() {
                 self.pool.put(self.addr, conn);
             }
         }
@@ -88,13 +102,18 @@ impl H1Body {
     /// Bytes of data (at most `left`) from the buffer, reading when it is empty.
     /// `Ok(None)`: the backend closed.
     fn poll_data(&mut self, cx: &mut Context<'_>, left: u64) -> Poll<io::Result<Option<Bytes>>> {
+        let left = usize::try_from(left).unwrap_or(usize::MAX);
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(left);
+            return Poll::Ready(Ok(Some(self.pending.split_to(n))));
+        }
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(Ok(None));
         };
         if conn.read.is_empty() && ready!(poll_fill(conn, cx))? == 0 {
             return Poll::Ready(Ok(None));
         }
-        let n = conn.read.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = conn.read.len().min(left);
         Poll::Ready(Ok(Some(conn.read.split_to(n).freeze())))
     }
 
@@ -222,15 +241,11 @@ impl Body for H1Body {
 }
 
 /// Reads what the socket has into the connection's buffer; 0 when the backend closed.
+/// Through `AsyncRead`: a short read clears the socket's readiness, so the pool's check
+/// of an idle connection costs no system call.
 fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     conn.read.reserve(READ_CHUNK);
-    loop {
-        ready!(conn.stream.poll_read_ready(cx))?;
-        match conn.stream.try_read_buf(&mut conn.read) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            result => return Poll::Ready(result),
-        }
-    }
+    std::pin::pin!(conn.stream.read_buf(&mut conn.read)).poll(cx)
 }
 
 /// The size in a chunk-size line: hex digits, then optional whitespace and extensions.

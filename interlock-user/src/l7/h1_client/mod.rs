@@ -18,20 +18,23 @@
 //! written), and one found closed only once the request was written (nothing came back)
 //! hands the request back for a fresh connection when the method is idempotent.
 mod body;
+mod head;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use bytes::BytesMut;
 use hyper::http::request;
-use hyper::{Method, Response, StatusCode, Version};
+use hyper::{Method, Response, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
-use body::Framing;
 pub use body::H1Body;
 
 use super::error::ProxyError;
@@ -40,8 +43,6 @@ use super::error::ProxyError;
 const MAX_IDLE_PER_BACKEND: usize = 256;
 /// A response head larger than this is refused (502): hyper's client allowed about as much.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Header lines in a response head (hyper's default).
-const MAX_HEADERS: usize = 100;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -52,9 +53,8 @@ pub(crate) struct Conn {
     read: BytesMut,
     /// The request head is written from here; never shared, so reused without allocating.
     write: Vec<u8>,
-    /// Came from the pool: a close found before any response byte may be the backend's
-    /// idle timeout racing the request.
-    reused: bool,
+    /// The response timeout, kept with the connection (see `exchange`).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -63,7 +63,7 @@ impl Conn {
             stream,
             read: BytesMut::new(),
             write: Vec::new(),
-            reused: false,
+            timer: None,
         }
     }
 
@@ -105,8 +105,7 @@ impl Pool {
     }
 
     /// Takes back a connection whose response ended cleanly.
-    fn put(&self, addr: SocketAddr, mut conn: Conn) {
-        conn.reused = true;
+    fn put(&self, addr: SocketAddr, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.entry(addr).or_default();
         if conns.len() < MAX_IDLE_PER_BACKEND {
@@ -188,18 +187,36 @@ impl H1Client {
         parts: &request::Parts,
     ) -> Result<Response<H1Body>, ProxyError> {
         let head_request = parts.method == Method::HEAD;
-        let outcome = tokio::time::timeout(self.response_timeout, async {
-            write_head(&mut conn, parts).await?;
-            read_head(&mut conn, head_request).await
-        })
-        .await;
+        // One timer per connection, pushed back per request: moving a registered deadline
+        // later is one atomic store (tokio re-files it only when the old one comes due),
+        // where a `timeout` per request would enter and leave the timer wheel each time.
+        let deadline = tokio::time::Instant::now() + self.response_timeout;
+        let mut timer = match conn.timer.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let outcome = {
+            let mut work = std::pin::pin!(async {
+                write_head(&mut conn, parts).await?;
+                head::read_head(&mut conn, head_request).await
+            });
+            std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Ok(result)),
+                Poll::Pending => timer.as_mut().poll(cx).map(Err),
+            })
+            .await
+        };
+        conn.timer = Some(timer);
         match outcome {
-            Ok(Ok((head, framing, reusable))) => {
-                let body = H1Body::new(conn, framing, reusable, self.pool.clone(), addr);
+            Ok(Ok(head)) => {
+                let body = H1Body::new(conn, &head, self.pool.clone(), addr);
                 let mut resp = Response::new(body);
-                *resp.status_mut() = head.0;
+                *resp.status_mut() = head.status;
                 *resp.version_mut() = Version::HTTP_11;
-                *resp.headers_mut() = head.1;
+                *resp.headers_mut() = head.headers;
                 Ok(resp)
             }
             Ok(Err(Failure::Closed)) => Err(ProxyError::StaleConnection { addr }),
@@ -244,174 +261,4 @@ async fn write_head(conn: &mut Conn, parts: &request::Parts) -> Result<(), Failu
     }
     buf.extend_from_slice(b"\r\n");
     conn.stream.write_all(&conn.write).await.map_err(|_| Failure::Closed)
-}
-
-type Head = (StatusCode, HeaderMap);
-
-/// Reads and parses the response head; interim (1xx) responses are skipped. Returns the
-/// head, how the body is framed and whether the connection can serve another request.
-async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing, bool), Failure> {
-    let mut answered = false;
-    loop {
-        if !conn.read.is_empty() {
-            answered = true;
-            if let Some((len, head, close)) = parse_head(&conn.read)? {
-                conn.read.advance(len);
-                if head.0.is_informational() {
-                    if head.0 == StatusCode::SWITCHING_PROTOCOLS {
-                        return Err(Failure::Bad("switched protocols unasked"));
-                    }
-                    continue;
-                }
-                let framing = framing(head.0, &head.1, head_request)?;
-                let reusable = !close && framing != Framing::UntilClose;
-                return Ok((head, framing, reusable));
-            }
-            if conn.read.len() >= MAX_HEAD_BYTES {
-                return Err(Failure::Bad("response head too large"));
-            }
-        }
-        match conn.fill().await {
-            Ok(0) if answered => return Err(Failure::Bad("response head cut short")),
-            Ok(0) => return Err(Failure::Closed),
-            Ok(_) => {}
-            Err(_) if !answered => return Err(Failure::Closed),
-            Err(e) => return Err(Failure::Io(e)),
-        }
-    }
-}
-
-/// Parses a complete head at the start of `buf` (`None`: not all of it has arrived).
-/// Returns its length, status and headers, and whether the backend will close the
-/// connection after this response.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head, bool)>, Failure> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Failure::Bad("too many response headers")),
-        Err(_) => return Err(Failure::Bad("malformed response head")),
-    };
-    let status = resp
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or(Failure::Bad("invalid status"))?;
-    // HTTP/1.0 backends close unless they say otherwise; not worth keeping.
-    let mut close = resp.version != Some(1);
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 2);
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Failure::Bad("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| Failure::Bad("invalid header value"))?;
-        if name == CONNECTION && has_token(&value, "close") {
-            close = true;
-        }
-        headers.append(name, value);
-    }
-    Ok(Some((len, (status, headers), close)))
-}
-
-/// How the response body is delimited (RFC 9112 6.3). Framing a proxy could read
-/// differently from its client is refused: Content-Length with Transfer-Encoding,
-/// differing lengths, a transfer coding other than chunked.
-fn framing(status: StatusCode, headers: &HeaderMap, head_request: bool) -> Result<Framing, Failure> {
-    let te = headers.contains_key(TRANSFER_ENCODING);
-    let cl = headers.contains_key(CONTENT_LENGTH);
-    if te && cl {
-        return Err(Failure::Bad("both Content-Length and Transfer-Encoding"));
-    }
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Length(0));
-    }
-    if te {
-        let mut values = headers.get_all(TRANSFER_ENCODING).iter();
-        let only_chunked = values
-            .next()
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-        if !only_chunked || values.next().is_some() {
-            return Err(Failure::Bad("unsupported Transfer-Encoding"));
-        }
-        return Ok(Framing::Chunked);
-    }
-    if cl {
-        let mut length = None;
-        for value in headers.get_all(CONTENT_LENGTH) {
-            for part in value.as_bytes().split(|b| *b == b',') {
-                let n = parse_length(part.trim_ascii()).ok_or(Failure::Bad("invalid Content-Length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Failure::Bad("conflicting Content-Length"));
-                }
-                length = Some(n);
-            }
-        }
-        return Ok(Framing::Length(length.unwrap_or(0)));
-    }
-    Ok(Framing::UntilClose)
-}
-
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits
-        .iter()
-        .try_fold(0u64, |n, d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
-}
-
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn framing_of(head: &[u8]) -> Result<Framing, &'static str> {
-        let Ok(Some((_, (status, headers), _))) = parse_head(head) else {
-            return Err("unparsed");
-        };
-        framing(status, &headers, false).map_err(|f| match f {
-            Failure::Bad(why) => why,
-            _ => "io",
-        })
-    }
-
-    #[test]
-    fn framing_follows_rfc_9112_and_refuses_ambiguity() {
-        assert_eq!(
-            framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"),
-            Ok(Framing::Length(3))
-        );
-        assert_eq!(
-            framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
-            Ok(Framing::Length(3))
-        );
-        assert_eq!(
-            framing_of(b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n"),
-            Ok(Framing::Chunked)
-        );
-        assert_eq!(framing_of(b"HTTP/1.1 200 OK\r\n\r\n"), Ok(Framing::UntilClose));
-        assert_eq!(framing_of(b"HTTP/1.1 204 No Content\r\n\r\n"), Ok(Framing::Length(0)));
-        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").is_err());
-        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n").is_err());
-        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n").is_err());
-        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
-        assert!(framing_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").is_err());
-        assert_eq!(framing_of(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"), Err("unparsed"));
-        assert_eq!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"), Err("unparsed"));
-    }
-
-    #[test]
-    fn connection_close_and_http_1_0_are_not_reused() {
-        let close = |head: &[u8]| parse_head(head).ok().flatten().map(|(_, _, close)| close);
-        assert_eq!(close(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), Some(false));
-        assert_eq!(close(b"HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n"), Some(true));
-        assert_eq!(close(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"), Some(true));
-    }
 }

@@ -1,0 +1,240 @@
+//! Reading and parsing a backend's response head.
+//!
+//! The head is parsed where it was read: header values are slices of the read buffer (no
+//! copy, no allocation per header), hop-by-hop headers are left out as they are met (the
+//! proxy would strip them anyway) and the body's framing is decided in the same pass.
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::StatusCode;
+
+use super::body::Framing;
+use super::{Conn, Failure, MAX_HEAD_BYTES};
+use crate::l7::headers;
+
+/// Header lines in a response head (hyper's default).
+const MAX_HEADERS: usize = 100;
+
+/// A parsed response head.
+pub(super) struct Head {
+    pub status: StatusCode,
+    /// Without hop-by-hop headers.
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The backend keeps the connection open after this response.
+    pub reusable: bool,
+    /// Bytes read past the head: the start of the body.
+    pub rest: Bytes,
+}
+
+/// Reads until a final (non-1xx) response head has arrived and parses it.
+pub(super) async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, Failure> {
+    let mut answered = false;
+    loop {
+        if !conn.read.is_empty() {
+            answered = true;
+            // Frozen so header values can share its bytes; a head not all there yet is
+            // copied back (rare: heads are small).
+            let data = conn.read.split().freeze();
+            match parse_head(&data, head_request)? {
+                Some((len, head)) if head.status.is_informational() => {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(Failure::Bad("switched protocols unasked"));
+                    }
+                    conn.read.extend_from_slice(&data[len..]);
+                    continue;
+                }
+                Some((_, head)) => return Ok(head),
+                None if data.len() >= MAX_HEAD_BYTES => return Err(Failure::Bad("response head too large")),
+                None => conn.read.extend_from_slice(&data),
+            }
+        }
+        match conn.fill().await {
+            Ok(0) if answered => return Err(Failure::Bad("response head cut short")),
+            Ok(0) => return Err(Failure::Closed),
+            Ok(_) => {}
+            Err(_) if !answered => return Err(Failure::Closed),
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+/// Parses the head at the start of `data` (`None`: not all of it has arrived). Framing a
+/// proxy could read differently from its client is refused (RFC 9112 6.3): Content-Length
+/// with Transfer-Encoding, differing lengths, a transfer coding other than chunked.
+fn parse_head(data: &Bytes, head_request: bool) -> Result<Option<(usize, Head)>, Failure> {
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, data, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Failure::Bad("too many response headers")),
+        Err(_) => return Err(Failure::Bad("malformed response head")),
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(Failure::Bad("invalid status"))?;
+    // HTTP/1.0 backends close unless they say otherwise; not worth keeping.
+    let mut reusable = resp.version == Some(1);
+    // Names the Connection header lists are hop-by-hop too (rare: usually only
+    // `keep-alive` or `close`).
+    let mut named: Vec<&[u8]> = Vec::new();
+    for h in resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+    {
+        for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                reusable = false;
+            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                named.push(token);
+            }
+        }
+    }
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 2);
+    let (mut length, mut chunked, mut other_coding) = (None, false, false);
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Failure::Bad("invalid header name"))?;
+        if name == CONTENT_LENGTH {
+            for part in h.value.split(|b| *b == b',') {
+                let n = parse_length(part.trim_ascii()).ok_or(Failure::Bad("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Failure::Bad("conflicting Content-Length"));
+                }
+                length = Some(n);
+            }
+            if headers.contains_key(CONTENT_LENGTH) {
+                // Repeated, equal: one is enough for the client.
+                continue;
+            }
+        } else if name == TRANSFER_ENCODING {
+            if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
+                other_coding = true;
+            }
+            chunked = true;
+        }
+        if headers::is_hop_by_hop(&name) || named.iter().any(|n| n.eq_ignore_ascii_case(h.name.as_bytes())) {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(data.slice_ref(h.value))
+            .map_err(|_| Failure::Bad("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let framing = if chunked && length.is_some() {
+        return Err(Failure::Bad("both Content-Length and Transfer-Encoding"));
+    } else if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Length(0)
+    } else if other_coding {
+        return Err(Failure::Bad("unsupported Transfer-Encoding"));
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        reusable = false;
+        Framing::UntilClose
+    };
+    Ok(Some((
+        len,
+        Head {
+            status,
+            headers,
+            framing,
+            reusable,
+            rest: data.slice(len..),
+        },
+    )))
+}
+
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &'static [u8]) -> Result<Head, &'static str> {
+        match parse_head(&Bytes::from_static(head), false) {
+            Ok(Some((_, head))) => Ok(head),
+            Ok(None) => Err("partial"),
+            Err(Failure::Bad(why)) => Err(why),
+            Err(_) => Err("io"),
+        }
+    }
+
+    fn framing_of(head: &'static [u8]) -> Result<Framing, &'static str> {
+        parsed(head).map(|h| h.framing)
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_and_refuses_ambiguity() {
+        assert_eq!(
+            framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"),
+            Ok(Framing::Length(3))
+        );
+        assert_eq!(
+            framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+            Ok(Framing::Length(3))
+        );
+        assert_eq!(
+            framing_of(b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(framing_of(b"HTTP/1.1 200 OK\r\n\r\n"), Ok(Framing::UntilClose));
+        assert_eq!(framing_of(b"HTTP/1.1 204 No Content\r\n\r\n"), Ok(Framing::Length(0)));
+        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").is_err());
+        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n").is_err());
+        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n").is_err());
+        assert!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(framing_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").is_err());
+        assert!(
+            framing_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n").is_err()
+        );
+        assert_eq!(
+            framing_of(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"),
+            Err("malformed response head")
+        );
+        assert_eq!(framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"), Err("partial"));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_left_out_and_close_is_seen() {
+        let head = parsed(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+              Content-Length: 2\r\nContent-Length: 2\r\nX-Kept: yes\r\n\r\nhi",
+        )
+        .unwrap();
+        assert_eq!(head.headers.len(), 2, "{:?}", head.headers);
+        assert_eq!(head.headers["x-kept"], "yes");
+        assert_eq!(head.headers["content-length"], "2");
+        assert!(head.reusable);
+        assert_eq!(head.rest, "hi");
+        assert!(
+            !parsed(b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .reusable
+        );
+        assert!(
+            !parsed(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .reusable
+        );
+        assert!(
+            !parsed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().reusable,
+            "read until close"
+        );
+    }
+}
