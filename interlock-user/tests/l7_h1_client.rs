@@ -138,6 +138,23 @@ async fn chunked_bodies_are_decoded_and_the_connection_reused() {
     assert!(head.contains("host: lean.test\r\n"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
     assert!(head.contains("x-forwarded-proto: http\r\n"), "{head}");
+    // A client's forwarding and hop-by-hop headers (and those its Connection names) stay out.
+    let answer = common::raw(
+        proxy.http,
+        b"GET /raw HTTP/1.1\r\nHost: lean.test\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\n\
+          Connection: close, X-Secret\r\nX-Secret: 1\r\nTE: trailers\r\nX-Kept: 1\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let head = backend.requests.lock().unwrap().last().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /raw http/1.1\r\n"), "{head}");
+    assert_eq!(head.matches("x-forwarded-for: ").count(), 1, "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
+    assert!(head.contains("x-forwarded-host: lean.test\r\n"), "{head}");
+    assert!(head.contains("x-kept: 1\r\n"), "{head}");
+    for gone in ["x-secret", "connection", "te:", "evil"] {
+        assert!(!head.contains(gone), "{gone} in {head}");
+    }
 }
 
 #[tokio::test]

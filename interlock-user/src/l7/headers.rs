@@ -49,7 +49,7 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
 /// True for the hop-by-hop headers every message may carry (not those a Connection
 /// header names).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.iter().any(|h| *h == name)
+    HOP_BY_HOP.contains(&name)
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names.
@@ -120,6 +120,22 @@ pub fn check_request(headers: &HeaderMap, host: Option<&str>) -> Result<(), Prox
 /// A client address as a header value; made once per connection, not per request.
 pub fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// What the forwarding headers say, for the lean client, which writes them straight into
+/// the request head (and leaves the client's own out) instead of setting them in the map.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// From [`ip_value`].
+    pub client: HeaderValue,
+    pub proto: &'static str,
+    /// The Host the client asked for.
+    pub host: Option<HeaderValue>,
+}
+
+/// True for the headers [`set_forwarded`] sets (a client's are never passed on).
+pub fn is_forwarding(name: &HeaderName) -> bool {
+    name == X_FORWARDED_FOR || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST
 }
 
 /// Sets the forwarding headers; incoming ones are replaced, since clients are not trusted.

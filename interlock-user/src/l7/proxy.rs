@@ -16,6 +16,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use super::balance::{self, Backend, Registry};
 use super::error::ProxyError;
+use super::h1_client::LeanRequest;
 use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
 use super::metrics::{BackendLabels, LimitLabels, Metrics, RequestLabels, RouteLabels, RouteName};
 use super::routes::{self, Lookup, Route, RouteTable};
@@ -385,6 +386,26 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         parts.uri = origin_form(&parts.uri, route)?;
         parts.version = Version::HTTP_11;
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/2 carries the host in :authority.
+            if let Some(v) = host {
+                parts.headers.insert(HOST, v.clone());
+            }
+        }
+        if upgrade.is_none() && body.is_end_stream() {
+            // The lean client writes the forwarding headers itself and leaves the fixed
+            // hop-by-hop set out as it writes; only names a Connection header lists need
+            // removing here.
+            if parts.headers.contains_key(hyper::header::CONNECTION) {
+                headers::strip_hop_by_hop(&mut parts.headers);
+            }
+            let forwarded = headers::Forwarded {
+                client: peer.ip_value.clone(),
+                proto: scheme.as_str(),
+                host: host.cloned(),
+            };
+            return Ok(Outgoing::Lean(LeanRequest { parts, forwarded }));
+        }
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = upgrade {
             parts
@@ -392,16 +413,7 @@ impl Proxy {
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(hyper::header::UPGRADE, protocol.clone());
         }
-        if !parts.headers.contains_key(HOST) {
-            // HTTP/2 carries the host in :authority.
-            if let Some(v) = host {
-                parts.headers.insert(HOST, v.clone());
-            }
-        }
         headers::set_forwarded(&mut parts.headers, &peer.ip_value, scheme.as_str(), host.cloned());
-        if upgrade.is_none() && body.is_end_stream() {
-            return Ok(Outgoing::Lean(parts));
-        }
         Ok(Outgoing::Full(Request::from_parts(
             parts,
             body.map_err(Into::into).boxed(),

@@ -18,19 +18,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::http::request;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
-use super::h1_client::{H1Body, H1Client};
+use super::h1_client::{H1Body, H1Client, LeanRequest};
 use super::{BoxError, ProxyBody};
 
 /// A request on its way to a backend, in the form its client takes.
 pub enum Outgoing {
     /// No body, no upgrade: the lean client.
-    Lean(request::Parts),
+    Lean(LeanRequest),
     /// hyper's client: a body to stream, or an upgrade.
     Full(Request<ProxyBody>),
 }
@@ -97,7 +96,7 @@ impl Upstream {
         req: Outgoing,
     ) -> Result<Response<UpstreamBody>, (ProxyError, Option<Outgoing>)> {
         match req {
-            Outgoing::Lean(parts) => match self.lean.send(addr, parts).await {
+            Outgoing::Lean(req) => match self.lean.send(addr, req).await {
                 Ok(resp) => Ok(resp.map(UpstreamBody::Lean)),
                 Err((e, unsent)) => Err((e, unsent.map(Outgoing::Lean))),
             },

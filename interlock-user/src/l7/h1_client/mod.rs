@@ -38,6 +38,16 @@ use tokio::time::Sleep;
 pub use body::H1Body;
 
 use super::error::ProxyError;
+use super::headers::{self, Forwarded};
+
+/// A body-less request for the lean client: its head (origin form, Host set) and the
+/// forwarding headers to add. Hop-by-hop headers a Connection header names must already
+/// be gone; the fixed hop-by-hop set and the client's forwarding headers are left out as
+/// the head is written.
+pub struct LeanRequest {
+    pub parts: request::Parts,
+    pub forwarded: Forwarded,
+}
 
 /// Idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 256;
@@ -152,11 +162,11 @@ impl H1Client {
     pub async fn send(
         &self,
         addr: SocketAddr,
-        parts: request::Parts,
-    ) -> Result<Response<H1Body>, (ProxyError, Option<request::Parts>)> {
-        let idempotent = parts.method.is_idempotent();
+        req: LeanRequest,
+    ) -> Result<Response<H1Body>, (ProxyError, Option<LeanRequest>)> {
+        let idempotent = req.parts.method.is_idempotent();
         while let Some(conn) = self.pool.checkout(addr) {
-            match self.exchange(addr, conn, &parts).await {
+            match self.exchange(addr, conn, &req).await {
                 Ok(resp) => return Ok(resp),
                 // The backend closed the pooled connection as the request went out: RFC 9110
                 // 9.2.2 lets an idempotent request be sent again; the next connection is tried.
@@ -166,15 +176,15 @@ impl H1Client {
         }
         let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err((ProxyError::Connect { addr, source }, Some(parts))),
-            Err(_) => return Err((ProxyError::ConnectTimeout { addr }, Some(parts))),
+            Ok(Err(source)) => return Err((ProxyError::Connect { addr, source }, Some(req))),
+            Err(_) => return Err((ProxyError::ConnectTimeout { addr }, Some(req))),
         };
         let _ = stream.set_nodelay(true);
-        match self.exchange(addr, Conn::new(stream), &parts).await {
+        match self.exchange(addr, Conn::new(stream), &req).await {
             Ok(resp) => Ok(resp),
             // A fresh connection closed before answering: hand the request back only when
             // repeating it (on another backend) is harmless.
-            Err(e @ ProxyError::StaleConnection { .. }) if idempotent => Err((e, Some(parts))),
+            Err(e @ ProxyError::StaleConnection { .. }) if idempotent => Err((e, Some(req))),
             Err(e) => Err((not_repeatable(e), None)),
         }
     }
@@ -184,9 +194,9 @@ impl H1Client {
         &self,
         addr: SocketAddr,
         mut conn: Conn,
-        parts: &request::Parts,
+        req: &LeanRequest,
     ) -> Result<Response<H1Body>, ProxyError> {
-        let head_request = parts.method == Method::HEAD;
+        let head_request = req.parts.method == Method::HEAD;
         // One timer per connection, pushed back per request: moving a registered deadline
         // later is one atomic store (tokio re-files it only when the old one comes due),
         // where a `timeout` per request would enter and leave the timer wheel each time.
@@ -200,7 +210,7 @@ impl H1Client {
         };
         let outcome = {
             let mut work = std::pin::pin!(async {
-                write_head(&mut conn, parts).await?;
+                write_head(&mut conn, req).await?;
                 head::read_head(&mut conn, head_request).await
             });
             std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
@@ -244,8 +254,9 @@ fn not_repeatable(e: ProxyError) -> ProxyError {
     }
 }
 
-/// `GET /path HTTP/1.1`, the headers as they are, one write.
-async fn write_head(conn: &mut Conn, parts: &request::Parts) -> Result<(), Failure> {
+/// `GET /path HTTP/1.1`, the headers, the forwarding headers, one write.
+async fn write_head(conn: &mut Conn, req: &LeanRequest) -> Result<(), Failure> {
+    let (parts, forwarded) = (&req.parts, &req.forwarded);
     let buf = &mut conn.write;
     buf.clear();
     buf.extend_from_slice(parts.method.as_str().as_bytes());
@@ -254,11 +265,22 @@ async fn write_head(conn: &mut Conn, parts: &request::Parts) -> Result<(), Failu
     buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
+        if headers::is_hop_by_hop(name) || headers::is_forwarding(name) {
+            continue;
+        }
         buf.extend_from_slice(name.as_str().as_bytes());
         buf.extend_from_slice(b": ");
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
-    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(b"x-forwarded-for: ");
+    buf.extend_from_slice(forwarded.client.as_bytes());
+    buf.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    buf.extend_from_slice(forwarded.proto.as_bytes());
+    if let Some(host) = &forwarded.host {
+        buf.extend_from_slice(b"\r\nx-forwarded-host: ");
+        buf.extend_from_slice(host.as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n\r\n");
     conn.stream.write_all(&conn.write).await.map_err(|_| Failure::Closed)
 }
