@@ -358,3 +358,50 @@ async fn a_hung_backend_times_out_and_requests_with_bodies_still_go_through() {
         assert_eq!(get(&c, proxy.http, "echo.test", "/").await.0, StatusCode::OK);
     }
 }
+
+/// The client on its own, with a short response timeout: the per-connection timer fires
+/// while a connection idles in the pool, and the connection still serves afterwards.
+#[tokio::test]
+async fn the_response_timer_outlives_idle_time_in_the_pool() {
+    use interlock::l7::h1_client::{H1Client, LeanRequest};
+    use interlock::l7::headers::Forwarded;
+
+    let backend = scripted(|_, head| {
+        if head.contains("/slow") {
+            Action::Slowly(Vec::new(), Duration::from_millis(800), ok("late"))
+        } else {
+            Action::Reply(ok("quick"))
+        }
+    })
+    .await;
+    let lean = H1Client::new(Duration::from_secs(1), Duration::from_millis(300));
+    let request = |path: &str| {
+        let (mut parts, ()) = hyper::Request::get(path).body(()).unwrap().into_parts();
+        parts.headers.insert("host", "lean.test".parse().unwrap());
+        LeanRequest {
+            parts,
+            forwarded: Forwarded {
+                client: "192.0.2.1".parse().unwrap(),
+                proto: "http",
+                host: None,
+            },
+        }
+    };
+    for round in 0..3 {
+        let resp = lean.send(backend.addr, request("/")).await.map_err(|e| e.0).unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "quick", "round {round}");
+        // Longer than the response timeout: the connection's timer comes due while idle.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+    let slow = lean.send(backend.addr, request("/slow")).await;
+    assert!(
+        matches!(
+            slow,
+            Err((interlock::l7::error::ProxyError::UpstreamTimeout { .. }, None))
+        ),
+        "a late answer is a timeout"
+    );
+}
