@@ -51,7 +51,7 @@ pub struct LeanRequest {
 
 /// Idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 256;
-/// A response head larger than this is refused (502): hyper's client allowed about as much.
+/// A response head larger than this is refused (502); request heads have the same limit.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
