@@ -26,3 +26,22 @@ pub fn report(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "[e2e] {line}");
 }
+
+/// Polls `ok` every 50 ms until it says true (an error counts as not yet); returns the
+/// seconds it took, or an error naming `what` after `timeout`.
+pub fn wait_until(
+    what: &str,
+    timeout: std::time::Duration,
+    mut ok: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<f64> {
+    let start = std::time::Instant::now();
+    loop {
+        if ok().unwrap_or(false) {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("{what}: not within {timeout:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::agent::interlock_bin;
-use crate::docker::{docker, unique};
+use crate::docker::{docker, unique, Network, Service};
 use crate::netns::run;
 
 /// Node ports the test stacks publish (the demo's stack keeps 80/443).
@@ -175,4 +175,27 @@ pub fn get_at(port: u16, host: &str, path: &str) -> Result<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// A page service (answers `text`) on `net`, routed by the stack for `host` to port 80;
+/// `extra` adds `docker service create` flags.
+pub fn routed_page(net: &Network, host: &str, extra: &[&str], text: &str) -> Result<Service> {
+    let hosts = format!("com.docker.lb.hosts={host}");
+    let mut args = vec![
+        "--network",
+        net.name.as_str(),
+        "--label",
+        &hosts,
+        "--label",
+        "com.docker.lb.port=80",
+    ];
+    args.extend_from_slice(extra);
+    Service::page(&args, text)
+}
+
+/// Waits until `host` answers `GET /` with 200; the seconds it took.
+pub fn wait_served(host: &str, timeout: Duration) -> Result<f64> {
+    crate::wait_until(&format!("{host} answering 200"), timeout, || {
+        Ok(get(host, "/")?.0 == 200)
+    })
 }

@@ -11,11 +11,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use interlock_tests::docker::{docker, ensure_backend_image, unique, Network, Service};
+use anyhow::Result;
+use interlock_tests::docker::{docker, ensure_backend_image, unique, Network};
 use interlock_tests::load::Load;
-use interlock_tests::stack::{get, Stack};
-use interlock_tests::{report, require_root};
+use interlock_tests::stack::{routed_page, wait_served, Stack};
+use interlock_tests::{report, require_root, wait_until};
 
 const RATE: u32 = 100;
 
@@ -36,19 +36,6 @@ impl Drop for Frozen {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<f64> {
-    let start = Instant::now();
-    loop {
-        if ok().unwrap_or(false) {
-            return Ok(start.elapsed().as_secs_f64());
-        }
-        if start.elapsed() > timeout {
-            bail!("{what}: not within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Lines of `interlock status` naming `host`, each listing that route's backends.
 fn backends_of(stack: &Stack, host: &str) -> Result<usize> {
     let table = stack.status()?;
@@ -63,24 +50,8 @@ fn a_frozen_engine_and_a_killed_agent_under_load() {
     let net = Network::new().unwrap();
     let stack = Stack::deploy("").unwrap();
     let host = format!("{}.example", unique("f"));
-    let svc = Service::page(
-        &[
-            "--network",
-            &net.name,
-            "--replicas",
-            "2",
-            "--label",
-            &format!("com.docker.lb.hosts={host}"),
-            "--label",
-            "com.docker.lb.port=80",
-        ],
-        "app",
-    )
-    .unwrap();
-    wait_until("the service answering", Duration::from_secs(60), || {
-        Ok(get(&host, "/")?.0 == 200)
-    })
-    .unwrap();
+    let svc = routed_page(&net, &host, &["--replicas", "2"], "app").unwrap();
+    wait_served(&host, Duration::from_secs(60)).unwrap();
 
     // dockerd frozen for 30 s under load: nothing is lost.
     let load = Load::start(&host, "/", RATE);
@@ -111,12 +82,7 @@ fn a_frozen_engine_and_a_killed_agent_under_load() {
     let before = load.answered();
     docker(&["kill", &stack.agent_container().unwrap()]).unwrap();
     let killed = Instant::now();
-    wait_until(
-        "served again after the agent was killed",
-        Duration::from_secs(60),
-        || Ok(get(&host, "/")?.0 == 200),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}\nagent tasks:\n{}", stack.tasks()));
+    wait_served(&host, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}\nagent tasks:\n{}", stack.tasks()));
     let gap_s = killed.elapsed().as_secs_f64();
     let back = load.answered();
     std::thread::sleep(Duration::from_secs(5));

@@ -3,9 +3,9 @@
 //! every request is answered 2xx.
 use std::time::Duration;
 
-use interlock_tests::docker::{ensure_backend_image, unique, Network, Service};
+use interlock_tests::docker::{ensure_backend_image, unique, Network};
 use interlock_tests::load::Load;
-use interlock_tests::stack::{get, Stack};
+use interlock_tests::stack::{routed_page, wait_served, Stack};
 use interlock_tests::{report, require_root};
 
 #[test]
@@ -15,28 +15,9 @@ fn scaling_and_rolling_updates_under_load_answer_every_request() {
     let net = Network::new().unwrap();
     let _stack = Stack::deploy("").unwrap();
     let host = format!("{}.example", unique("u"));
-    let svc = Service::page(
-        &[
-            "--network",
-            &net.name,
-            "--replicas",
-            "2",
-            "--stop-grace-period",
-            "2s",
-            "--label",
-            &format!("com.docker.lb.hosts={host}"),
-            "--label",
-            "com.docker.lb.port=80",
-        ],
-        "app",
-    )
-    .unwrap();
-    for _ in 0..300 {
-        if get(&host, "/").is_ok_and(|(s, _)| s == 200) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let svc = routed_page(&net, &host, &["--replicas", "2", "--stop-grace-period", "2s"], "app").unwrap();
+    // Not yet served after 30 s: the load's failures will say so.
+    let _ = wait_served(&host, Duration::from_secs(30));
 
     let load = Load::start(&host, "/", 200);
     let settle = || std::thread::sleep(Duration::from_secs(2));
