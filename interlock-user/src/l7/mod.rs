@@ -3,7 +3,8 @@
 //! - `routes`: snapshot -> immutable route table (host, wildcard, longest prefix). Pure.
 //! - `balance`: backend choice (P2C, sticky, ejection) and per-backend live state.
 //! - `proxy`: the request path; `upstream`: pooled backend connections; `h1_client`: the
-//!   lean HTTP/1.1 client most requests take to backends.
+//!   lean HTTP/1.1 client most requests take to backends; `h1_server`: the lean loop most
+//!   plain HTTP/1.1 requests come in by (hyper's server takes the rest).
 //! - `headers`: hop-by-hop, forwarding headers, request checks. `error`: typed failures.
 //! - `server`: listeners, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
 //!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod balance;
 pub mod error;
 pub mod h1_client;
+pub mod h1_server;
 pub mod headers;
 pub mod health;
 pub mod metrics;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST, LOCATION};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
@@ -21,11 +20,15 @@ use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM
 use super::metrics::{BackendLabels, LimitLabels, Metrics, RequestLabels, RouteLabels, RouteName};
 use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::{Outgoing, Upstream, UpstreamBody};
-use super::ProxyBody;
+use super::{BoxError, ProxyBody};
 use crate::model::assemble::{LIMIT_BACKENDS_PER_SERVICE, LIMIT_HTTP_ROUTES};
 use crate::model::{Snapshot, Stickiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+
+/// A request body the proxy can forward: hyper's `Incoming`, or an empty body.
+pub trait RequestBody: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + 'static {}
+impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + 'static> RequestBody for B {}
 
 /// At most this many backends are tried for one request (connect failures only).
 const MAX_ATTEMPTS: usize = 3;
@@ -184,8 +187,14 @@ impl Proxy {
         all
     }
 
-    /// Handles one request; never fails: errors become responses.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer, scheme: Scheme) -> Response<ProxyBody> {
+    /// Handles one request; never fails: errors become responses. `B` is hyper's body for
+    /// requests hyper's server read, an empty one for those of the lean server (`h1_server`).
+    pub async fn handle<B: RequestBody>(
+        self: Arc<Self>,
+        req: Request<B>,
+        peer: Peer,
+        scheme: Scheme,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
@@ -250,10 +259,10 @@ impl Proxy {
 
     /// Routes and forwards; on error returns the route name (when one was chosen) and why.
     /// On success also the x-upstream-addr of the backend that answered.
-    async fn route_and_forward(
+    async fn route_and_forward<B: RequestBody>(
         &self,
         live: &LiveTable,
-        req: Request<Incoming>,
+        req: Request<B>,
         uri: &Uri,
         peer: &Peer,
         scheme: Scheme,
@@ -373,16 +382,15 @@ impl Proxy {
     /// The request as the backend sees it: origin-form URI (rewritten), HTTP/1.1, no
     /// hop-by-hop headers, forwarding headers set; the body streamed through. Requests
     /// without a body or upgrade go to the lean client, the rest to hyper's.
-    fn upstream_request(
+    fn upstream_request<B: RequestBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         route: &Route,
         peer: &Peer,
         scheme: Scheme,
         host: Option<&HeaderValue>,
         upgrade: Option<&HeaderValue>,
     ) -> Result<Outgoing, ProxyError> {
-        use hyper::body::Body as _;
         let (mut parts, body) = req.into_parts();
         parts.uri = origin_form(&parts.uri, route)?;
         parts.version = Version::HTTP_11;

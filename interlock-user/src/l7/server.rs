@@ -1,5 +1,6 @@
 //! Client-facing listeners: accept with a connection limit, serve HTTP/1.1 and HTTP/2 (h2c
-//! prior knowledge on plain listeners, ALPN on TLS ones) with hyper-util's auto builder, and
+//! prior knowledge on plain listeners, ALPN on TLS ones) with hyper-util's auto builder
+//! (body-less HTTP/1.1 requests on plain listeners with the lean loop in `h1_server`), and
 //! drain gracefully on shutdown.
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +10,12 @@ use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::h1_server;
 use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
 
@@ -54,6 +56,9 @@ pub struct Listener {
 
 /// Serves `listeners` until `shutdown` turns true, then drains for `limits.drain_grace`.
 pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, mut shutdown: watch::Receiver<bool>) {
+    // Accept loops share it; connections hold only a `Watcher` each, from accept to close,
+    // so once the accept loops are gone `shutdown()` waits for every connection, whether
+    // hyper or the lean loop serves it.
     let graceful = Arc::new(GracefulShutdown::new());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut accept_tasks = Vec::new();
@@ -86,8 +91,13 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (proxy, limits, graceful, tls) =
-                    (proxy.clone(), limits.clone(), graceful.clone(), listener.tls.clone());
+                let (proxy, limits, watcher, tls, mut stop) = (
+                    proxy.clone(),
+                    limits.clone(),
+                    graceful.watcher(),
+                    listener.tls.clone(),
+                    stop.clone(),
+                );
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
                     // The connection futures are boxed: the spawned task stays small, so
@@ -95,19 +105,17 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     // connection state (several KiB per accepted connection).
                     match tls {
                         None => {
-                            Box::pin(serve_connection(stream, peer, Scheme::Http, &proxy, &limits, &graceful)).await
+                            // Body-less HTTP/1.1 requests take the lean loop; the first
+                            // other request hands the connection to hyper.
+                            let lean = Box::pin(h1_server::serve(stream, peer, &proxy, &limits, &mut stop)).await;
+                            if let h1_server::Outcome::Handover(stream) = lean {
+                                Box::pin(serve_connection(stream, peer, Scheme::Http, &proxy, &limits, watcher)).await
+                            }
                         }
                         Some(tls) => {
                             if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
-                                Box::pin(serve_connection(
-                                    stream,
-                                    peer,
-                                    Scheme::Https,
-                                    &proxy,
-                                    &limits,
-                                    &graceful,
-                                ))
-                                .await;
+                                Box::pin(serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher))
+                                    .await;
                             }
                         }
                     }
@@ -121,6 +129,8 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
     for task in accept_tasks {
         let _ = task.await;
     }
+    // The accept loops held the other references; should one have panicked, a new
+    // (empty) handle only skips the wait.
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tracing::info!("draining client connections (up to {:?})", limits.drain_grace);
     if tokio::time::timeout(limits.drain_grace, graceful.shutdown())
@@ -138,7 +148,7 @@ pub async fn serve_connection<S>(
     scheme: Scheme,
     proxy: &Arc<Proxy>,
     limits: &Limits,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -169,7 +179,7 @@ pub async fn serve_connection<S>(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
-    if let Err(e) = graceful.watch(conn).await {
+    if let Err(e) = watcher.watch(conn).await {
         // Header size, header count and the header read timeout are enforced by hyper,
         // which ends the connection with an error saying which.
         match e.downcast_ref::<hyper::Error>() {

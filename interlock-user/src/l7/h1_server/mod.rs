@@ -1,0 +1,179 @@
+//! A lean HTTP/1.1 server loop for the common case: body-less requests on plain HTTP
+//! connections.
+//!
+//! hyper's server costs about 11k instructions a request (its dispatcher, the service
+//! future, the encoder), as much as everything the proxy itself does. Most requests a
+//! balancer sees are GETs without a body; for those this loop reads the head into one
+//! buffer, parses it with `httparse`, hands the request to [`Proxy::handle`] (the same
+//! routing, balancing, headers, access log and metrics as hyper's requests) and writes the
+//! response straight from the head and body frames it gets back.
+//!
+//! The first request that is anything else (a body, an upgrade, h2c, HTTP/1.0, a
+//! malformed or oversized head) ends the loop: hyper serves the rest of the connection,
+//! starting with the bytes already read (`Rewind`). So every rule hyper enforces on such
+//! requests (400, 431, `Expect`, upgrades, pipelining) is unchanged.
+mod request;
+mod response;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Body;
+use hyper::{Method, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::proxy::{Peer, Proxy, Scheme};
+use super::rewind::Rewind;
+use super::server::Limits;
+use request::Parsed;
+use response::Framing;
+
+/// Bytes asked of the socket per read of a request head.
+const READ_CHUNK: usize = 8 * 1024;
+/// Response bytes gathered before they are written (a body arriving faster than this is
+/// written in pieces of about this size).
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// How a connection left the lean loop.
+pub enum Outcome<S> {
+    /// Closed (by the client, an error, a timeout, `Connection: close` or shutdown).
+    Closed,
+    /// A request the lean loop does not serve: hyper takes the connection over, reading
+    /// the bytes already read first.
+    Handover(Rewind<S>),
+}
+
+/// Serves body-less HTTP/1.1 requests on `stream` until the connection ends or a request
+/// needs hyper. `stop` turning true ends the connection after the response in progress.
+pub async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    proxy: &Arc<Proxy>,
+    limits: &Limits,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = Peer::new(peer);
+    let mut input = BytesMut::new();
+    let mut out = Vec::new();
+    // One timer per connection, moved for each head (see `h1_client::exchange`).
+    let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
+    loop {
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + limits.header_read_timeout);
+        let (parts, close) = loop {
+            if !input.is_empty() {
+                // Frozen so header values share its bytes; a head not all there yet, or
+                // pipelined bytes after it, are copied back (rare).
+                let data = input.split().freeze();
+                match request::parse(&data, limits.max_headers) {
+                    Parsed::Simple { parts, len, close } => {
+                        input.extend_from_slice(&data[len..]);
+                        break (parts, close);
+                    }
+                    Parsed::Other => return Outcome::Handover(Rewind::new(data.to_vec(), stream)),
+                    Parsed::Partial if data.len() >= limits.max_header_bytes => {
+                        // hyper answers 431 and counts it.
+                        return Outcome::Handover(Rewind::new(data.to_vec(), stream));
+                    }
+                    Parsed::Partial => input.extend_from_slice(&data),
+                }
+            }
+            input.reserve(READ_CHUNK);
+            let read = tokio::select! {
+                biased;
+                read = stream.read_buf(&mut input) => read,
+                _ = timer.as_mut() => {
+                    if !input.is_empty() {
+                        proxy.metrics.limit_reached("header_read_timeout");
+                    }
+                    return Outcome::Closed;
+                }
+                _ = stop.wait_for(|s| *s) => return Outcome::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Outcome::Closed,
+                Ok(_) => {}
+            }
+        };
+        let head_request = parts.method == Method::HEAD;
+        let req = Request::from_parts(parts, Empty::<Bytes>::new());
+        let resp = proxy.clone().handle(req, peer.clone(), Scheme::Http).await;
+        out.clear();
+        let (framing, close) = response::write_head(&mut out, &resp, head_request, close || *stop.borrow());
+        let body = resp.into_body();
+        if !write_body(&mut stream, &mut out, body, framing).await || close {
+            let _ = stream.shutdown().await;
+            return Outcome::Closed;
+        }
+    }
+}
+
+/// Writes the head in `out` and the body after it, gathering what is ready into one
+/// write. False when the connection cannot go on (the client or the body failed).
+async fn write_body<S>(stream: &mut S, out: &mut Vec<u8>, mut body: crate::l7::ProxyBody, framing: Framing) -> bool
+where
+    S: AsyncWrite + Unpin,
+{
+    if framing == Framing::None {
+        return stream.write_all(out).await.is_ok();
+    }
+    loop {
+        // What the body has ready now joins the buffer; the buffer is written when the
+        // body has to wait (so a head is never held back) or has grown large.
+        let frame = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match frame {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() && stream.write_all(out).await.is_err() {
+                    return false;
+                }
+                out.clear();
+                body.frame().await
+            }
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers: not sent
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if framing == Framing::Chunked {
+                    response::chunk_start(out, data.len());
+                }
+                out.extend_from_slice(&data);
+                if framing == Framing::Chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+                if out.len() >= WRITE_HIGH_WATER {
+                    if stream.write_all(out).await.is_err() {
+                        return false;
+                    }
+                    out.clear();
+                }
+            }
+            Some(Err(e)) => {
+                // The backend broke off mid-body: the client must see a cut, not an end.
+                tracing::debug!("response body failed: {e}");
+                let _ = stream.write_all(out).await;
+                return false;
+            }
+            None => {
+                if framing == Framing::Chunked {
+                    out.extend_from_slice(response::LAST_CHUNK);
+                }
+                return stream.write_all(out).await.is_ok();
+            }
+        }
+    }
+}
