@@ -8,7 +8,9 @@
 //! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
 //! - `l7`: the HTTP reverse proxy (routes, balancing, TLS, passthrough, metrics).
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
-//! - `log_format`: how log lines are written (cheap enough for one line per request).
+//! - `log_format`: how log lines are written (cheap enough for one line per request);
+//!   `access_log`: the per-request line; `log_writer`: stderr through a bounded queue.
+pub mod access_log;
 pub mod agent;
 pub mod bpf;
 pub mod commands;

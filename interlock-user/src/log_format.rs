@@ -30,7 +30,7 @@ impl FormatTime for UtcTime {
 }
 
 /// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a time in seconds since 1970 (UTC).
-fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
+pub(crate) fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let in_day = secs % 86_400;
     let mut put = |at: usize, width: usize, mut value: u64| {
@@ -119,7 +119,7 @@ impl PlainVisitor<'_> {
 
 /// A value that can be written as it is: no spaces, quotes or control characters, so a
 /// line stays one line and splits unambiguously into fields.
-fn is_plain(value: &str) -> bool {
+pub(crate) fn is_plain(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b > b' ' && b != b'"' && b != 0x7f)
 }
 
@@ -174,13 +174,14 @@ impl Visit for PlainVisitor<'_> {
     }
 }
 
+/// Lines as the agent's text format writes them (no time, level or target), for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
 
-    use super::*;
+    use super::PlainFields;
 
     /// Collects what the subscriber writes.
     #[derive(Clone, Default)]
@@ -203,7 +204,7 @@ mod tests {
         }
     }
 
-    fn logged(emit: impl FnOnce()) -> String {
+    pub fn logged(emit: impl FnOnce()) -> String {
         let lines = Lines::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(lines.clone())
@@ -217,6 +218,13 @@ mod tests {
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         text.trim_end().to_string()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::test_support::logged;
 
     #[test]
     fn plain_values_as_they_are_others_quoted() {

@@ -102,14 +102,18 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     let (writer, guard) = interlock::log_writer::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_timer(interlock::log_format::UtcTime);
     match format {
-        LogFormat::Text => builder
-            // Colours only for a person at a terminal: escape codes cost more than the access-log line itself.
-            .with_ansi(std::io::stderr().is_terminal())
-            .fmt_fields(interlock::log_format::PlainFields)
-            .init(),
+        LogFormat::Text => {
+            // Access lines of this format are written straight to the same writer.
+            interlock::access_log::install(writer.clone());
+            builder
+                // Colours only for a person at a terminal: escape codes cost more than the access-log line itself.
+                .with_ansi(std::io::stderr().is_terminal())
+                .fmt_fields(interlock::log_format::PlainFields)
+                .init()
+        }
         LogFormat::Json => builder.json().init(),
     }
     guard

@@ -6,6 +6,7 @@
 //!   lean HTTP/1.1 client most requests take to backends; `h1_server`: the lean loop most
 //!   plain HTTP/1.1 requests come in by (hyper's server takes the rest).
 //! - `headers`: hop-by-hop, forwarding headers, request checks. `error`: typed failures.
+//!   `raw_headers`: a backend's header lines kept as bytes between the lean client and server.
 //! - `server`: listeners, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
 //!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
+pub mod raw_headers;
 pub mod rewind;
 pub mod routes;
 pub mod server;

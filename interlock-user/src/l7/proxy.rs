@@ -21,6 +21,7 @@ use super::metrics::{BackendLabels, LimitLabels, Metrics, RequestLabels, RouteLa
 use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::{Outgoing, Upstream, UpstreamBody};
 use super::{BoxError, ProxyBody};
+use crate::access_log;
 use crate::model::assemble::{LIMIT_BACKENDS_PER_SERVICE, LIMIT_HTTP_ROUTES};
 use crate::model::{Snapshot, Stickiness};
 use prometheus_client::metrics::counter::Counter;
@@ -217,18 +218,17 @@ impl Proxy {
         };
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
-        tracing::info!(
-            target: "interlock::access",
-            client = peer.ip_str(),
-            method = method.as_str(),
-            host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
-            path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            route = route.as_ref().map_or("-", |r| &*r.name),
-            upstream = upstream.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
+        access_log::write(&access_log::Line {
+            client: peer.ip_str(),
+            method: method.as_str(),
+            host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
+            path: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            route: route.as_ref().map_or("-", |r| &*r.name),
+            upstream: upstream.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
             status,
-            us = elapsed.as_micros() as u64,
-            request_id = request_id.to_str().unwrap_or("-"),
-        );
+            micros: elapsed.as_micros() as u64,
+            request_id: request_id.to_str().unwrap_or("-"),
+        });
         response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
         response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         self.record(&live, route.as_ref(), status, elapsed);

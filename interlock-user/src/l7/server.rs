@@ -15,9 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use super::h1_server;
 use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
+use super::{h1_server, raw_headers};
 
 /// hyper's own limit on the number of request headers (HTTP/1).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
@@ -114,8 +114,7 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                         }
                         Some(tls) => {
                             if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
-                                Box::pin(serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher))
-                                    .await;
+                                Box::pin(serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher)).await;
                             }
                         }
                     }
@@ -174,7 +173,12 @@ pub async fn serve_connection<S>(
     let peer = Peer::new(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (proxy, peer) = (proxy.clone(), peer.clone());
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, scheme).await) }
+        async move {
+            let mut resp = proxy.handle(req, peer, scheme).await;
+            // hyper writes headers from the map only.
+            raw_headers::into_header_map(&mut resp);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -1,17 +1,18 @@
 //! Reading and parsing a backend's response head.
 //!
-//! The head is parsed where it was read: header values are slices of the read buffer (no
-//! copy, no allocation per header), hop-by-hop headers are left out as they are met (the
-//! proxy would strip them anyway) and the body's framing is decided in the same pass.
+//! The head is parsed where it was read, the kept header lines copied into one buffer as
+//! they are (`RawHeaders`: no map, no allocation per header), hop-by-hop headers left out
+//! as they are met (the proxy would strip them anyway) and the body's framing decided in
+//! the same pass.
 use std::mem::MaybeUninit;
 
-use bytes::Bytes;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use bytes::{Bytes, BytesMut};
 use hyper::StatusCode;
 
 use super::body::Framing;
 use super::{Conn, Failure, MAX_HEAD_BYTES};
 use crate::l7::headers;
+use crate::l7::raw_headers::RawHeaders;
 
 /// Header lines in a response head (hyper's default).
 const MAX_HEADERS: usize = 100;
@@ -20,7 +21,7 @@ const MAX_HEADERS: usize = 100;
 pub(super) struct Head {
     pub status: StatusCode,
     /// Without hop-by-hop headers.
-    pub headers: HeaderMap,
+    pub headers: RawHeaders,
     pub framing: Framing,
     /// The backend keeps the connection open after this response.
     pub reusable: bool,
@@ -94,11 +95,13 @@ fn parse_head(data: &Bytes, head_request: bool) -> Result<Option<(usize, Head)>,
             }
         }
     }
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 2);
-    let (mut length, mut chunked, mut other_coding) = (None, false, false);
+    // Kept lines are copied as they came (one buffer, no map; see `raw_headers`).
+    let mut lines = BytesMut::with_capacity(data.len().min(len));
+    let (mut length, mut chunked, mut other_coding, mut date) = (None, false, false, false);
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Failure::Bad("invalid header name"))?;
-        if name == CONTENT_LENGTH {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let first = length.is_none();
             for part in h.value.split(|b| *b == b',') {
                 let n = parse_length(part.trim_ascii()).ok_or(Failure::Bad("invalid Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
@@ -106,23 +109,36 @@ fn parse_head(data: &Bytes, head_request: bool) -> Result<Option<(usize, Head)>,
                 }
                 length = Some(n);
             }
-            if headers.contains_key(CONTENT_LENGTH) {
+            if !first {
                 // Repeated, equal: one is enough for the client.
                 continue;
             }
-        } else if name == TRANSFER_ENCODING {
+            // Written as one number even when the backend listed it twice ("3, 3").
+            lines.extend_from_slice(b"Content-Length: ");
+            lines.extend_from_slice(itoa::Buffer::new().format(length.unwrap_or(0)).as_bytes());
+            lines.extend_from_slice(b"\r\n");
+            continue;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
                 other_coding = true;
             }
             chunked = true;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            date = true;
         }
-        if headers::is_hop_by_hop(&name) || named.iter().any(|n| n.eq_ignore_ascii_case(h.name.as_bytes())) {
+        if headers::is_hop_by_hop_name(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             continue;
         }
-        let value = HeaderValue::from_maybe_shared(data.slice_ref(h.value))
-            .map_err(|_| Failure::Bad("invalid header value"))?;
-        headers.append(name, value);
+        lines.extend_from_slice(name);
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(h.value);
+        lines.extend_from_slice(b"\r\n");
     }
+    let headers = RawHeaders {
+        lines: lines.freeze(),
+        content_length: length.is_some(),
+        date,
+    };
     let framing = if chunked && length.is_some() {
         return Err(Failure::Bad("both Content-Length and Transfer-Encoding"));
     } else if head_request
@@ -217,9 +233,8 @@ mod tests {
               Content-Length: 2\r\nContent-Length: 2\r\nX-Kept: yes\r\n\r\nhi",
         )
         .unwrap();
-        assert_eq!(head.headers.len(), 2, "{:?}", head.headers);
-        assert_eq!(head.headers["x-kept"], "yes");
-        assert_eq!(head.headers["content-length"], "2");
+        assert_eq!(head.headers.lines, "Content-Length: 2\r\nX-Kept: yes\r\n");
+        assert!(head.headers.content_length && !head.headers.date);
         assert!(head.reusable);
         assert_eq!(head.rest, "hi");
         assert!(

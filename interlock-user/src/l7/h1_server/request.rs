@@ -162,6 +162,9 @@ mod tests {
             );
         }
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        assert!(matches!(parse(&Bytes::from_static(many), 2), Parsed::Other), "over the header limit");
+        assert!(
+            matches!(parse(&Bytes::from_static(many), 2), Parsed::Other),
+            "over the header limit"
+        );
     }
 }

@@ -6,6 +6,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use hyper::{Response, StatusCode};
 
+use crate::l7::raw_headers::RawHeaders;
 use crate::l7::ProxyBody;
 
 /// How the body follows the head.
@@ -19,7 +20,8 @@ pub(super) enum Framing {
     Chunked,
 }
 
-/// Writes the head of `resp` into `out`: status line, headers, `Date` when the response
+/// Writes the head of `resp` into `out`: status line, the backend's header lines as the
+/// lean client kept them (`RawHeaders`) then the map's, `Date` when the response
 /// has none (as hyper's server adds it), the framing headers, and `Connection: close`
 /// when the connection ends after this response. Returns the framing and whether the
 /// connection closes (also when the response itself says `Connection: close`).
@@ -35,6 +37,10 @@ pub(super) fn write_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let raw = resp.extensions().get::<RawHeaders>();
+    if let Some(raw) = raw {
+        out.extend_from_slice(&raw.lines);
+    }
     let headers = resp.headers();
     for (name, value) in headers {
         // The framing is this connection's to decide.
@@ -47,7 +53,7 @@ pub(super) fn write_head(
         }
         header(out, name.as_str(), value);
     }
-    if !headers.contains_key(DATE) {
+    if !raw.is_some_and(|r| r.date) && !headers.contains_key(DATE) {
         out.extend_from_slice(b"date: ");
         now_http_date(out);
         out.extend_from_slice(b"\r\n");
@@ -58,7 +64,7 @@ pub(super) fn write_head(
         || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless {
         Framing::None
-    } else if headers.contains_key(CONTENT_LENGTH) {
+    } else if raw.is_some_and(|r| r.content_length) || headers.contains_key(CONTENT_LENGTH) {
         Framing::Length
     } else if let Some(n) = resp.body().size_hint().exact() {
         out.extend_from_slice(b"content-length: ");
@@ -124,7 +130,11 @@ mod tests {
     use http_body_util::{BodyExt, Full};
 
     fn response(status: u16, headers: &[(&'static str, &'static str)], body: &'static str) -> Response<ProxyBody> {
-        let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())).map_err(|n| match n {}).boxed());
+        let mut resp = Response::new(
+            Full::new(Bytes::from_static(body.as_bytes()))
+                .map_err(|n| match n {})
+                .boxed(),
+        );
         *resp.status_mut() = StatusCode::from_u16(status).unwrap();
         for (k, v) in headers {
             resp.headers_mut().append(*k, HeaderValue::from_static(v));
@@ -140,13 +150,23 @@ mod tests {
 
     #[test]
     fn heads_carry_status_headers_date_and_framing() {
-        let (head, framing, close) = head_of(&response(200, &[("content-length", "2"), ("x-a", "1")], "hi"), false, false);
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: 1\r\ndate: "), "{head}");
+        let (head, framing, close) = head_of(
+            &response(200, &[("content-length", "2"), ("x-a", "1")], "hi"),
+            false,
+            false,
+        );
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: 1\r\ndate: "),
+            "{head}"
+        );
         assert!(head.ends_with(" GMT\r\n\r\n"), "{head}");
         assert_eq!((framing, close), (Framing::Length, false));
 
         let (head, framing, _) = head_of(&response(404, &[], "no route\n"), false, false);
-        assert!(head.contains("content-length: 9\r\n"), "a known size becomes a length: {head}");
+        assert!(
+            head.contains("content-length: 9\r\n"),
+            "a known size becomes a length: {head}"
+        );
         assert_eq!(framing, Framing::Length);
 
         let (head, framing, close) = head_of(
@@ -154,12 +174,32 @@ mod tests {
             false,
             false,
         );
-        assert_eq!(head, "HTTP/1.1 400 Bad Request\r\ndate: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\n");
+        assert_eq!(
+            head,
+            "HTTP/1.1 400 Bad Request\r\ndate: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
+        );
         assert_eq!((framing, close), (Framing::Length, true));
 
         let (_, framing, close) = head_of(&response(200, &[("content-length", "5")], ""), true, true);
         assert_eq!((framing, close), (Framing::None, true), "HEAD: no body");
         assert_eq!(head_of(&response(304, &[], ""), false, false).1, Framing::None);
+    }
+
+    #[test]
+    fn raw_lines_come_first_and_count_for_framing_and_date() {
+        let mut resp = response(200, &[("x-upstream-addr", "10.0.0.2:80")], "hi");
+        resp.extensions_mut().insert(RawHeaders {
+            lines: Bytes::from_static(b"Date: Thu, 03 Dec 2026 07:00:00 GMT\r\nContent-Length: 5\r\n"),
+            content_length: true,
+            date: true,
+        });
+        let (head, framing, _) = head_of(&resp, false, false);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 07:00:00 GMT\r\nContent-Length: 5\r\n\
+             x-upstream-addr: 10.0.0.2:80\r\n\r\n"
+        );
+        assert_eq!(framing, Framing::Length);
     }
 
     #[test]
@@ -171,7 +211,14 @@ mod tests {
         let (head, framing, _) = head_of(&resp, false, false);
         assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
         assert_eq!(framing, Framing::Chunked);
-        for (len, hex) in [(0, "0"), (1, "1"), (15, "f"), (16, "10"), (65535, "ffff"), (65536, "10000")] {
+        for (len, hex) in [
+            (0, "0"),
+            (1, "1"),
+            (15, "f"),
+            (16, "10"),
+            (65535, "ffff"),
+            (65536, "10000"),
+        ] {
             let mut out = Vec::new();
             chunk_start(&mut out, len);
             assert_eq!(out, format!("{hex}\r\n").as_bytes());

@@ -45,7 +45,12 @@ pub fn run() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("ilb-bench-l7-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = measure(&agent, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    // For profiling: ILB_BENCH_KEEP=1 keeps the logs and callgrind files.
+    if std::env::var_os("ILB_BENCH_KEEP").is_some() {
+        println!("BENCH l7 files kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
@@ -84,6 +89,11 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         wait_port(port, Duration::from_secs(10))?;
     }
     println!("BENCH l7 setup workers={WORKERS} proxy_cpu=1 load_cpu=0 nice=-10 access_log=on wrk_threads=1");
+    if std::env::var_os("ILB_BENCH_INSTRUCTIONS_ONLY").is_some() {
+        // For profiling: only the callgrind count (a minute instead of four).
+        drop(interlock);
+        return instructions_per_request(agent, dir, &routes);
+    }
 
     // Rounds interleave the proxies, so a burst of other work on the machine hits all of
     // them alike; each figure is the median of its rounds.
@@ -144,12 +154,16 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         swapped.0.rps, swapped.1, swapped.0.non2xx, swapped.0.errors
     );
     drop(interlock);
+    instructions_per_request(agent, dir, &routes)
+}
 
+/// Instructions per keep-alive request of interlock and nginx, under callgrind.
+fn instructions_per_request(agent: &Path, dir: &Path, routes: &Path) -> Result<()> {
     let interlock_ipr = instructions::per_request(dir, "interlock", INTERLOCK_PROFILED_PORT, &|out| {
         let mut c = configs::interlock(
             Placement::Profiled(out),
             agent,
-            &routes,
+            routes,
             INTERLOCK_PROFILED_PORT,
             INTERLOCK_PROFILED_ADMIN,
         );
