@@ -90,7 +90,6 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     drop(stream);
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let (proxy, limits, watcher, tls, mut stop) = (
                     proxy.clone(),
                     limits.clone(),
@@ -113,6 +112,7 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                             }
                         }
                         Some(tls) => {
+                            let _ = stream.set_nodelay(true);
                             if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
                                 Box::pin(serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher)).await;
                             }

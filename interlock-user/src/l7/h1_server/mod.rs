@@ -24,7 +24,8 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body;
 use hyper::{Method, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::proxy::{Peer, Proxy, Scheme};
@@ -50,21 +51,19 @@ pub enum Outcome<S> {
 
 /// Serves body-less HTTP/1.1 requests on `stream` until the connection ends or a request
 /// needs hyper. `stop` turning true ends the connection after the response in progress.
-pub async fn serve<S>(
-    mut stream: S,
+pub async fn serve(
+    mut stream: TcpStream,
     peer: SocketAddr,
     proxy: &Arc<Proxy>,
     limits: &Limits,
     stop: &mut watch::Receiver<bool>,
-) -> Outcome<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Outcome<TcpStream> {
     let peer = Peer::new(peer);
     let mut input = BytesMut::new();
     let mut out = Vec::new();
     // One timer per connection, moved for each head (see `h1_client::exchange`).
     let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
+    let mut nodelay = false;
     loop {
         timer
             .as_mut()
@@ -79,11 +78,9 @@ where
                         input.extend_from_slice(&data[len..]);
                         break (parts, close);
                     }
-                    Parsed::Other => return Outcome::Handover(Rewind::new(data.to_vec(), stream)),
-                    Parsed::Partial if data.len() >= limits.max_header_bytes => {
-                        // hyper answers 431 and counts it.
-                        return Outcome::Handover(Rewind::new(data.to_vec(), stream));
-                    }
+                    Parsed::Other => return handover(data, stream),
+                    // hyper answers 431 and counts it.
+                    Parsed::Partial if data.len() >= limits.max_header_bytes => return handover(data, stream),
                     Parsed::Partial => input.extend_from_slice(&data),
                 }
             }
@@ -111,10 +108,21 @@ where
         let (framing, close) = response::write_head(&mut out, &resp, head_request, close || *stop.borrow());
         let body = resp.into_body();
         if !write_body(&mut stream, &mut out, body, framing).await || close {
-            let _ = stream.shutdown().await;
+            // Dropping the socket closes it (FIN): no shutdown call needed first.
             return Outcome::Closed;
         }
+        if !nodelay {
+            // Only a connection kept alive needs Nagle off (as nginx's `tcp_nodelay`): a
+            // response is one write, and the first write on a connection is never held.
+            nodelay = stream.set_nodelay(true).is_ok();
+        }
     }
+}
+
+fn handover(read: Bytes, stream: TcpStream) -> Outcome<TcpStream> {
+    // hyper may write a response in pieces: Nagle must not hold them back.
+    let _ = stream.set_nodelay(true);
+    Outcome::Handover(Rewind::new(read.to_vec(), stream))
 }
 
 /// Writes the head in `out` and the body after it, gathering what is ready into one

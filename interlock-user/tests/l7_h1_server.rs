@@ -1,0 +1,213 @@
+//! The lean server loop that serves body-less HTTP/1.1 requests on plain listeners, and its
+//! handover to hyper: raw clients on loopback, so framing and connection handling are exact.
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{route, snapshot, TestBackend, TestProxy};
+use interlock::l7::metrics::LimitLabels;
+use interlock::l7::server::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Writes `bytes` on a fresh connection and reads until the proxy closes it (at most 5 s).
+async fn exchange(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A backend that answers every request on every connection with `response`, then
+/// closes when `close` is set.
+async fn fixed_backend(response: &'static [u8], close: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if s.write_all(response).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn proxy_to(addr: SocketAddr, limits: Limits) -> TestProxy {
+    let mut r = route("srv", &["srv.test"], "/", &[]);
+    r.backends = vec![interlock::model::Backend {
+        addr,
+        weight: 1,
+        id: "srv".into(),
+    }];
+    TestProxy::start_with(&snapshot(1, vec![r]), limits).await
+}
+
+#[tokio::test]
+async fn pipelined_requests_then_a_body_handed_to_hyper_on_one_connection() {
+    let b = TestBackend::start("p").await;
+    let proxy = TestProxy::start(&snapshot(1, vec![route("p", &["srv.test"], "/", &[&b])])).await;
+    let answer = exchange(
+        proxy.http,
+        b"GET /a HTTP/1.1\r\nHost: srv.test\r\n\r\n\
+          GET /b HTTP/1.1\r\nHost: srv.test\r\nConnection: keep-alive\r\n\r\n\
+          POST /c HTTP/1.1\r\nHost: srv.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{answer}");
+    let (a, b_, c) = (
+        answer.find("path=/a").unwrap(),
+        answer.find("path=/b").unwrap(),
+        answer.find("hello").expect("the POST body echoed"),
+    );
+    assert!(a < b_ && b_ < c, "answers in order: {answer}");
+    assert_eq!(answer.matches("x-upstream-addr: ").count(), 3);
+    assert_eq!(answer.matches("x-request-id: ").count(), 3);
+}
+
+#[tokio::test]
+async fn head_requests_and_connection_close() {
+    let b = TestBackend::start("h").await;
+    let proxy = TestProxy::start(&snapshot(1, vec![route("h", &["srv.test"], "/", &[&b])])).await;
+    let answer = exchange(
+        proxy.http,
+        b"HEAD /x HTTP/1.1\r\nHost: srv.test\r\n\r\nGET /y HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let second = answer[1..].find("HTTP/1.1 ").expect("two answers") + 1;
+    let (head_answer, get_answer) = answer.split_at(second);
+    assert!(head_answer.starts_with("HTTP/1.1 200 OK\r\n"), "{head_answer}");
+    assert!(
+        head_answer.ends_with("\r\n\r\n"),
+        "no body after a HEAD answer: {head_answer:?}"
+    );
+    assert!(get_answer.contains("connection: close\r\n"), "{get_answer}");
+    assert!(
+        get_answer.ends_with("\r\n\r\nname=h path=/y xff=127.0.0.1 proto=http host=srv.test"),
+        "{get_answer}"
+    );
+    // A route that does not exist is the proxy's own answer, framed by length.
+    let missing = exchange(
+        proxy.http,
+        b"GET / HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
+    assert!(
+        missing.contains("content-length: 23\r\n") && missing.contains("date: "),
+        "{missing}"
+    );
+    assert!(missing.ends_with("no route for this host\n"), "{missing}");
+}
+
+#[tokio::test]
+async fn chunked_and_close_delimited_bodies_go_out_chunked() {
+    let chunked = fixed_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-B: 1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
+    let proxy = proxy_to(chunked, Limits::default()).await;
+    let answer = exchange(
+        proxy.http,
+        b"GET / HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains("transfer-encoding: chunked") && head.contains("X-B: 1"),
+        "{head}"
+    );
+    assert_eq!(body, "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+
+    let until_close = fixed_backend(b"HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
+    let proxy = proxy_to(until_close, Limits::default()).await;
+    let answer = exchange(
+        proxy.http,
+        b"GET / HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.ends_with("\r\n\r\n9\r\nall of it\r\n0\r\n\r\n"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_backend_dying_mid_body_cuts_the_client_off() {
+    let dying = fixed_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", true).await;
+    let proxy = proxy_to(dying, Limits::default()).await;
+    // Keep-alive asked for: the cut must still close the connection, not end the body.
+    let answer = exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n").await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("Content-Length: 100"), "{head}");
+    assert_eq!(
+        body, "only ten b",
+        "the client sees fewer bytes than announced, then a close"
+    );
+}
+
+#[tokio::test]
+async fn partial_heads_time_out_and_count_idle_connections_just_close() {
+    let b = TestBackend::start("t").await;
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let proxy = TestProxy::start_with(&snapshot(1, vec![route("t", &["srv.test"], "/", &[&b])]), limits).await;
+    let count = || {
+        proxy
+            .proxy
+            .metrics
+            .limits
+            .get_or_create(&LimitLabels {
+                limit: "header_read_timeout",
+            })
+            .get()
+    };
+    let partial = exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: srv").await;
+    assert!(partial.is_empty(), "{partial}");
+    assert_eq!(count(), 1);
+    let idle = exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n").await;
+    assert!(
+        idle.starts_with("HTTP/1.1 200 OK"),
+        "answered, then closed when idle: {idle}"
+    );
+    assert_eq!(count(), 1, "an idle keep-alive connection is not a slow client");
+}
+
+#[tokio::test]
+async fn idle_connections_close_at_shutdown_without_holding_the_drain() {
+    let b = TestBackend::start("d").await;
+    let mut proxy = TestProxy::start(&snapshot(1, vec![route("d", &["srv.test"], "/", &[&b])])).await;
+    let mut idle = TcpStream::connect(proxy.http).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    proxy.shutdown();
+    tokio::time::timeout(Duration::from_secs(3), proxy.serving.take().unwrap())
+        .await
+        .expect("drained well within the grace period")
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was closed");
+}
