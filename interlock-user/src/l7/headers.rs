@@ -103,13 +103,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Checks a request before it is routed: framing that two parsers could read differently
 /// is refused (request smuggling), and the host must be a plausible authority.
 pub fn check_request(headers: &HeaderMap, host: Option<&str>) -> Result<(), ProxyError> {
-    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+    // One walk over the names (standard names compare as enum values), not a hash lookup
+    // per rule.
+    let (mut lengths, mut codings, mut hosts) = (0, 0, 0);
+    for (name, _) in headers {
+        if name == CONTENT_LENGTH {
+            lengths += 1;
+        } else if name == TRANSFER_ENCODING {
+            codings += 1;
+        } else if name == HOST {
+            hosts += 1;
+        }
+    }
+    if codings > 0 && lengths > 0 {
         return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
     }
-    if headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
+    if lengths > 1 {
         return Err(ProxyError::BadRequest("several Content-Length headers"));
     }
-    if headers.get_all(HOST).iter().count() > 1 {
+    if hosts > 1 {
         return Err(ProxyError::BadRequest("several Host headers"));
     }
     let host = host.ok_or(ProxyError::BadRequest("missing Host"))?;
@@ -156,42 +168,74 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'sta
     };
 }
 
-/// The request id: the client's when it is a sane token, else a new random one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(&X_REQUEST_ID)
-        .filter(|v| {
-            (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        })
-        .cloned()
-        .unwrap_or_else(random_id)
+/// A request's id: the client's `x-request-id` when it is a sane token, else 32 random hex
+/// digits (kept on the stack: no allocation unless a header map needs it).
+#[derive(Debug, Clone)]
+pub enum RequestId {
+    Client(HeaderValue),
+    Fresh([u8; 32]),
+}
+
+impl RequestId {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            RequestId::Client(v) => v.as_bytes(),
+            RequestId::Fresh(id) => id,
+        }
+    }
+
+    /// Both kinds are ASCII (checked, or hex digits).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("-")
+    }
+
+    pub fn into_value(self) -> HeaderValue {
+        match self {
+            RequestId::Client(v) => v,
+            RequestId::Fresh(id) => HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0")),
+        }
+    }
+}
+
+/// The request id of a request with `headers`.
+pub fn request_id(headers: &HeaderMap) -> RequestId {
+    match headers.get(&X_REQUEST_ID).filter(|v| {
+        (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    }) {
+        Some(v) => RequestId::Client(v.clone()),
+        None => RequestId::Fresh(random_id()),
+    }
 }
 
 /// 32 random hex digits, written without the formatting machinery (once per request).
-fn random_id() -> HeaderValue {
+fn random_id() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits = fastrand::u128(..);
     let mut id = [0u8; 32];
     for (i, digit) in id.iter_mut().enumerate() {
         *digit = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+    id
 }
 
 /// `took` in seconds with three decimals (`0.004`), as x-upstream-response-time carries it.
 pub fn seconds_value(took: Duration) -> HeaderValue {
+    let mut text = Vec::with_capacity(24);
+    write_seconds(&mut text, took);
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0.000"))
+}
+
+/// Appends `took` as [`seconds_value`] writes it.
+pub fn write_seconds(out: &mut Vec<u8>, took: Duration) {
     let ms = took.as_millis();
-    let mut buf = itoa::Buffer::new();
-    let whole = buf.format(ms / 1000);
-    let mut text = [0u8; 48];
-    let n = whole.len();
-    text[..n].copy_from_slice(whole.as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(ms / 1000).as_bytes());
     let frac = (ms % 1000) as u16;
-    text[n] = b'.';
-    text[n + 1] = b'0' + (frac / 100) as u8;
-    text[n + 2] = b'0' + (frac / 10 % 10) as u8;
-    text[n + 3] = b'0' + (frac % 10) as u8;
-    HeaderValue::from_bytes(&text[..n + 4]).unwrap_or(HeaderValue::from_static("0.000"))
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
@@ -279,12 +323,13 @@ mod tests {
 
     #[test]
     fn request_ids_and_cookies() {
-        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
-        assert_ne!(request_id(&headers(&[("x-request-id", "bad id")])), "bad id");
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])).as_str(), "abc-123");
+        assert_ne!(request_id(&headers(&[("x-request-id", "bad id")])).as_str(), "bad id");
         let fresh = request_id(&HeaderMap::new());
-        assert_eq!(fresh.len(), 32);
+        assert_eq!(fresh.as_bytes().len(), 32);
         assert!(fresh.as_bytes().iter().all(u8::is_ascii_hexdigit));
-        assert_ne!(fresh, request_id(&HeaderMap::new()));
+        assert_ne!(fresh.as_str(), request_id(&HeaderMap::new()).as_str());
+        assert_eq!(fresh.clone().into_value(), fresh.as_str());
         let h = headers(&[("cookie", "a=1; SESSION=xyz"), ("cookie", "b=2")]);
         assert_eq!(cookie(&h, "SESSION"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));

@@ -2,7 +2,7 @@
 //!
 //! - `routes`: snapshot -> immutable route table (host, wildcard, longest prefix). Pure.
 //! - `balance`: backend choice (P2C, sticky, ejection) and per-backend live state.
-//! - `proxy`: the request path; `upstream`: pooled backend connections; `h1_client`: the
+//! - `proxy`: the request path, answering with an `answer::Answer`; `upstream`: pooled backend connections; `h1_client`: the
 //!   lean HTTP/1.1 client most requests take to backends; `h1_server`: the lean loop most
 //!   plain HTTP/1.1 requests come in by (hyper's server takes the rest).
 //! - `headers`: hop-by-hop, forwarding headers, request checks. `error`: typed failures.
@@ -10,6 +10,7 @@
 //! - `server`: listeners, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
 //!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
 pub mod admin;
+pub mod answer;
 pub mod balance;
 pub mod error;
 pub mod h1_client;

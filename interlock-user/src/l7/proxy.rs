@@ -13,11 +13,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, HOST, LOCATION};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
+use super::answer::Answer;
 use super::balance::{self, Backend, Registry};
 use super::error::ProxyError;
 use super::h1_client::LeanRequest;
-use super::headers::{self, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
+use super::headers;
 use super::metrics::{BackendLabels, LimitLabels, Metrics, RequestLabels, RouteLabels, RouteName};
+use super::raw_headers::RawHeaders;
 use super::routes::{self, Lookup, Route, RouteTable};
 use super::upstream::{Outgoing, Upstream, UpstreamBody};
 use super::{BoxError, ProxyBody};
@@ -190,12 +192,7 @@ impl Proxy {
 
     /// Handles one request; never fails: errors become responses. `B` is hyper's body for
     /// requests hyper's server read, an empty one for those of the lean server (`h1_server`).
-    pub async fn handle<B: RequestBody>(
-        self: Arc<Self>,
-        req: Request<B>,
-        peer: Peer,
-        scheme: Scheme,
-    ) -> Response<ProxyBody> {
+    pub async fn handle<B: RequestBody>(self: Arc<Self>, req: Request<B>, peer: Peer, scheme: Scheme) -> Answer {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
@@ -204,7 +201,7 @@ impl Proxy {
         let host = request_host(&req);
         // One table for the whole request: routing, backends, metric handles.
         let live = self.live.load_full();
-        let (route, mut response, upstream) = match self
+        let (route, response, upstream) = match self
             .route_and_forward(&live, req, &uri, &peer, scheme, host.as_ref())
             .await
         {
@@ -224,15 +221,23 @@ impl Proxy {
             host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
             route: route.as_ref().map_or("-", |r| &*r.name),
-            upstream: upstream.as_ref().and_then(|u| u.to_str().ok()).unwrap_or("-"),
+            upstream: upstream.as_ref().and_then(|u| u.addr.to_str().ok()).unwrap_or("-"),
             status,
             micros: elapsed.as_micros() as u64,
-            request_id: request_id.to_str().unwrap_or("-"),
+            request_id: request_id.as_str(),
         });
-        response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
-        response.headers_mut().insert(X_PROXY_ID.clone(), self.proxy_id.clone());
         self.record(&live, route.as_ref(), status, elapsed);
-        response
+        let (raw, upstream) = match upstream {
+            Some(u) => (u.raw, Some((u.addr, u.took))),
+            None => (None, None),
+        };
+        Answer {
+            response,
+            raw,
+            request_id,
+            upstream,
+            proxy_id: self.proxy_id.clone(),
+        }
     }
 
     /// Counts a request and its latency under its route (`-` when none matched).
@@ -258,7 +263,7 @@ impl Proxy {
     }
 
     /// Routes and forwards; on error returns the route name (when one was chosen) and why.
-    /// On success also the x-upstream-addr of the backend that answered.
+    /// On success also which backend answered, when one did.
     async fn route_and_forward<B: RequestBody>(
         &self,
         live: &LiveTable,
@@ -267,7 +272,7 @@ impl Proxy {
         peer: &Peer,
         scheme: Scheme,
         host_value: Option<&HeaderValue>,
-    ) -> Result<(Option<Arc<Route>>, Response<ProxyBody>, Option<HeaderValue>), (Option<Arc<Route>>, ProxyError)> {
+    ) -> Result<(Option<Arc<Route>>, Response<ProxyBody>, Option<Upstreamed>), (Option<Arc<Route>>, ProxyError)> {
         let host = host_value.and_then(|h| h.to_str().ok());
         headers::check_request(req.headers(), host).map_err(|e| (None, e))?;
         let host = host.unwrap_or_default();
@@ -346,8 +351,14 @@ impl Proxy {
             match self.upstream.send(backend.addr, req).await {
                 Ok(resp) => {
                     backend.record_success();
-                    let resp = self.downstream_response(resp, &backend, sent_at.elapsed(), client_upgrade, in_flight);
-                    return Ok((name, resp, Some(backend.addr_value.clone())));
+                    let took = sent_at.elapsed();
+                    let (resp, raw) = self.downstream_response(resp, client_upgrade, in_flight);
+                    let upstream = Upstreamed {
+                        addr: backend.addr_value.clone(),
+                        took,
+                        raw,
+                    };
+                    return Ok((name, resp, Some(upstream)));
                 }
                 Err((e, unsent)) => {
                     if matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
@@ -428,16 +439,19 @@ impl Proxy {
         )))
     }
 
+    /// The backend's response as the client gets it, and the backend's header lines when
+    /// the lean client kept them raw.
     fn downstream_response(
         &self,
-        resp: Response<UpstreamBody>,
-        upstream: &Backend,
-        took: Duration,
+        mut resp: Response<UpstreamBody>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         in_flight: balance::InFlight,
-    ) -> Response<ProxyBody> {
+    ) -> (Response<ProxyBody>, Option<RawHeaders>) {
         // The lean client leaves hop-by-hop headers out as it parses.
-        let stripped = matches!(resp.body(), UpstreamBody::Lean(_));
+        let raw = match resp.body_mut() {
+            UpstreamBody::Lean(body) => body.take_raw_headers(),
+            UpstreamBody::Hyper(_) => None,
+        };
         let (mut parts, body) = resp.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         let mut in_flight = Some(in_flight);
@@ -446,28 +460,33 @@ impl Proxy {
                 Some(client_upgrade) => {
                     let backend_upgrade = hyper::upgrade::on(Response::from_parts(parts.clone(), ()));
                     tokio::spawn(splice_upgraded(client_upgrade, backend_upgrade, in_flight.take()));
+                    return (Response::from_parts(parts, empty()), raw);
                 }
-                None => return error_response(&ProxyError::Internal("backend switched protocols unasked".into())),
+                None => {
+                    let e = ProxyError::Internal("backend switched protocols unasked".into());
+                    return (error_response(&e), None);
+                }
             }
-        } else if !stripped {
-            headers::strip_hop_by_hop(&mut parts.headers);
         }
-        parts
-            .headers
-            .insert(X_UPSTREAM_ADDR.clone(), upstream.addr_value.clone());
-        parts
-            .headers
-            .insert(X_UPSTREAM_RESPONSE_TIME.clone(), headers::seconds_value(took));
-        if switching {
-            return Response::from_parts(parts, empty());
+        if raw.is_none() {
+            headers::strip_hop_by_hop(&mut parts.headers);
         }
         // Count the request in flight until its body has been read.
         let body = body.map_frame(move |f| {
             let _ = &in_flight;
             f
         });
-        Response::from_parts(parts, body.boxed())
+        (Response::from_parts(parts, body.boxed()), raw)
     }
+}
+
+/// The backend that answered a request.
+struct Upstreamed {
+    /// Its `x-upstream-addr` value.
+    addr: HeaderValue,
+    took: Duration,
+    /// Its header lines, when the lean client kept them raw.
+    raw: Option<RawHeaders>,
 }
 
 /// Copies bytes both ways between an upgraded client and backend connection.

@@ -2,10 +2,9 @@
 //!
 //! Building a `HeaderMap` from a response head (a parsed name, a hash and an insert per
 //! header) cost about 3,500 instructions a request, for a map the lean server only walks
-//! to write the same lines out again. So the lean client keeps the kept lines as bytes, in
-//! the response's extensions (the map holds only what the proxy adds), and the lean server
-//! writes them as they are. Whoever needs a map, hyper's server, gets one from
-//! [`into_header_map`] first.
+//! to write the same lines out again. So the lean client keeps the kept lines as bytes
+//! (with the response body, then in the proxy's `Answer`), and the lean server writes them
+//! as they are. Whoever needs a map, hyper's server, gets one from [`into_header_map`].
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Response;
@@ -24,12 +23,8 @@ pub struct RawHeaders {
 /// Header lines in a block (the lean client's limit).
 const MAX_LINES: usize = 100;
 
-/// Moves raw header lines out of the extensions into the header map (before the map
-/// already held).
-pub fn into_header_map<B>(resp: &mut Response<B>) {
-    let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() else {
-        return;
-    };
+/// Puts raw header lines into the response's header map (before what the map held).
+pub fn into_header_map<B>(resp: &mut Response<B>, raw: &RawHeaders) {
     // The block ends with the empty line that closes a head, so httparse reads it whole.
     let mut block = Vec::with_capacity(raw.lines.len() + 2);
     block.extend_from_slice(&raw.lines);
@@ -64,20 +59,16 @@ mod tests {
         let mut resp = Response::new(());
         resp.headers_mut()
             .insert("x-upstream-addr", HeaderValue::from_static("10.0.0.2:80"));
-        resp.extensions_mut().insert(RawHeaders {
+        let raw = RawHeaders {
             lines: Bytes::from_static(b"Content-Type: text/plain\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"),
             content_length: false,
             date: false,
-        });
-        into_header_map(&mut resp);
+        };
+        into_header_map(&mut resp, &raw);
         let h = resp.headers();
         assert_eq!(h.len(), 4);
         assert_eq!(h["content-type"], "text/plain");
         assert_eq!(h.get_all("set-cookie").iter().count(), 2);
         assert_eq!(h["x-upstream-addr"], "10.0.0.2:80");
-        assert!(resp.extensions().get::<RawHeaders>().is_none());
-        let mut plain = Response::new(());
-        into_header_map(&mut plain);
-        assert!(plain.headers().is_empty());
     }
 }

@@ -15,9 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::h1_server;
 use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
-use super::{h1_server, raw_headers};
 
 /// hyper's own limit on the number of request headers (HTTP/1).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
@@ -174,10 +174,8 @@ pub async fn serve_connection<S>(
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (proxy, peer) = (proxy.clone(), peer.clone());
         async move {
-            let mut resp = proxy.handle(req, peer, scheme).await;
             // hyper writes headers from the map only.
-            raw_headers::into_header_map(&mut resp);
-            Ok::<_, std::convert::Infallible>(resp)
+            Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, scheme).await.into_response())
         }
     });
     let conn = builder

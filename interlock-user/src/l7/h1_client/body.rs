@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use super::head::Head;
 use super::{Conn, Pool, MAX_HEAD_BYTES, READ_CHUNK};
+use crate::l7::raw_headers::RawHeaders;
 use crate::l7::BoxError;
 
 /// How a response body is delimited.
@@ -53,11 +54,13 @@ pub struct H1Body {
     reusable: bool,
     pool: Arc<Pool>,
     addr: SocketAddr,
+    /// The response's header lines, until the proxy takes them.
+    raw_headers: Option<RawHeaders>,
 }
 
 impl H1Body {
-    pub(super) fn new(mut conn: Conn, head: &Head, pool: Arc<Pool>, addr: SocketAddr) -> H1Body {
-        let mut pending = head.rest.clone();
+    pub(super) fn new(mut conn: Conn, head: Head, pool: Arc<Pool>, addr: SocketAddr) -> H1Body {
+        let mut pending = head.rest;
         if head.framing == Framing::Chunked {
             // The decoder works in the connection's buffer.
             conn.read.extend_from_slice(&pending);
@@ -75,11 +78,17 @@ impl H1Body {
             reusable: head.reusable,
             pool,
             addr,
+            raw_headers: Some(head.headers),
         };
         if let State::Length(0) = body.state {
             body.finish();
         }
         body
+    }
+
+    /// The response's header lines (once; the response's map holds none of them).
+    pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
+        self.raw_headers.take()
     }
 
     /// The body ended cleanly: the connection serves the next request, unless the backend

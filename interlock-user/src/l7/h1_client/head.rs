@@ -95,45 +95,72 @@ fn parse_head(data: &Bytes, head_request: bool) -> Result<Option<(usize, Head)>,
             }
         }
     }
-    // Kept lines are copied as they came (one buffer, no map; see `raw_headers`).
-    let mut lines = BytesMut::with_capacity(data.len().min(len));
+    // Kept lines are copied as they came, runs of them at once (one buffer, no map; see
+    // `raw_headers`).
+    let mut lines = BytesMut::with_capacity(len);
+    let mut run: Option<(usize, usize)> = None;
     let (mut length, mut chunked, mut other_coding, mut date) = (None, false, false, false);
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let first = length.is_none();
-            for part in h.value.split(|b| *b == b',') {
-                let n = parse_length(part.trim_ascii()).ok_or(Failure::Bad("invalid Content-Length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Failure::Bad("conflicting Content-Length"));
+        let (start, end) = line_span(data, name, h.value);
+        let keep = match special(name) {
+            Special::ContentLength => {
+                let first = length.is_none();
+                let mut parts = 0;
+                for part in h.value.split(|b| *b == b',') {
+                    let n = parse_length(part.trim_ascii()).ok_or(Failure::Bad("invalid Content-Length"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(Failure::Bad("conflicting Content-Length"));
+                    }
+                    length = Some(n);
+                    parts += 1;
                 }
-                length = Some(n);
-            }
-            if !first {
+                if first && parts > 1 {
+                    // "3, 3": the client gets one number.
+                    flush(&mut lines, data, run.take());
+                    lines.extend_from_slice(b"Content-Length: ");
+                    lines.extend_from_slice(itoa::Buffer::new().format(length.unwrap_or(0)).as_bytes());
+                    lines.extend_from_slice(b"\r\n");
+                }
                 // Repeated, equal: one is enough for the client.
-                continue;
+                first && parts == 1
             }
-            // Written as one number even when the backend listed it twice ("3, 3").
-            lines.extend_from_slice(b"Content-Length: ");
-            lines.extend_from_slice(itoa::Buffer::new().format(length.unwrap_or(0)).as_bytes());
-            lines.extend_from_slice(b"\r\n");
-            continue;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
-                other_coding = true;
+            Special::TransferEncoding => {
+                if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
+                    other_coding = true;
+                }
+                chunked = true;
+                false
             }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case(b"date") {
-            date = true;
-        }
-        if headers::is_hop_by_hop_name(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            Special::Date => {
+                date = true;
+                true
+            }
+            Special::HopByHop => false,
+            Special::None => !named.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        };
+        let crlf = end >= 2 && data[end - 2] == b'\r';
+        if keep && !crlf {
+            // A bare LF line end (tolerated by httparse) goes out as CRLF.
+            flush(&mut lines, data, run.take());
+            for part in [name, b": ", h.value, b"\r\n"] {
+                lines.extend_from_slice(part);
+            }
             continue;
         }
-        lines.extend_from_slice(name);
-        lines.extend_from_slice(b": ");
-        lines.extend_from_slice(h.value);
-        lines.extend_from_slice(b"\r\n");
+        run = match (keep, run) {
+            (true, Some((from, to))) if to == start => Some((from, end)),
+            (true, previous) => {
+                flush(&mut lines, data, previous);
+                Some((start, end))
+            }
+            (false, previous) => {
+                flush(&mut lines, data, previous);
+                None
+            }
+        };
     }
+    flush(&mut lines, data, run);
     let headers = RawHeaders {
         lines: lines.freeze(),
         content_length: length.is_some(),
@@ -167,6 +194,48 @@ fn parse_head(data: &Bytes, head_request: bool) -> Result<Option<(usize, Head)>,
             rest: data.slice(len..),
         },
     )))
+}
+
+/// Header names the parser treats specially, told apart by length first (most names
+/// match none, after one comparison at most).
+enum Special {
+    ContentLength,
+    TransferEncoding,
+    Date,
+    HopByHop,
+    None,
+}
+
+fn special(name: &[u8]) -> Special {
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        4 if is(b"date") => Special::Date,
+        14 if is(b"content-length") => Special::ContentLength,
+        17 if is(b"transfer-encoding") => Special::TransferEncoding,
+        2 | 7 | 10 | 16 | 18 | 19 if headers::is_hop_by_hop_name(name) => Special::HopByHop,
+        _ => Special::None,
+    }
+}
+
+/// Where the line of header (`name`, `value`) lies in `data`: from the name to just past
+/// its line end. httparse's slices point into `data`, a name starts its line, and the line
+/// ends at the first LF after the value (after optional whitespace).
+fn line_span(data: &[u8], name: &[u8], value: &[u8]) -> (usize, usize) {
+    let base = data.as_ptr() as usize;
+    let start = name.as_ptr() as usize - base;
+    let value_end = value.as_ptr() as usize - base + value.len();
+    let end = data[value_end..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(data.len(), |i| value_end + i + 1);
+    (start, end)
+}
+
+/// Appends the kept run of lines `run` (a span of `data`).
+fn flush(lines: &mut BytesMut, data: &[u8], run: Option<(usize, usize)>) {
+    if let Some((from, to)) = run {
+        lines.extend_from_slice(&data[from..to]);
+    }
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -235,6 +304,9 @@ mod tests {
         .unwrap();
         assert_eq!(head.headers.lines, "Content-Length: 2\r\nX-Kept: yes\r\n");
         assert!(head.headers.content_length && !head.headers.date);
+        let odd = parsed(b"HTTP/1.1 200 OK\r\nA: 1\nContent-Length: 2, 2\r\nDate: x\r\nB: 2\r\n\r\nhi").unwrap();
+        assert_eq!(odd.headers.lines, "A: 1\r\nContent-Length: 2\r\nDate: x\r\nB: 2\r\n");
+        assert!(odd.headers.date);
         assert!(head.reusable);
         assert_eq!(head.rest, "hi");
         assert!(

@@ -4,8 +4,8 @@
 //! hyper's client connection costs a task, channels and a dispatcher per connection and
 //! per request (about 13k instructions a request, the largest single cost of the proxy).
 //! Here the request head is written straight from the header map into one buffer, the
-//! response head is parsed with `httparse` (its header lines kept as bytes, in the
-//! response's extensions as `RawHeaders`: see `raw_headers`), and the response body is read by the
+//! response head is parsed with `httparse` (its header lines kept as bytes with the body,
+//! `RawHeaders`: see `raw_headers`), and the response body is read by the
 //! [`H1Body`] the proxy streams to its client; when that body ends cleanly the connection
 //! goes back to the pool. No task, no channel.
 //!
@@ -30,7 +30,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use hyper::header::HeaderMap;
 use hyper::http::request;
 use hyper::{Method, Response, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -224,13 +223,11 @@ impl H1Client {
         conn.timer = Some(timer);
         match outcome {
             Ok(Ok(head)) => {
-                let body = H1Body::new(conn, &head, self.pool.clone(), addr);
-                let mut resp = Response::new(body);
-                *resp.status_mut() = head.status;
+                let status = head.status;
+                // The backend's headers stay raw, with the body (`H1Body::take_raw_headers`).
+                let mut resp = Response::new(H1Body::new(conn, head, self.pool.clone(), addr));
+                *resp.status_mut() = status;
                 *resp.version_mut() = Version::HTTP_11;
-                // Room for the headers the proxy adds; the backend's stay raw.
-                *resp.headers_mut() = HeaderMap::with_capacity(4);
-                resp.extensions_mut().insert(head.headers);
                 Ok(resp)
             }
             Ok(Err(Failure::Closed)) => Err(ProxyError::StaleConnection { addr }),

@@ -103,10 +103,10 @@ pub async fn serve(
         };
         let head_request = parts.method == Method::HEAD;
         let req = Request::from_parts(parts, Empty::<Bytes>::new());
-        let resp = proxy.clone().handle(req, peer.clone(), Scheme::Http).await;
+        let answer = proxy.clone().handle(req, peer.clone(), Scheme::Http).await;
         out.clear();
-        let (framing, close) = response::write_head(&mut out, &resp, head_request, close || *stop.borrow());
-        let body = resp.into_body();
+        let (framing, close) = response::write_head(&mut out, &answer, head_request, close || *stop.borrow());
+        let body = answer.response.into_body();
         if !write_body(&mut stream, &mut out, body, framing).await || close {
             // Dropping the socket closes it (FIN): no shutdown call needed first.
             return Outcome::Closed;

@@ -4,10 +4,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use hyper::{Response, StatusCode};
+use hyper::StatusCode;
 
-use crate::l7::raw_headers::RawHeaders;
-use crate::l7::ProxyBody;
+use crate::l7::answer::Answer;
 
 /// How the body follows the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,24 +19,20 @@ pub(super) enum Framing {
     Chunked,
 }
 
-/// Writes the head of `resp` into `out`: status line, the backend's header lines as the
-/// lean client kept them (`RawHeaders`) then the map's, `Date` when the response
-/// has none (as hyper's server adds it), the framing headers, and `Connection: close`
-/// when the connection ends after this response. Returns the framing and whether the
-/// connection closes (also when the response itself says `Connection: close`).
-pub(super) fn write_head(
-    out: &mut Vec<u8>,
-    resp: &Response<ProxyBody>,
-    head_request: bool,
-    mut close: bool,
-) -> (Framing, bool) {
+/// Writes the head of `answer` into `out`: status line, the backend's header lines as the
+/// lean client kept them, the map's, the ones the proxy adds, `Date` when the response has
+/// none (as hyper's server adds it), the framing headers, and `Connection: close` when the
+/// connection ends after this response. Returns the framing and whether the connection
+/// closes (also when the response itself says `Connection: close`).
+pub(super) fn write_head(out: &mut Vec<u8>, answer: &Answer, head_request: bool, mut close: bool) -> (Framing, bool) {
+    let resp = &answer.response;
     let status = resp.status();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let raw = resp.extensions().get::<RawHeaders>();
+    let raw = answer.raw.as_ref();
     if let Some(raw) = raw {
         out.extend_from_slice(&raw.lines);
     }
@@ -53,6 +48,7 @@ pub(super) fn write_head(
         }
         header(out, name.as_str(), value);
     }
+    answer.write_added_headers(out);
     if !raw.is_some_and(|r| r.date) && !headers.contains_key(DATE) {
         out.extend_from_slice(b"date: ");
         now_http_date(out);
@@ -126,10 +122,16 @@ fn now_http_date(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::l7::headers::RequestId;
+    use crate::l7::raw_headers::RawHeaders;
+    use crate::l7::ProxyBody;
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
+    use hyper::Response;
 
-    fn response(status: u16, headers: &[(&'static str, &'static str)], body: &'static str) -> Response<ProxyBody> {
+    const ADDED: &str = "x-request-id: r1\r\nx-proxy-id: p\r\n";
+
+    fn answer(status: u16, headers: &[(&'static str, &'static str)], body: &'static str) -> Answer {
         let mut resp = Response::new(
             Full::new(Bytes::from_static(body.as_bytes()))
                 .map_err(|n| match n {})
@@ -139,30 +141,42 @@ mod tests {
         for (k, v) in headers {
             resp.headers_mut().append(*k, HeaderValue::from_static(v));
         }
-        resp
+        with_body(resp)
     }
 
-    fn head_of(resp: &Response<ProxyBody>, head_request: bool, close: bool) -> (String, Framing, bool) {
+    fn with_body(response: Response<ProxyBody>) -> Answer {
+        Answer {
+            response,
+            raw: None,
+            request_id: RequestId::Client(HeaderValue::from_static("r1")),
+            upstream: None,
+            proxy_id: HeaderValue::from_static("p"),
+        }
+    }
+
+    fn head_of(answer: &Answer, head_request: bool, close: bool) -> (String, Framing, bool) {
         let mut out = Vec::new();
-        let (framing, close) = write_head(&mut out, resp, head_request, close);
+        let (framing, close) = write_head(&mut out, answer, head_request, close);
         (String::from_utf8(out).unwrap(), framing, close)
     }
 
     #[test]
     fn heads_carry_status_headers_date_and_framing() {
         let (head, framing, close) = head_of(
-            &response(200, &[("content-length", "2"), ("x-a", "1")], "hi"),
+            &answer(200, &[("content-length", "2"), ("x-a", "1")], "hi"),
             false,
             false,
         );
         assert!(
-            head.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: 1\r\ndate: "),
+            head.starts_with(&format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: 1\r\n{ADDED}date: "
+            )),
             "{head}"
         );
         assert!(head.ends_with(" GMT\r\n\r\n"), "{head}");
         assert_eq!((framing, close), (Framing::Length, false));
 
-        let (head, framing, _) = head_of(&response(404, &[], "no route\n"), false, false);
+        let (head, framing, _) = head_of(&answer(404, &[], "no route\n"), false, false);
         assert!(
             head.contains("content-length: 9\r\n"),
             "a known size becomes a length: {head}"
@@ -170,34 +184,40 @@ mod tests {
         assert_eq!(framing, Framing::Length);
 
         let (head, framing, close) = head_of(
-            &response(400, &[("connection", "close"), ("date", "x")], "bad"),
+            &answer(400, &[("connection", "close"), ("date", "x")], "bad"),
             false,
             false,
         );
         assert_eq!(
             head,
-            "HTTP/1.1 400 Bad Request\r\ndate: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
+            format!("HTTP/1.1 400 Bad Request\r\ndate: x\r\n{ADDED}content-length: 3\r\nconnection: close\r\n\r\n")
         );
         assert_eq!((framing, close), (Framing::Length, true));
 
-        let (_, framing, close) = head_of(&response(200, &[("content-length", "5")], ""), true, true);
+        let (_, framing, close) = head_of(&answer(200, &[("content-length", "5")], ""), true, true);
         assert_eq!((framing, close), (Framing::None, true), "HEAD: no body");
-        assert_eq!(head_of(&response(304, &[], ""), false, false).1, Framing::None);
+        assert_eq!(head_of(&answer(304, &[], ""), false, false).1, Framing::None);
     }
 
     #[test]
     fn raw_lines_come_first_and_count_for_framing_and_date() {
-        let mut resp = response(200, &[("x-upstream-addr", "10.0.0.2:80")], "hi");
-        resp.extensions_mut().insert(RawHeaders {
+        let mut a = answer(200, &[], "hi");
+        a.raw = Some(RawHeaders {
             lines: Bytes::from_static(b"Date: Thu, 03 Dec 2026 07:00:00 GMT\r\nContent-Length: 5\r\n"),
             content_length: true,
             date: true,
         });
-        let (head, framing, _) = head_of(&resp, false, false);
+        a.upstream = Some((
+            HeaderValue::from_static("10.0.0.2:80"),
+            std::time::Duration::from_millis(3),
+        ));
+        let (head, framing, _) = head_of(&a, false, false);
         assert_eq!(
             head,
-            "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 07:00:00 GMT\r\nContent-Length: 5\r\n\
-             x-upstream-addr: 10.0.0.2:80\r\n\r\n"
+            format!(
+                "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 07:00:00 GMT\r\nContent-Length: 5\r\n\
+                 x-upstream-addr: 10.0.0.2:80\r\nx-upstream-response-time: 0.003\r\n{ADDED}\r\n"
+            )
         );
         assert_eq!(framing, Framing::Length);
     }
@@ -207,8 +227,7 @@ mod tests {
         let body = http_body_util::StreamBody::new(futures_util::stream::empty::<
             Result<hyper::body::Frame<Bytes>, crate::l7::BoxError>,
         >());
-        let resp = Response::new(body.boxed());
-        let (head, framing, _) = head_of(&resp, false, false);
+        let (head, framing, _) = head_of(&with_body(Response::new(body.boxed())), false, false);
         assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
         assert_eq!(framing, Framing::Chunked);
         for (len, hex) in [
