@@ -2,11 +2,12 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, MapType, PerCpuArray};
 use aya::Ebpf;
 use interlock_common::lb::{
     addr_filter_bit, BackendValue, DropReason, FlowKey, FlowValue, LbConfig, LbStats, VipKey, VipValue,
-    ADDR_FILTER_WORDS, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
+    ADDR_FILTER_WORDS, DROP_REASONS, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_ENTRIES, MAGLEV_LANES, MAGLEV_SIZE,
+    MAX_BACKENDS, MAX_FLOW_ENTRIES, MAX_VIPS,
 };
 
 /// Names of the balancer's maps in the object (also their pin names).
@@ -21,6 +22,42 @@ pub const MAP_NAMES: [&str; 10] = [
     "LB_VIP_STATS",
     "LB_BACKEND_STATS",
     "LB_DROPS",
+];
+
+/// What a pinned map must be for this version's program and user space to read it right:
+/// type, key and value sizes, entries (as `interlock-ebpf/src/lb/maps.rs` declares them).
+/// `pin::check_pinned_layout` compares the pins of an earlier agent against it.
+#[derive(Clone, Copy, Debug)]
+pub struct MapLayout {
+    pub name: &'static str,
+    pub map_type: MapType,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub max_entries: u32,
+}
+
+const fn layout<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapLayout {
+    MapLayout {
+        name,
+        map_type,
+        key_size: size_of::<K>(),
+        value_size: size_of::<V>(),
+        max_entries,
+    }
+}
+
+/// One per `MAP_NAMES`, in that order (a unit test checks).
+pub const MAP_LAYOUTS: [MapLayout; 10] = [
+    layout::<VipKey, VipValue>("LB_VIPS", MapType::Hash, MAX_VIPS),
+    layout::<u32, u32>("LB_VIP_ADDRS", MapType::Hash, MAX_VIPS),
+    layout::<u32, u64>("LB_ADDR_FILTER", MapType::Array, ADDR_FILTER_WORDS),
+    layout::<u32, [u32; MAGLEV_LANES as usize]>("LB_MAGLEV", MapType::Array, MAGLEV_ENTRIES),
+    layout::<u32, BackendValue>("LB_BACKENDS", MapType::Array, MAX_BACKENDS),
+    layout::<u32, LbConfig>("LB_CONFIG", MapType::Array, 1),
+    layout::<FlowKey, FlowValue>("LB_FLOWS", MapType::LruHash, MAX_FLOW_ENTRIES),
+    layout::<u32, LbStats>("LB_VIP_STATS", MapType::PerCpuArray, MAX_VIPS),
+    layout::<u32, LbStats>("LB_BACKEND_STATS", MapType::PerCpuArray, MAX_BACKENDS),
+    layout::<u32, u64>("LB_DROPS", MapType::PerCpuArray, DROP_REASONS),
 ];
 
 pub struct LbMaps {
@@ -251,6 +288,12 @@ fn filter_words(addrs: impl Iterator<Item = u32>) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pinned_map_has_a_layout() {
+        let names: Vec<&str> = MAP_LAYOUTS.iter().map(|l| l.name).collect();
+        assert_eq!(names, MAP_NAMES);
+    }
 
     #[test]
     fn the_filter_has_every_address_and_rejects_most_others() {

@@ -7,11 +7,12 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use aya::maps::MapInfo;
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{xdp::XdpLink, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
-use super::maps::MAP_NAMES;
+use super::maps::{MapLayout, MAP_LAYOUTS, MAP_NAMES};
 use crate::bpf::EBPF_OBJECT;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/interlock";
@@ -57,9 +58,64 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating pin directory {}", dir.display()))
 }
 
+/// Refuses a pin directory left by an incompatible version, before anything is loaded or
+/// pinned. aya reuses whatever map is pinned under a name without comparing it with the
+/// object's definition, so an older map with other key or value sizes would be read and
+/// written with this version's types; and a missing map would be created empty next to the
+/// old ones. An empty directory (or one holding only link pins) is a fresh start.
+fn check_pinned_layout(dir: &Path) -> Result<()> {
+    let pinned: Vec<&MapLayout> = MAP_LAYOUTS.iter().filter(|l| dir.join(l.name).exists()).collect();
+    if pinned.is_empty() {
+        return Ok(());
+    }
+    let incompatible = |name: &str, why: String| {
+        anyhow::anyhow!(
+            "the maps pinned in {} come from an incompatible version of interlock: {name} {why}; \
+             stop the agent and remove that directory",
+            dir.display()
+        )
+    };
+    for want in pinned {
+        let path = dir.join(want.name);
+        let info = MapInfo::from_pin(&path).with_context(|| {
+            format!(
+                "reading the pinned map {} (needs CAP_BPF/CAP_SYS_ADMIN)",
+                path.display()
+            )
+        })?;
+        // A type number aya does not know (a newer kernel's) is a mismatch too.
+        match info.map_type() {
+            Ok(t) if t == want.map_type => {}
+            Ok(t) => {
+                return Err(incompatible(
+                    want.name,
+                    format!("is a {t:?} map, not {:?}", want.map_type),
+                ))
+            }
+            Err(_) => return Err(incompatible(want.name, format!("is not a {:?} map", want.map_type))),
+        }
+        let have = (info.key_size() as usize, info.value_size() as usize, info.max_entries());
+        if have != (want.key_size, want.value_size, want.max_entries) {
+            return Err(incompatible(
+                want.name,
+                format!(
+                    "has {}-byte keys, {}-byte values and {} entries, not {}, {} and {}",
+                    have.0, have.1, have.2, want.key_size, want.value_size, want.max_entries
+                ),
+            ));
+        }
+    }
+    // After the comparison: a map of another layout says more than the ones missing with it.
+    if let Some(missing) = MAP_LAYOUTS.iter().find(|l| !dir.join(l.name).exists()) {
+        return Err(incompatible(missing.name, "is missing".into()));
+    }
+    Ok(())
+}
+
 /// Loads the object, reusing the maps pinned in `dir` (or creating and pinning them).
 pub fn load_pinned(dir: &Path) -> Result<Ebpf> {
     crate::bpf::raise_memlock_limit();
+    check_pinned_layout(dir)?;
     let paths: Vec<(&str, PathBuf)> = MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect();
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
@@ -67,8 +123,7 @@ pub fn load_pinned(dir: &Path) -> Result<Ebpf> {
     }
     loader.load(EBPF_OBJECT).with_context(|| {
         format!(
-            "loading the eBPF object with maps pinned in {} failed (needs CAP_BPF/CAP_SYS_ADMIN; \
-             if the pinned maps come from an incompatible version, remove that directory)",
+            "loading the eBPF object with maps pinned in {} failed (needs CAP_BPF/CAP_SYS_ADMIN)",
             dir.display()
         )
     })
