@@ -18,6 +18,9 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuild
 /// Lines held while stderr is not drained (about 20 MiB of access-log lines).
 const QUEUED_LINES: usize = 100_000;
 
+/// Bytes gathered before a write to stderr (about 250 access-log lines).
+const WRITE_BUFFER: usize = 64 * 1024;
+
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// The writer for the tracing subscriber, and the guard that flushes it when dropped
@@ -27,7 +30,9 @@ pub fn stderr() -> (NonBlocking, WorkerGuard) {
         .lossy(true)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("interlock-log")
-        .finish(std::io::stderr());
+        // The writer thread drains what is queued, then flushes: under load many lines go
+        // out in one write instead of a system call each (stderr itself is unbuffered).
+        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER, std::io::stderr()));
     let _ = DROPPED.set(writer.error_counter());
     (writer, guard)
 }
