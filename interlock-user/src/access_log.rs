@@ -11,11 +11,10 @@
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_appender::non_blocking::NonBlocking;
 
-use crate::log_format::{is_plain, rfc3339};
+use crate::log_format::{is_plain, now_rfc3339};
 
 static SINK: OnceLock<NonBlocking> = OnceLock::new();
 
@@ -38,7 +37,9 @@ pub struct Line<'a> {
 }
 
 thread_local! {
-    static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// The line being written, and this thread's handle on the sink (`Write` needs one
+    /// of its own; cloned once per thread, not per line).
+    static LOCAL: RefCell<(Vec<u8>, Option<NonBlocking>)> = RefCell::new((Vec::with_capacity(512), None));
 }
 
 /// Logs `line` at INFO under the target `interlock::access`.
@@ -49,17 +50,14 @@ pub fn write(line: &Line<'_>) {
     let Some(sink) = SINK.get() else {
         return via_tracing(line);
     };
-    BUFFER.with_borrow_mut(|buf| {
+    LOCAL.with_borrow_mut(|(buf, writer)| {
         buf.clear();
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut time = [0u8; 27];
-        rfc3339(since.as_secs(), since.subsec_micros(), &mut time);
-        buf.extend_from_slice(&time);
+        buf.extend_from_slice(&now_rfc3339());
         buf.extend_from_slice(b"  INFO interlock::access: ");
         format_fields(line, buf);
         buf.push(b'\n');
         // Lossy and bounded (see `log_writer`): a full queue drops the line, never blocks.
-        let _ = sink.clone().write_all(buf);
+        let _ = writer.get_or_insert_with(|| sink.clone()).write_all(buf);
     });
 }
 

@@ -21,16 +21,21 @@ pub struct UtcTime;
 
 impl FormatTime for UtcTime {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut text = [0u8; 27];
-        rfc3339(since.as_secs(), since.subsec_micros(), &mut text);
-        // Only ASCII digits and separators were written.
-        w.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+        // Only ASCII digits and separators are written.
+        w.write_str(std::str::from_utf8(&now_rfc3339()).map_err(|_| fmt::Error)?)
     }
 }
 
+/// The current time as [`UtcTime`] writes it.
+pub(crate) fn now_rfc3339() -> [u8; 27] {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut text = [0u8; 27];
+    rfc3339(since.as_secs(), since.subsec_micros(), &mut text);
+    text
+}
+
 /// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a time in seconds since 1970 (UTC).
-pub(crate) fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
+fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let in_day = secs % 86_400;
     let mut put = |at: usize, width: usize, mut value: u64| {

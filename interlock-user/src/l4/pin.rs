@@ -12,7 +12,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{xdp::XdpLink, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
-use super::maps::{MapLayout, MAP_LAYOUTS, MAP_NAMES};
+use super::maps::{MapLayout, MAP_LAYOUTS};
 use crate::bpf::EBPF_OBJECT;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/interlock";
@@ -116,7 +116,7 @@ fn check_pinned_layout(dir: &Path) -> Result<()> {
 pub fn load_pinned(dir: &Path) -> Result<Ebpf> {
     crate::bpf::raise_memlock_limit();
     check_pinned_layout(dir)?;
-    let paths: Vec<(&str, PathBuf)> = MAP_NAMES.iter().map(|n| (*n, dir.join(n))).collect();
+    let paths: Vec<(&str, PathBuf)> = MAP_LAYOUTS.iter().map(|l| (l.name, dir.join(l.name))).collect();
     let mut loader = EbpfLoader::new();
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());

@@ -222,7 +222,8 @@ fn random_id() -> [u8; 32] {
 pub fn seconds_value(took: Duration) -> HeaderValue {
     let mut text = Vec::with_capacity(24);
     write_seconds(&mut text, took);
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0.000"))
+    // The vector becomes the value's bytes (no second copy).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).unwrap_or(HeaderValue::from_static("0.000"))
 }
 
 /// Appends `took` as [`seconds_value`] writes it.

@@ -20,33 +20,22 @@ pub struct RawHeaders {
     pub date: bool,
 }
 
-/// Header lines in a block (the lean client's limit).
-const MAX_LINES: usize = 100;
-
-/// Puts raw header lines into the response's header map (before what the map held).
+/// Puts raw header lines into the response's header map. Values share the lines' bytes.
 pub fn into_header_map<B>(resp: &mut Response<B>, raw: &RawHeaders) {
-    // The block ends with the empty line that closes a head, so httparse reads it whole.
-    let mut block = Vec::with_capacity(raw.lines.len() + 2);
-    block.extend_from_slice(&raw.lines);
-    block.extend_from_slice(b"\r\n");
-    let mut slots = [httparse::EMPTY_HEADER; MAX_LINES];
-    let Ok(httparse::Status::Complete((_, headers))) = httparse::parse_headers(&block, &mut slots) else {
-        return;
-    };
-    let ours = std::mem::take(resp.headers_mut());
     let map = resp.headers_mut();
-    map.reserve(headers.len() + ours.len());
-    for h in headers {
+    for line in raw.lines.split(|b| *b == b'\n') {
+        // Lines are `Name: value\r\n` as httparse accepted them (see `h1_client::head`).
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let value = line[colon + 1..].trim_ascii();
         let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_maybe_shared(raw.lines.slice_ref(value)),
         ) else {
             continue;
         };
         map.append(name, value);
-    }
-    for (name, value) in ours.iter() {
-        map.append(name.clone(), value.clone());
     }
 }
 
@@ -55,7 +44,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_become_map_entries_before_the_proxys_own() {
+    fn lines_become_map_entries_beside_the_proxys_own() {
         let mut resp = Response::new(());
         resp.headers_mut()
             .insert("x-upstream-addr", HeaderValue::from_static("10.0.0.2:80"));

@@ -41,12 +41,12 @@ const READ_CHUNK: usize = 8 * 1024;
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 /// How a connection left the lean loop.
-pub enum Outcome<S> {
+pub enum Outcome {
     /// Closed (by the client, an error, a timeout, `Connection: close` or shutdown).
     Closed,
     /// A request the lean loop does not serve: hyper takes the connection over, reading
     /// the bytes already read first.
-    Handover(Rewind<S>),
+    Handover(Rewind<TcpStream>),
 }
 
 /// Serves body-less HTTP/1.1 requests on `stream` until the connection ends or a request
@@ -57,7 +57,7 @@ pub async fn serve(
     proxy: &Arc<Proxy>,
     limits: &Limits,
     stop: &mut watch::Receiver<bool>,
-) -> Outcome<TcpStream> {
+) -> Outcome {
     let peer = Peer::new(peer);
     let mut input = BytesMut::new();
     let mut out = Vec::new();
@@ -119,7 +119,7 @@ pub async fn serve(
     }
 }
 
-fn handover(read: Bytes, stream: TcpStream) -> Outcome<TcpStream> {
+fn handover(read: Bytes, stream: TcpStream) -> Outcome {
     // hyper may write a response in pieces: Nagle must not hold them back.
     let _ = stream.set_nodelay(true);
     Outcome::Handover(Rewind::new(read.to_vec(), stream))
