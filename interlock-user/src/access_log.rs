@@ -12,14 +12,13 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::NonBlocking;
-
 use crate::log_format::{is_plain, now_rfc3339};
+use crate::log_writer::LogSink;
 
-static SINK: OnceLock<NonBlocking> = OnceLock::new();
+static SINK: OnceLock<LogSink> = OnceLock::new();
 
 /// Writes text access lines straight to `writer` from now on (the text log format's writer).
-pub fn install(writer: NonBlocking) {
+pub fn install(writer: LogSink) {
     let _ = SINK.set(writer);
 }
 
@@ -37,9 +36,8 @@ pub struct Line<'a> {
 }
 
 thread_local! {
-    /// The line being written, and this thread's handle on the sink (`Write` needs one
-    /// of its own; cloned once per thread, not per line).
-    static LOCAL: RefCell<(Vec<u8>, Option<NonBlocking>)> = RefCell::new((Vec::with_capacity(512), None));
+    /// The line being written (reused).
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 /// Logs `line` at INFO under the target `interlock::access`.
@@ -50,14 +48,14 @@ pub fn write(line: &Line<'_>) {
     let Some(sink) = SINK.get() else {
         return via_tracing(line);
     };
-    LOCAL.with_borrow_mut(|(buf, writer)| {
+    LINE.with_borrow_mut(|buf| {
         buf.clear();
         buf.extend_from_slice(&now_rfc3339());
         buf.extend_from_slice(b"  INFO interlock::access: ");
         format_fields(line, buf);
         buf.push(b'\n');
         // Lossy and bounded (see `log_writer`): a full queue drops the line, never blocks.
-        let _ = writer.get_or_insert_with(|| sink.clone()).write_all(buf);
+        sink.push(buf);
     });
 }
 

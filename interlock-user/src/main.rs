@@ -96,7 +96,7 @@ fn raise_open_files_limit() {
     }
 }
 
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(format: LogFormat) -> interlock::log_writer::FlushGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let (writer, guard) = interlock::log_writer::stderr();
