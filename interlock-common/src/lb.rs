@@ -123,6 +123,16 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The key's bytes as two little-endian words, the layout of `FlowCacheEntry::key`
+    /// (BPF is little-endian; only the kernel program and tests use it).
+    #[inline(always)]
+    pub const fn words(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> [u64; 2] {
+        [
+            saddr as u64 | (daddr as u64) << 32,
+            sport as u64 | (dport as u64) << 16 | (proto as u64) << 32,
+        ]
+    }
+
     #[inline(always)]
     pub const fn new(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
         FlowKey {
@@ -162,15 +172,25 @@ pub struct FlowValue {
 /// Slots of the per-CPU flow cache `LB_FLOW_CACHE` (direct-mapped by flow hash).
 pub const FLOW_CACHE_SLOTS: u32 = 4096;
 
-/// Value of `LB_FLOW_CACHE`: a copy of a connection-table entry, valid during the jiffy it
-/// was read in (`stamp`) on this CPU.
-#[repr(C)]
+/// Value of `LB_FLOW_CACHE`: what a cached packet needs, ready to apply. A copy of a
+/// connection-table entry with what follows from it (checksum changes, next hop), valid
+/// during the jiffy it was read in (`stamp`) on this CPU. 64 bytes, aligned: one cache line.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCacheEntry {
-    pub key: FlowKey,
+    /// The `FlowKey`'s 16 bytes as two words (`FlowKey::words`): compared in two loads.
+    pub key: [u64; 2],
     pub value: FlowValue,
     /// Jiffies (low 32 bits) of the connection-table read.
     pub stamp: u32,
+    /// What the translation adds to the IPv4 and to the TCP/UDP checksum: the folded ones'
+    /// complement sum of `~old + new` over the rewritten words (RFC 1624), fixed per flow.
+    pub ip_delta: u16,
+    pub l4_delta: u16,
+    /// The next hop (`NextHop::ifindex` and `macs`) when the entry was written.
+    pub ifindex: u32,
+    pub macs: [u32; 3],
+    pub _pad: u32,
 }
 
 /// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.
@@ -197,8 +217,10 @@ pub struct NextHop {
     /// Network byte order; 0: empty slot.
     pub daddr: u32,
     pub ifindex: u32,
-    pub smac: [u8; 6],
-    pub dmac: [u8; 6],
+    /// Destination then source MAC, as the first 12 bytes of the Ethernet header (native
+    /// byte order words): written into the frame with three stores.
+    pub macs: [u32; 3],
+    pub _pad: u32,
     /// Jiffies after which the entry is looked up again.
     pub expires: u64,
 }
