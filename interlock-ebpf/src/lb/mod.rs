@@ -19,7 +19,7 @@ mod parse;
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_jiffies64, macros::xdp, programs::XdpContext};
 use interlock_common::lb::{
-    addr_filter_bit, DropReason, FlowCacheEntry, FlowKey, FlowValue, LbConfig, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS,
+    addr_filter_bit, DropReason, FlowCacheEntry, FlowValue, LbConfig, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS,
     MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
 };
 
@@ -95,14 +95,14 @@ pub fn interlock_jiffies(_ctx: XdpContext) -> u32 {
 fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     // Only packets to a VIP address or to our source address can be ours: everything else
     // passes after one inlined array read instead of a connection-table probe.
-    if !maybe_ours(p.daddr) {
+    if !maybe_ours(p.daddr()) {
         return xdp_action::XDP_PASS;
     }
     let cfg = match LB_CONFIG.get(0) {
         Some(c) if c.snat_addr != 0 => c,
         _ => return xdp_action::XDP_PASS,
     };
-    let key = FlowKey::words(p.saddr, p.daddr, p.sport, p.dport, p.proto);
+    let key = p.key();
     // Jiffies: enough for idle timeouts and 1 s caches, and inlined (no helper call).
     let now = unsafe { bpf_jiffies64() };
     // The frame's length from the IP header: with multi-buffer frames (jumbo MTUs) the
@@ -128,7 +128,10 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
 #[inline(always)]
 fn established(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry, len: u64) -> u32 {
     count_flow(&x.value, len, false);
-    nat::send(ctx, p, x).unwrap_or(xdp_action::XDP_ABORTED)
+    if nat::rewrite(ctx, p, x).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    nat::out(ctx, x.ifindex)
 }
 
 /// Counts a packet of a flow for its backend, and for its VIP when it goes to the backend.
@@ -169,8 +172,8 @@ fn prepare(
 #[inline(always)]
 fn new_flow(ctx: &XdpContext, p: &Packet, key: [u64; 2], now: u64, len: u64, cfg: &LbConfig) -> u32 {
     let vip_key = VipKey {
-        addr: p.daddr,
-        port: p.dport,
+        addr: p.daddr(),
+        port: p.dport(),
         proto: p.proto,
         _pad: 0,
     };
@@ -195,10 +198,13 @@ fn new_flow(ctx: &XdpContext, p: &Packet, key: [u64; 2], now: u64, len: u64, cfg
         Err(CtError::Table) => return drop(DropReason::FlowTable),
     };
     count_flow(&to, len, true);
-    match prepare(ctx, p, key, &to, now, cfg) {
-        Some(x) => nat::send(ctx, p, &x).unwrap_or(xdp_action::XDP_ABORTED),
-        None => drop(DropReason::NoRoute),
+    let Some(x) = prepare(ctx, p, key, &to, now, cfg) else {
+        return drop(DropReason::NoRoute);
+    };
+    if nat::rewrite(ctx, p, &x).is_none() {
+        return xdp_action::XDP_ABORTED;
     }
+    nat::out(ctx, x.ifindex)
 }
 
 /// The address filter: false for addresses that are certainly neither a VIP nor ours.
@@ -235,8 +241,8 @@ fn drop(reason: DropReason) -> u32 {
 /// flow always lands on the same Maglev slot, different flows spread evenly.
 #[inline(always)]
 fn flow_hash(p: &Packet) -> u32 {
-    let mut h = p.saddr ^ p.daddr.rotate_left(7);
-    h ^= (u32::from(p.sport) << 16 | u32::from(p.dport)).rotate_left(13);
+    let mut h = p.saddr() ^ p.daddr().rotate_left(7);
+    h ^= (u32::from(p.sport()) << 16 | u32::from(p.dport())).rotate_left(13);
     h ^= u32::from(p.proto);
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);

@@ -17,9 +17,9 @@ const AF_INET: u8 = 2;
 /// `FlowCacheEntry::ip_delta`): computed once per flow and jiffy, applied to every packet.
 #[inline(always)]
 pub fn deltas(p: &Packet, to: &FlowValue) -> (u16, u16) {
-    let ip = csum::add32(csum::add32(0, p.saddr, to.saddr), p.daddr, to.daddr);
+    let ip = csum::add32(csum::add32(0, p.saddr(), to.saddr), p.daddr(), to.daddr);
     // The L4 checksum covers the pseudo-header addresses and the ports.
-    let l4 = csum::add16(csum::add16(ip, p.sport, to.sport), p.dport, to.dport);
+    let l4 = csum::add16(csum::add16(ip, p.sport(), to.sport), p.dport(), to.dport);
     (csum::fold(ip), csum::fold(l4))
 }
 
@@ -27,11 +27,10 @@ pub fn deltas(p: &Packet, to: &FlowValue) -> (u16, u16) {
 /// the L4 checksum.
 const HDRS_LEN: usize = L4_OFF + 4;
 
-/// Rewrites the packet to the translation in `x` (addresses, ports, checksums, MACs) and
-/// returns the XDP action: TX out of the same interface, else REDIRECT. `None` when the
-/// packet became shorter than parsed (cannot happen; keeps the verifier sure).
+/// Rewrites the packet to the translation in `x`: addresses, ports, checksums, MACs. `None`
+/// when the packet became shorter than parsed (cannot happen; keeps the verifier sure).
 #[inline(always)]
-pub fn send(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry) -> Option<u32> {
+pub fn rewrite(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry) -> Option<()> {
     // One bounds check for the headers, one for the checksum (its offset depends on the
     // protocol): ~10 instructions fewer than a check per field.
     let hdrs = ptr_at_mut::<[u8; HDRS_LEN]>(ctx, 0)? as *mut u8;
@@ -57,10 +56,17 @@ pub fn send(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry) -> Option<u32> {
             core::ptr::write_volatile(macs.add(i), x.macs[i]);
         }
     }
-    if x.ifindex == ctx.ingress_ifindex() as u32 {
-        Some(xdp_action::XDP_TX)
+    Some(())
+}
+
+/// The XDP action that sends a rewritten packet to `ifindex`: TX out of the interface it
+/// came in on, else REDIRECT.
+#[inline(always)]
+pub fn out(ctx: &XdpContext, ifindex: u32) -> u32 {
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        xdp_action::XDP_TX
     } else {
-        Some(unsafe { bpf_redirect(x.ifindex, 0) } as u32)
+        unsafe { bpf_redirect(ifindex, 0) as u32 }
     }
 }
 
