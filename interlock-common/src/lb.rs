@@ -317,3 +317,26 @@ mod pod {
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for FlowCacheEntry {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flow cache compares a packet's key words with an entry's: they must be the
+    /// `FlowKey`'s bytes (BPF is little-endian, as is the host the tests run on).
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn flow_key_words_are_the_keys_bytes() {
+        let (saddr, daddr, sport, dport) = (
+            0x0a00_0001u32.to_be(),
+            0xc000_020au32.to_be(),
+            40000u16.to_be(),
+            80u16.to_be(),
+        );
+        let key = FlowKey::new(saddr, daddr, sport, dport, PROTO_TCP);
+        let bytes: [u64; 2] = unsafe { core::mem::transmute(key) };
+        assert_eq!(FlowKey::words(saddr, daddr, sport, dport, PROTO_TCP), bytes);
+        assert_eq!(size_of::<FlowCacheEntry>(), 64);
+        assert_eq!(core::mem::offset_of!(FlowCacheEntry, value), 16);
+    }
+}
