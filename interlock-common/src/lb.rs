@@ -186,10 +186,13 @@ pub struct FlowCacheEntry {
     /// What the translation adds to the IPv4 and to the TCP/UDP checksum: the folded ones'
     /// complement sum of `~old + new` over the rewritten words (RFC 1624), fixed per flow.
     pub ip_delta: u16,
+    /// The next hop's MACs (`NextHop::macs`) when the entry was written. At offset 42, 2
+    /// past a 4-byte boundary like the frame's first byte, so both are copied with the
+    /// same aligned 2-4-4-2 byte split.
+    pub macs: [u16; 6],
     pub l4_delta: u16,
-    /// The next hop (`NextHop::ifindex` and `macs`) when the entry was written.
+    /// The next hop's interface when the entry was written.
     pub ifindex: u32,
-    pub macs: [u32; 3],
     pub _pad: u32,
 }
 
@@ -218,8 +221,8 @@ pub struct NextHop {
     pub daddr: u32,
     pub ifindex: u32,
     /// Destination then source MAC, as the first 12 bytes of the Ethernet header (native
-    /// byte order words): written into the frame with three stores.
-    pub macs: [u32; 3],
+    /// byte order words).
+    pub macs: [u16; 6],
     pub _pad: u32,
     /// Jiffies after which the entry is looked up again.
     pub expires: u64,
@@ -338,5 +341,7 @@ mod tests {
         assert_eq!(FlowKey::words(saddr, daddr, sport, dport, PROTO_TCP), bytes);
         assert_eq!(size_of::<FlowCacheEntry>(), 64);
         assert_eq!(core::mem::offset_of!(FlowCacheEntry, value), 16);
+        assert_eq!(core::mem::offset_of!(FlowCacheEntry, macs) % 4, 2);
+        assert_eq!(size_of::<NextHop>(), 32);
     }
 }

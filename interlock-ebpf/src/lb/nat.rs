@@ -50,11 +50,14 @@ pub fn rewrite(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry) -> Option<()> {
         (*ports)[0] = x.value.sport;
         (*ports)[1] = x.value.dport;
         // Word stores: a `[u8; 6]` assignment compiles to a call to a byte-loop `memmove`
-        // in BPF (~20 ns a packet).
-        let macs = hdrs as *mut u32;
-        for i in 0..3 {
-            core::ptr::write_volatile(macs.add(i), x.macs[i]);
-        }
+        // in BPF (~20 ns a packet). Split 2-4-4-2: frames start 2 bytes past a 4-byte
+        // boundary where the verifier checks alignment (CPUs without efficient unaligned
+        // access), and so do the entry's MACs.
+        let macs = x.macs.as_ptr() as *const u8;
+        core::ptr::write_volatile(hdrs as *mut u16, *(macs as *const u16));
+        core::ptr::write_volatile(hdrs.add(2) as *mut u32, *(macs.add(2) as *const u32));
+        core::ptr::write_volatile(hdrs.add(6) as *mut u32, *(macs.add(6) as *const u32));
+        core::ptr::write_volatile(hdrs.add(10) as *mut u16, *(macs.add(10) as *const u16));
     }
     Some(())
 }
@@ -104,9 +107,12 @@ fn fib_lookup(ctx: &XdpContext, p: &Packet, to: &FlowValue, expires: u64) -> Opt
         daddr: to.daddr,
         ifindex: fib.ifindex,
         macs: [
-            u32::from_ne_bytes([d[0], d[1], d[2], d[3]]),
-            u32::from_ne_bytes([d[4], d[5], s[0], s[1]]),
-            u32::from_ne_bytes([s[2], s[3], s[4], s[5]]),
+            u16::from_ne_bytes([d[0], d[1]]),
+            u16::from_ne_bytes([d[2], d[3]]),
+            u16::from_ne_bytes([d[4], d[5]]),
+            u16::from_ne_bytes([s[0], s[1]]),
+            u16::from_ne_bytes([s[2], s[3]]),
+            u16::from_ne_bytes([s[4], s[5]]),
         ],
         _pad: 0,
         expires,

@@ -28,7 +28,7 @@ pub enum Parsed {
 /// Addresses and ports in network byte order, as in the packet.
 pub struct Packet {
     /// Source and destination address as one little-endian word, as they sit in the
-    /// header: with `ports` and `proto`, the flow key's two words in three loads.
+    /// header: with `ports` and `proto`, the flow key's two words.
     pub addrs: u64,
     /// Source and destination port as one word.
     pub ports: u32,
@@ -83,17 +83,19 @@ fn parse_inner(ctx: &XdpContext) -> Option<Parsed> {
         return None;
     }
     let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HDR_LEN)?;
-    let (version_ihl, frag_off, proto, tot_len) = unsafe {
+    let (version_ihl, frag_off, proto, tot_len, saddr, daddr) = unsafe {
         (
             (*ip).version_ihl,
             u16::from_be((*ip).frag_off),
             (*ip).protocol,
             (*ip).tot_len,
+            (*ip).saddr,
+            (*ip).daddr,
         )
     };
-    // Both addresses in one load (BPF allows unaligned packet loads).
-    let addrs = unsafe { *((ip as *const u8).add(12) as *const u64) };
-    let daddr = (addrs >> 32) as u32;
+    // Two 4-byte loads, not one 8-byte: frames start 2 bytes past a 4-byte boundary where
+    // the verifier checks alignment (CPUs without efficient unaligned access).
+    let addrs = u64::from(saddr) | u64::from(daddr) << 32;
     if version_ihl >> 4 != 4 {
         return None;
     }
