@@ -13,6 +13,7 @@ const TCP_CHECK_OFF: usize = 16;
 const UDP_CHECK_OFF: usize = 6;
 /// TCP flag bits (byte 13 of the header).
 pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 
 /// What the balancer can see of a frame.
