@@ -174,7 +174,7 @@ pub const FLOW_CACHE_SLOTS: u32 = 4096;
 
 /// Value of `LB_FLOW_CACHE`: what a cached packet needs, ready to apply. A copy of a
 /// connection-table entry with what follows from it (checksum changes, next hop), valid
-/// during the jiffy it was read in (`stamp`) on this CPU. 64 bytes, aligned: one cache line.
+/// during the jiffy it was read in (`stamp`) on this CPU. 64 bytes, 8-aligned.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCacheEntry {
