@@ -123,6 +123,16 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The key's bytes as two little-endian words, the layout of `FlowCacheEntry::key`
+    /// (BPF is little-endian; only the kernel program and tests use it).
+    #[inline(always)]
+    pub const fn words(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> [u64; 2] {
+        [
+            saddr as u64 | (daddr as u64) << 32,
+            sport as u64 | (dport as u64) << 16 | (proto as u64) << 32,
+        ]
+    }
+
     #[inline(always)]
     pub const fn new(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> FlowKey {
         FlowKey {
@@ -162,15 +172,28 @@ pub struct FlowValue {
 /// Slots of the per-CPU flow cache `LB_FLOW_CACHE` (direct-mapped by flow hash).
 pub const FLOW_CACHE_SLOTS: u32 = 4096;
 
-/// Value of `LB_FLOW_CACHE`: a copy of a connection-table entry, valid during the jiffy it
-/// was read in (`stamp`) on this CPU.
-#[repr(C)]
+/// Value of `LB_FLOW_CACHE`: what a cached packet needs, ready to apply. A copy of a
+/// connection-table entry with what follows from it (checksum changes, next hop), valid
+/// during the jiffy it was read in (`stamp`) on this CPU. 64 bytes, 8-aligned.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCacheEntry {
-    pub key: FlowKey,
+    /// The `FlowKey`'s 16 bytes as two words (`FlowKey::words`): compared in two loads.
+    pub key: [u64; 2],
     pub value: FlowValue,
     /// Jiffies (low 32 bits) of the connection-table read.
     pub stamp: u32,
+    /// What the translation adds to the IPv4 and to the TCP/UDP checksum: the folded ones'
+    /// complement sum of `~old + new` over the rewritten words (RFC 1624), fixed per flow.
+    pub ip_delta: u16,
+    /// The next hop's MACs (`NextHop::macs`) when the entry was written. At offset 42, 2
+    /// past a 4-byte boundary like the frame's first byte, so both are copied with the
+    /// same aligned 2-4-4-2 byte split.
+    pub macs: [u16; 6],
+    pub l4_delta: u16,
+    /// The next hop's interface when the entry was written.
+    pub ifindex: u32,
+    pub _pad: u32,
 }
 
 /// Value of `LB_BENCH[0]`: where the benchmark driver sends its packets, and its counter.
@@ -197,8 +220,10 @@ pub struct NextHop {
     /// Network byte order; 0: empty slot.
     pub daddr: u32,
     pub ifindex: u32,
-    pub smac: [u8; 6],
-    pub dmac: [u8; 6],
+    /// Destination then source MAC, as the first 12 bytes of the Ethernet header (native
+    /// byte order words).
+    pub macs: [u16; 6],
+    pub _pad: u32,
     /// Jiffies after which the entry is looked up again.
     pub expires: u64,
 }
@@ -294,4 +319,29 @@ mod pod {
     unsafe impl aya::Pod for BenchSeed {}
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for FlowCacheEntry {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flow cache compares a packet's key words with an entry's: they must be the
+    /// `FlowKey`'s bytes (BPF is little-endian, as is the host the tests run on).
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn flow_key_words_are_the_keys_bytes() {
+        let (saddr, daddr, sport, dport) = (
+            0x0a00_0001u32.to_be(),
+            0xc000_020au32.to_be(),
+            40000u16.to_be(),
+            80u16.to_be(),
+        );
+        let key = FlowKey::new(saddr, daddr, sport, dport, PROTO_TCP);
+        let bytes: [u64; 2] = unsafe { core::mem::transmute(key) };
+        assert_eq!(FlowKey::words(saddr, daddr, sport, dport, PROTO_TCP), bytes);
+        assert_eq!(size_of::<FlowCacheEntry>(), 64);
+        assert_eq!(core::mem::offset_of!(FlowCacheEntry, value), 16);
+        assert_eq!(core::mem::offset_of!(FlowCacheEntry, macs) % 4, 2);
+        assert_eq!(size_of::<NextHop>(), 32);
+    }
 }

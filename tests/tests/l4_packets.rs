@@ -377,6 +377,63 @@ fn l4_the_flow_cache_never_hides_a_fin_nor_outlives_its_jiffy() {
     .unwrap();
 }
 
+/// Packets served from the per-CPU flow cache (the second and later ones of a flow in a
+/// jiffy, rewritten with checksum changes and a next hop computed when the entry was written)
+/// come out exactly as the connection table's path makes them: same addresses, ports and
+/// MACs, checksums that verify whatever the payload, a UDP checksum of 0 left at 0.
+#[test]
+fn l4_cached_packets_are_translated_like_the_first() {
+    require_root();
+    let lab = PacketLab::new().unwrap();
+    let (cmac, bmac) = (lab.client_side_mac, lab.backend_side_mac);
+    lab.run_inside(move || {
+        let mut lb = Lb::new(&[
+            service(VIP, 80, L4Protocol::Tcp, &BACKENDS),
+            service(VIP, 53, L4Protocol::Udp, &BACKENDS),
+        ]);
+        let mac = [2, 0, 0, 0, 0, 1];
+        let input = syn(41000);
+        let (action, out) = lb.run(&input);
+        let first = assert_forwarded(bmac, &input, action, &out);
+        for i in 0..20u8 {
+            let payload = [i, 0x5a ^ i, i.wrapping_mul(37), 0xff - i, i];
+            let ack = frame(mac, CLIENT, 41000, VIP, 80, 6, ACK, &payload);
+            let (action, out) = lb.run(&ack);
+            assert_eq!(assert_forwarded(bmac, &ack, action, &out), first, "packet {i}");
+            // The backend's replies, cached the same way.
+            let reply = frame(bmac, first.dst, BACKEND_PORT, SNAT, first.sport, 6, ACK, &payload);
+            let (action, back) = lb.run(&reply);
+            assert_eq!(action, XDP_REDIRECT);
+            let r = fields(&back);
+            assert_eq!((r.src, r.sport, r.dst, r.dport), (VIP, 80, CLIENT, 41000), "reply {i}");
+            assert_eq!((r.dst_mac, r.src_mac), (CLIENT_MAC, cmac));
+            assert!(ip_csum_ok(&back) && l4_csum_ok(&back), "reply {i} checksums verify");
+        }
+
+        let udp = |payload: &[u8], zero_check: bool| {
+            let mut f = frame(mac, CLIENT, 5400, VIP, 53, 17, 0, payload);
+            if zero_check {
+                f[ETH + IP + 6..ETH + IP + 8].fill(0);
+            }
+            f
+        };
+        let (_, out) = lb.run(&udp(b"q0", false));
+        let first = fields(&out);
+        for i in 0..20u8 {
+            let (action, out) = lb.run(&udp(&[b'q', i], i % 2 == 0));
+            assert_eq!(action, XDP_REDIRECT);
+            assert_eq!(fields(&out), first, "datagram {i}");
+            assert!(ip_csum_ok(&out), "datagram {i}: IPv4 checksum verifies");
+            if i % 2 == 0 {
+                assert_eq!(out[ETH + IP + 6..ETH + IP + 8], [0, 0], "no UDP checksum stays none");
+            } else {
+                assert!(l4_csum_ok(&out), "datagram {i}: UDP checksum verifies");
+            }
+        }
+    })
+    .unwrap();
+}
+
 /// Random and mutated frames through the program, checked against what must hold for any
 /// input: never aborted; a passed frame is unchanged; a frame not for the VIP always passes;
 /// a redirected frame goes to a backend from the balancer's address, with checksums that

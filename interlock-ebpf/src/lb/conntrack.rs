@@ -9,7 +9,7 @@ use super::parse::{Packet, TCP_FIN, TCP_RST};
 
 #[inline(always)]
 pub fn key_of(p: &Packet) -> FlowKey {
-    FlowKey::new(p.saddr, p.daddr, p.sport, p.dport, p.proto)
+    FlowKey::new(p.saddr(), p.daddr(), p.sport(), p.dport(), p.proto)
 }
 
 /// Timestamps are the low 32 bits of jiffies: an entry fits 20 bytes; they wrap after
@@ -85,10 +85,10 @@ pub fn create(
         0
     };
     let reverse = FlowValue {
-        saddr: p.daddr,
-        daddr: p.saddr,
-        sport: p.dport,
-        dport: p.sport,
+        saddr: p.daddr(),
+        daddr: p.saddr(),
+        sport: p.dport(),
+        dport: p.sport(),
         backend,
         vip_slot,
         flags: FLOW_REVERSE | closing,

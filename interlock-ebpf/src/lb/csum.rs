@@ -5,7 +5,7 @@
 
 /// Folds a 64-bit accumulated sum into 16 bits (bounded: four folds always suffice).
 #[inline(always)]
-fn fold(mut sum: u64) -> u16 {
+pub fn fold(mut sum: u64) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
@@ -13,7 +13,8 @@ fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
-/// Accumulates the change of a 32-bit field into `acc` (start from `!check`).
+/// Accumulates the change of a 32-bit field into `acc` (start from `!check`, or from 0 for
+/// a delta to `apply` later).
 #[inline(always)]
 pub fn add32(acc: u64, from: u32, to: u32) -> u64 {
     acc + u64::from(!(from as u16))
@@ -28,8 +29,11 @@ pub fn add16(acc: u64, from: u16, to: u16) -> u64 {
     acc + u64::from(!from) + u64::from(to)
 }
 
-/// The new checksum from an accumulator started with `u64::from(!old_check)`.
+/// `check` updated by a folded delta (`fold` of `add32`/`add16` terms started from 0).
+/// The same result as accumulating the terms onto `!check`: ones' complement addition is
+/// associative, and two 16-bit values need one fold.
 #[inline(always)]
-pub fn finish(acc: u64) -> u16 {
-    !fold(acc)
+pub fn apply(check: u16, delta: u16) -> u16 {
+    let sum = u32::from(!check) + u32::from(delta);
+    !((sum & 0xffff) + (sum >> 16)) as u16
 }

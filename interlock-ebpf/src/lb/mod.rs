@@ -19,8 +19,8 @@ mod parse;
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_jiffies64, macros::xdp, programs::XdpContext};
 use interlock_common::lb::{
-    addr_filter_bit, DropReason, FlowValue, LbConfig, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS, MAGLEV_EMPTY, MAGLEV_LANES,
-    MAGLEV_SIZE,
+    addr_filter_bit, DropReason, FlowCacheEntry, FlowValue, LbConfig, VipKey, FLOW_REVERSE, MAGLEV_CHUNKS,
+    MAGLEV_EMPTY, MAGLEV_LANES, MAGLEV_SIZE,
 };
 
 use conntrack::CtError;
@@ -95,40 +95,85 @@ pub fn interlock_jiffies(_ctx: XdpContext) -> u32 {
 fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     // Only packets to a VIP address or to our source address can be ours: everything else
     // passes after one inlined array read instead of a connection-table probe.
-    if !maybe_ours(p.daddr) {
+    if !maybe_ours(p.daddr()) {
         return xdp_action::XDP_PASS;
     }
     let cfg = match LB_CONFIG.get(0) {
         Some(c) if c.snat_addr != 0 => c,
         _ => return xdp_action::XDP_PASS,
     };
-    let key = conntrack::key_of(p);
+    let key = p.key();
     // Jiffies: enough for idle timeouts and 1 s caches, and inlined (no helper call).
     let now = unsafe { bpf_jiffies64() };
     // The frame's length from the IP header: with multi-buffer frames (jumbo MTUs) the
     // linear part `data..data_end` is only the first buffer.
     let len = u64::from(u16::from_be(p.tot_len)) + crate::packet::ETH_HDR_LEN as u64;
-    let hash = flow_hash(p);
-    let hit = match flowcache::get(&key, hash, p, now, cfg) {
-        Some(to) => Some(to),
-        None => {
-            let to = conntrack::lookup(&key, p, now, cfg);
-            if let Some(to) = &to {
-                flowcache::put(&key, hash, to, p, now, cfg);
-            }
-            to
-        }
-    };
-    if let Some(to) = hit {
-        if to.flags & FLOW_REVERSE == 0 {
-            count(&LB_VIP_STATS, u32::from(to.vip_slot), len, false);
-        }
-        count(&LB_BACKEND_STATS, u32::from(to.backend), len, false);
-        return send(ctx, p, &to, now, cfg);
+    let slot = flowcache::slot(&key);
+    // A busy flow's packet: everything it needs is in this CPU's cache entry.
+    if let Some(e) = flowcache::get(&key, slot, p, now, cfg) {
+        return established(ctx, p, unsafe { &*e }, len);
     }
+    if let Some(to) = conntrack::lookup(&conntrack::key_of(p), p, now, cfg) {
+        let Some(x) = prepare(ctx, p, key, &to, now, cfg) else {
+            count_flow(&to, len, false);
+            return drop(DropReason::NoRoute);
+        };
+        flowcache::put(slot, &x, p, cfg);
+        return established(ctx, p, &x, len);
+    }
+    new_flow(ctx, p, key, now, len, cfg)
+}
+
+/// Counts and sends an established flow's packet.
+#[inline(always)]
+fn established(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry, len: u64) -> u32 {
+    count_flow(&x.value, len, false);
+    if nat::rewrite(ctx, p, x).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    nat::out(ctx, x.ifindex)
+}
+
+/// Counts a packet of a flow for its backend, and for its VIP when it goes to the backend.
+#[inline(always)]
+fn count_flow(to: &FlowValue, len: u64, new_flow: bool) {
+    if to.flags & FLOW_REVERSE == 0 {
+        count(&LB_VIP_STATS, u32::from(to.vip_slot), len, new_flow);
+    }
+    count(&LB_BACKEND_STATS, u32::from(to.backend), len, new_flow);
+}
+
+/// What sending `p` translated to `to` takes (the flow cache's entry): checksum deltas and
+/// the next hop. `None`: no route or no neighbour entry yet.
+#[inline(always)]
+fn prepare(
+    ctx: &XdpContext,
+    p: &Packet,
+    key: [u64; 2],
+    to: &FlowValue,
+    now: u64,
+    cfg: &LbConfig,
+) -> Option<FlowCacheEntry> {
+    let hop = unsafe { &*nat::next_hop(ctx, p, to, now, cfg.nexthop_ttl)? };
+    let (ip_delta, l4_delta) = nat::deltas(p, to);
+    Some(FlowCacheEntry {
+        key,
+        value: *to,
+        stamp: now as u32,
+        ip_delta,
+        l4_delta,
+        ifindex: hop.ifindex,
+        macs: hop.macs,
+        _pad: 0,
+    })
+}
+
+/// A packet to a VIP without a connection-table entry: picks a backend, records the flow.
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, p: &Packet, key: [u64; 2], now: u64, len: u64, cfg: &LbConfig) -> u32 {
     let vip_key = VipKey {
-        addr: p.daddr,
-        port: p.dport,
+        addr: p.daddr(),
+        port: p.dport(),
         proto: p.proto,
         _pad: 0,
     };
@@ -136,7 +181,7 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let slot = vip.slot;
-    let h = hash % MAGLEV_SIZE;
+    let h = flow_hash(p) % MAGLEV_SIZE;
     let chunk = (slot * 2 + (vip.table & 1)) * MAGLEV_CHUNKS + h / MAGLEV_LANES;
     let lane = (h % MAGLEV_LANES) as usize;
     let backend = match LB_MAGLEV.get(chunk).and_then(|c| c.get(lane)) {
@@ -146,14 +191,20 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
     let Some(b) = LB_BACKENDS.get(backend) else {
         return drop(DropReason::NoBackend);
     };
-    let to = match conntrack::create(&key, p, b.addr, b.port, backend as u16, slot as u8, now, cfg) {
+    let ct_key = conntrack::key_of(p);
+    let to = match conntrack::create(&ct_key, p, b.addr, b.port, backend as u16, slot as u8, now, cfg) {
         Ok(to) => to,
         Err(CtError::NoPort) => return drop(DropReason::NoPort),
         Err(CtError::Table) => return drop(DropReason::FlowTable),
     };
-    count(&LB_VIP_STATS, slot, len, true);
-    count(&LB_BACKEND_STATS, backend, len, true);
-    send(ctx, p, &to, now, cfg)
+    count_flow(&to, len, true);
+    let Some(x) = prepare(ctx, p, key, &to, now, cfg) else {
+        return drop(DropReason::NoRoute);
+    };
+    if nat::rewrite(ctx, p, &x).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    nat::out(ctx, x.ifindex)
 }
 
 /// The address filter: false for addresses that are certainly neither a VIP nor ours.
@@ -163,17 +214,6 @@ fn maybe_ours(daddr: u32) -> bool {
     match LB_ADDR_FILTER.get(word) {
         Some(w) => w & bit != 0,
         None => false,
-    }
-}
-
-#[inline(always)]
-fn send(ctx: &XdpContext, p: &Packet, to: &FlowValue, now: u64, cfg: &LbConfig) -> u32 {
-    if nat::rewrite(ctx, p, to).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
-    match nat::forward(ctx, p, to, now, cfg.nexthop_ttl) {
-        Some(action) => action,
-        None => drop(DropReason::NoRoute),
     }
 }
 
@@ -201,8 +241,8 @@ fn drop(reason: DropReason) -> u32 {
 /// flow always lands on the same Maglev slot, different flows spread evenly.
 #[inline(always)]
 fn flow_hash(p: &Packet) -> u32 {
-    let mut h = p.saddr ^ p.daddr.rotate_left(7);
-    h ^= (u32::from(p.sport) << 16 | u32::from(p.dport)).rotate_left(13);
+    let mut h = p.saddr() ^ p.daddr().rotate_left(7);
+    h ^= (u32::from(p.sport()) << 16 | u32::from(p.dport())).rotate_left(13);
     h ^= u32::from(p.proto);
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
