@@ -34,7 +34,7 @@ const INTERLOCK_PROFILED_PORT: u16 = 18185;
 const INTERLOCK_PROFILED_ADMIN: u16 = 18195;
 /// Each case runs `ROUNDS` times for `SECONDS`.
 const SECONDS: u32 = 4;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 pub fn run() -> Result<()> {
     if !cmd::is_root() {
