@@ -51,6 +51,13 @@ async fn fixed_backend(response: &'static [u8], close: bool) -> SocketAddr {
     addr
 }
 
+/// A test backend named `name` and a proxy routing `srv.test` to it.
+async fn proxied_backend(name: &'static str, limits: Limits) -> (TestBackend, TestProxy) {
+    let b = TestBackend::start(name).await;
+    let proxy = TestProxy::start_with(&snapshot(1, vec![route(name, &["srv.test"], "/", &[&b])]), limits).await;
+    (b, proxy)
+}
+
 async fn proxy_to(addr: SocketAddr, limits: Limits) -> TestProxy {
     let mut r = route("srv", &["srv.test"], "/", &[]);
     r.backends = vec![interlock::model::Backend {
@@ -63,8 +70,7 @@ async fn proxy_to(addr: SocketAddr, limits: Limits) -> TestProxy {
 
 #[tokio::test]
 async fn pipelined_requests_then_a_body_handed_to_hyper_on_one_connection() {
-    let b = TestBackend::start("p").await;
-    let proxy = TestProxy::start(&snapshot(1, vec![route("p", &["srv.test"], "/", &[&b])])).await;
+    let (_b, proxy) = proxied_backend("p", Limits::default()).await;
     let answer = exchange(
         proxy.http,
         b"GET /a HTTP/1.1\r\nHost: srv.test\r\n\r\n\
@@ -73,20 +79,19 @@ async fn pipelined_requests_then_a_body_handed_to_hyper_on_one_connection() {
     )
     .await;
     assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{answer}");
-    let (a, b_, c) = (
+    let (a, b, c) = (
         answer.find("path=/a").unwrap(),
         answer.find("path=/b").unwrap(),
         answer.find("hello").expect("the POST body echoed"),
     );
-    assert!(a < b_ && b_ < c, "answers in order: {answer}");
+    assert!(a < b && b < c, "answers in order: {answer}");
     assert_eq!(answer.matches("x-upstream-addr: ").count(), 3);
     assert_eq!(answer.matches("x-request-id: ").count(), 3);
 }
 
 #[tokio::test]
 async fn head_requests_and_connection_close() {
-    let b = TestBackend::start("h").await;
-    let proxy = TestProxy::start(&snapshot(1, vec![route("h", &["srv.test"], "/", &[&b])])).await;
+    let (_b, proxy) = proxied_backend("h", Limits::default()).await;
     let answer = exchange(
         proxy.http,
         b"HEAD /x HTTP/1.1\r\nHost: srv.test\r\n\r\nGET /y HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n",
@@ -164,12 +169,11 @@ async fn a_backend_dying_mid_body_cuts_the_client_off() {
 
 #[tokio::test]
 async fn partial_heads_time_out_and_count_idle_connections_just_close() {
-    let b = TestBackend::start("t").await;
     let limits = Limits {
         header_read_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    let proxy = TestProxy::start_with(&snapshot(1, vec![route("t", &["srv.test"], "/", &[&b])]), limits).await;
+    let (_b, proxy) = proxied_backend("t", limits).await;
     let count = || {
         proxy
             .proxy
@@ -193,8 +197,7 @@ async fn partial_heads_time_out_and_count_idle_connections_just_close() {
 
 #[tokio::test]
 async fn idle_connections_close_at_shutdown_without_holding_the_drain() {
-    let b = TestBackend::start("d").await;
-    let mut proxy = TestProxy::start(&snapshot(1, vec![route("d", &["srv.test"], "/", &[&b])])).await;
+    let (_b, mut proxy) = proxied_backend("d", Limits::default()).await;
     let mut idle = TcpStream::connect(proxy.http).await.unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n")
         .await

@@ -128,6 +128,12 @@ fn balance(ctx: &XdpContext, p: &Packet) -> u32 {
 #[inline(always)]
 fn established(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry, len: u64) -> u32 {
     count_flow(&x.value, len, false);
+    send(ctx, p, x)
+}
+
+/// Rewrites `p` to the translation in `x` and sends it to `x`'s next hop.
+#[inline(always)]
+fn send(ctx: &XdpContext, p: &Packet, x: &FlowCacheEntry) -> u32 {
     if nat::rewrite(ctx, p, x).is_none() {
         return xdp_action::XDP_ABORTED;
     }
@@ -201,10 +207,7 @@ fn new_flow(ctx: &XdpContext, p: &Packet, key: [u64; 2], now: u64, len: u64, cfg
     let Some(x) = prepare(ctx, p, key, &to, now, cfg) else {
         return drop(DropReason::NoRoute);
     };
-    if nat::rewrite(ctx, p, &x).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
-    nat::out(ctx, x.ifindex)
+    send(ctx, p, &x)
 }
 
 /// The address filter: false for addresses that are certainly neither a VIP nor ours.
