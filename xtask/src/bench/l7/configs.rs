@@ -49,25 +49,58 @@ pub fn backend_http() -> String {
     format!("access_log off;\nserver {{ listen 127.0.0.1:{BACKEND_PORT}; location / {{ return 200 \"ok\\n\"; }} }}")
 }
 
-/// nginx as the proxy: upstream keep-alive, the forwarding headers interlock also sets.
-pub fn nginx_proxy_http(dir: &Path, port: u16) -> String {
+/// What a reference proxy is asked to do besides forwarding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// What NGINX-based Interlock did and interlock does: X-Forwarded-For/-Proto/-Host to
+    /// the backend; `x-upstream-addr`, `x-upstream-response-time`, `x-request-id` (random,
+    /// 32 hex digits) and `x-proxy-id` to the client; an access line with the same fields
+    /// as interlock's. The like-for-like reference.
+    LikeInterlock,
+    /// Only Host and X-Forwarded-For, nginx's default log line: less work than interlock
+    /// does, kept as a second reference.
+    Plain,
+}
+
+/// nginx as the proxy: upstream keep-alive, the headers and log line `work` says.
+pub fn nginx_proxy_http(dir: &Path, port: u16, work: Work) -> String {
+    let log = dir.join(format!("nginx-access-{port}.log"));
+    let log = log.display();
+    let (log, extra) = match work {
+        Work::LikeInterlock => (
+            format!(
+                "log_format interlock '$time_iso8601 INFO interlock::access: client=$remote_addr \
+                 method=$request_method host=$host path=$uri route=bench upstream=$upstream_addr \
+                 status=$status s=$request_time request_id=$request_id';\naccess_log {log} interlock;"
+            ),
+            "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;\n\
+             add_header x-upstream-addr $upstream_addr always; \
+             add_header x-upstream-response-time $upstream_response_time always;\n\
+             add_header x-request-id $request_id always; add_header x-proxy-id bench always;",
+        ),
+        Work::Plain => (format!("access_log {log};"), ""),
+    };
     format!(
-        "access_log {}/nginx-access.log;\n\
+        "{log}\n\
          upstream backend {{ server 127.0.0.1:{BACKEND_PORT}; keepalive 128; }}\n\
          server {{ listen 127.0.0.1:{port}; server_name bench.example;\n\
          location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
-         proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr; }} }}",
-        dir.display()
+         proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr;\n{extra} }} }}"
     )
 }
 
-/// HAProxy with the same route; its log lines go to its stdout, which the bench sends to a file.
+/// HAProxy with the same route and the same added headers as [`Work::LikeInterlock`]; its
+/// log lines go to its stdout, which the bench sends to a file.
 pub fn haproxy(dir: &Path, port: u16) -> Result<Command> {
     let conf = format!(
         "global\n  nbthread {WORKERS}\n  maxconn 4096\n  log stdout format raw local0\ndefaults\n  mode http\n  log global\n\
          option httplog\n  timeout connect 3s\n  timeout client 60s\n  timeout server 60s\n  option forwardfor\n\
-         http-reuse always\nfrontend fe\n  bind 127.0.0.1:{port}\n  acl host_bench hdr(host) -i bench.example\n\
-         use_backend be if host_bench\nbackend be\n  server s1 127.0.0.1:{BACKEND_PORT}\n"
+         http-reuse always\nfrontend fe\n  bind 127.0.0.1:{port}\n  unique-id-format %[uuid]\n\
+         http-request set-header X-Forwarded-Proto http\n  http-request set-header X-Forwarded-Host %[req.hdr(host)]\n\
+         acl host_bench hdr(host) -i bench.example\n  use_backend be if host_bench\nbackend be\n\
+         http-response set-header x-upstream-addr %si:%sp\n  http-response set-header x-upstream-response-time %Tr\n\
+         http-response set-header x-request-id %[unique-id]\n  http-response set-header x-proxy-id bench\n\
+         server s1 127.0.0.1:{BACKEND_PORT}\n"
     );
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, conf)?;

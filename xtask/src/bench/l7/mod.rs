@@ -1,6 +1,10 @@
 //! `cargo xtask bench l7`: wrk against interlock, nginx and HAProxy, each proxying the same
 //! route to the same backend (nginx answering a fixed body), on loopback, in one run.
 //!
+//! Like for like: nginx and HAProxy add the headers interlock adds, as NGINX-based
+//! Interlock did (`configs::Work::LikeInterlock`), and nginx logs the same fields. nginx
+//! with only Host and X-Forwarded-For and its default log line runs too, as `nginx-plain`.
+//!
 //! Fair and repeatable: every proxy runs one worker on the same CPU of its own, with its
 //! access log on (production defaults), while wrk and the backend share the other CPU
 //! (`process::Placement`). Cases: keep-alive, and a new connection per request, in
@@ -21,11 +25,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::{cmd, setup};
-use configs::{Nginx, BACKEND_PORT};
+use configs::{Nginx, Work, BACKEND_PORT};
 use process::{wait_port, Placement, Proc, RssSampler, WORKERS};
 use wrk::WrkResult;
 
 const NGINX_PORT: u16 = 18181;
+const NGINX_PLAIN_PORT: u16 = 18186;
 const HAPROXY_PORT: u16 = 18182;
 const INTERLOCK_PORT: u16 = 18183;
 const INTERLOCK_ADMIN: u16 = 18193;
@@ -73,7 +78,23 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     };
     let _nginx = Proc::start(
         "nginx",
-        nginx.command(Placement::Proxy, &configs::nginx_proxy_http(dir, NGINX_PORT)),
+        nginx.command(
+            Placement::Proxy,
+            &configs::nginx_proxy_http(dir, NGINX_PORT, Work::LikeInterlock),
+        ),
+    )?;
+    let nginx_plain = Nginx {
+        dir,
+        name: "proxy-plain",
+        single_process: false,
+        worker_connections: 4096,
+    };
+    let _nginx_plain = Proc::start(
+        "nginx-plain",
+        nginx_plain.command(
+            Placement::Proxy,
+            &configs::nginx_proxy_http(dir, NGINX_PLAIN_PORT, Work::Plain),
+        ),
     )?;
     let mut haproxy = configs::haproxy(dir, HAPROXY_PORT)?;
     haproxy
@@ -85,7 +106,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     let mut interlock = configs::interlock(Placement::Proxy, agent, &routes, INTERLOCK_PORT, INTERLOCK_ADMIN);
     interlock.stderr(std::fs::File::create(dir.join("interlock.log"))?);
     let interlock = Proc::start("interlock", interlock)?;
-    for port in [BACKEND_PORT, NGINX_PORT, HAPROXY_PORT, INTERLOCK_PORT] {
+    for port in [BACKEND_PORT, NGINX_PORT, NGINX_PLAIN_PORT, HAPROXY_PORT, INTERLOCK_PORT] {
         wait_port(port, Duration::from_secs(10))?;
     }
     println!("BENCH l7 setup workers={WORKERS} proxy_cpu=1 load_cpu=0 nice=-10 access_log=on wrk_threads=1");
@@ -100,6 +121,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     let proxies = [
         ("interlock", INTERLOCK_PORT),
         ("nginx", NGINX_PORT),
+        ("nginx-plain", NGINX_PLAIN_PORT),
         ("haproxy", HAPROXY_PORT),
     ];
     let mut runs: Vec<(&str, bool, WrkResult)> = Vec::new();
@@ -139,13 +161,22 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         median("haproxy", false),
     );
     let (i_nc, n_nc) = (median("interlock", true), median("nginx", true));
+    let (p_ka, p_nc) = (median("nginx-plain", false), median("nginx-plain", true));
     println!(
         "BENCH l7 interlock_vs_nginx={:.2} interlock_vs_haproxy={:.2} newconn_interlock_vs_nginx={:.2} \
-         p99_interlock_vs_nginx={:.2}",
+         p99_interlock_vs_nginx={:.2} newconn_p99_interlock_vs_nginx={:.2}",
         i_ka.rps / n_ka.rps.max(1.0),
         i_ka.rps / h_ka.rps.max(1.0),
         i_nc.rps / n_nc.rps.max(1.0),
         i_ka.p99_ms / n_ka.p99_ms.max(0.001),
+        i_nc.p99_ms / n_nc.p99_ms.max(0.001),
+    );
+    println!(
+        "BENCH l7 interlock_vs_nginx_plain={:.2} newconn_interlock_vs_nginx_plain={:.2} \
+         p99_interlock_vs_nginx_plain={:.2}",
+        i_ka.rps / p_ka.rps.max(1.0),
+        i_nc.rps / p_nc.rps.max(1.0),
+        i_ka.p99_ms / p_ka.p99_ms.max(0.001),
     );
 
     let swapped = under_swaps(&routes)?;
@@ -176,13 +207,22 @@ fn instructions_per_request(agent: &Path, dir: &Path, routes: &Path) -> Result<(
         single_process: true,
         worker_connections: 4096,
     };
-    let nginx_ipr = instructions::per_request(dir, "nginx", NGINX_PROFILED_PORT, &|out| {
-        let http = configs::nginx_proxy_http(dir, NGINX_PROFILED_PORT);
-        Ok((profiled_nginx.command(Placement::Profiled(out), &http), libc::SIGQUIT))
-    })?;
+    let mut nginx_ipr = [0.0; 2];
+    for (ipr, (name, work)) in nginx_ipr
+        .iter_mut()
+        .zip([("nginx", Work::LikeInterlock), ("nginx-plain", Work::Plain)])
+    {
+        *ipr = instructions::per_request(dir, name, NGINX_PROFILED_PORT, &|out| {
+            let http = configs::nginx_proxy_http(dir, NGINX_PROFILED_PORT, work);
+            Ok((profiled_nginx.command(Placement::Profiled(out), &http), libc::SIGQUIT))
+        })?;
+    }
+    let [nginx_ipr, plain_ipr] = nginx_ipr;
     println!(
-        "BENCH l7 instructions_per_request interlock={interlock_ipr:.0} nginx={nginx_ipr:.0} interlock_vs_nginx={:.2}",
-        interlock_ipr / nginx_ipr.max(1.0)
+        "BENCH l7 instructions_per_request interlock={interlock_ipr:.0} nginx={nginx_ipr:.0} \
+         nginx_plain={plain_ipr:.0} interlock_vs_nginx={:.2} interlock_vs_nginx_plain={:.2}",
+        interlock_ipr / nginx_ipr.max(1.0),
+        interlock_ipr / plain_ipr.max(1.0),
     );
     Ok(())
 }
