@@ -70,7 +70,9 @@ impl Backend {
     }
 
     pub fn available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+        // 0: never ejected, the common case, without a clock read.
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        self.healthy.load(Ordering::Relaxed) && (until == 0 || until <= self.now_ms())
     }
 
     pub fn record_success(&self) {

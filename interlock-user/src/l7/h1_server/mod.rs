@@ -60,7 +60,8 @@ pub async fn serve(
 ) -> Outcome {
     let peer = Peer::new(peer);
     let mut input = BytesMut::new();
-    let mut out = Vec::new();
+    // A typical response head fits: no regrowth on the first response.
+    let mut out = Vec::with_capacity(1024);
     // One timer per connection, moved for each head (see `h1_client::exchange`).
     let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
     let mut nodelay = false;
