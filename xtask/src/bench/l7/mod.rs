@@ -70,32 +70,20 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         "backend nginx",
         backend.command(Placement::Load, &configs::backend_http()),
     )?;
-    let nginx = Nginx {
-        dir,
-        name: "proxy",
-        single_process: false,
-        worker_connections: 4096,
-    };
-    let _nginx = Proc::start(
-        "nginx",
-        nginx.command(
-            Placement::Proxy,
-            &configs::nginx_proxy_http(dir, NGINX_PORT, Work::LikeInterlock),
-        ),
-    )?;
-    let nginx_plain = Nginx {
-        dir,
-        name: "proxy-plain",
-        single_process: false,
-        worker_connections: 4096,
-    };
-    let _nginx_plain = Proc::start(
-        "nginx-plain",
-        nginx_plain.command(
-            Placement::Proxy,
-            &configs::nginx_proxy_http(dir, NGINX_PLAIN_PORT, Work::Plain),
-        ),
-    )?;
+    let mut _nginxes = Vec::new();
+    for (name, port, work) in [
+        ("nginx", NGINX_PORT, Work::LikeInterlock),
+        ("nginx-plain", NGINX_PLAIN_PORT, Work::Plain),
+    ] {
+        let nginx = Nginx {
+            dir,
+            name,
+            single_process: false,
+            worker_connections: 4096,
+        };
+        let http = configs::nginx_proxy_http(dir, port, work);
+        _nginxes.push(Proc::start(name, nginx.command(Placement::Proxy, &http))?);
+    }
     let mut haproxy = configs::haproxy(dir, HAPROXY_PORT)?;
     haproxy
         .stdout(std::fs::File::create(dir.join("haproxy-access.log"))?)
@@ -179,6 +167,9 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         i_ka.p99_ms / p_ka.p99_ms.max(0.001),
     );
 
+    paired("nginx", &runs);
+    paired("nginx-plain", &runs);
+
     let swapped = under_swaps(&routes)?;
     println!(
         "BENCH l7 swap_rps={:.0} swaps={} swap_non2xx={} swap_errors={}",
@@ -186,6 +177,34 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     );
     drop(interlock);
     instructions_per_request(agent, dir, &routes)
+}
+
+/// Interlock against `reference` round by round (the two ran seconds apart, so a slow spell
+/// of the host hits both alike): the median of the per-round ratios, and the rounds in
+/// which interlock had both the higher rate and the lower p99.
+fn paired(reference: &str, runs: &[(&str, bool, WrkResult)]) {
+    let mut line = format!("BENCH l7 paired reference={reference} rounds={ROUNDS}");
+    for (case, newconn) in [("keepalive", false), ("newconn", true)] {
+        let of = |name: &str| -> Vec<&WrkResult> {
+            runs.iter()
+                .filter(|(n, nc, _)| *n == name && *nc == newconn)
+                .map(|(_, _, r)| r)
+                .collect()
+        };
+        let pairs: Vec<(&WrkResult, &WrkResult)> = of("interlock").into_iter().zip(of(reference)).collect();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let rps = median(pairs.iter().map(|(i, r)| i.rps / r.rps.max(1.0)).collect());
+        let p99 = median(pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect());
+        let won = pairs
+            .iter()
+            .filter(|(i, r)| i.rps >= r.rps && i.p99_ms <= r.p99_ms)
+            .count();
+        line += &format!(" {case}_rps_ratio={rps:.2} {case}_p99_ratio={p99:.2} {case}_rounds_won={won}");
+    }
+    println!("{line}");
 }
 
 /// Instructions per keep-alive request of interlock and nginx, under callgrind.
