@@ -7,8 +7,9 @@
 //!
 //! Fair and repeatable: every proxy runs one worker on the same CPU of its own, with its
 //! access log on (production defaults), while wrk and the backend share the other CPU
-//! (`process::Placement`). Cases: keep-alive, and a new connection per request, in
-//! interleaved rounds, medians reported. Also
+//! (`process::Placement`). Cases (`wrk::Case`): keep-alive, a new connection per
+//! request, and keep-alive paced to the same load for every proxy, in interleaved rounds,
+//! medians reported. Also
 //! interlock's peak resident memory under load, a keep-alive run while its route table is
 //! swapped 10 times per second, and instructions per request (callgrind) for interlock and
 //! nginx, which the machine's other load does not change.
@@ -27,7 +28,7 @@ use anyhow::{bail, Result};
 use crate::{cmd, setup};
 use configs::{Nginx, Work, BACKEND_PORT};
 use process::{wait_port, Placement, Proc, RssSampler, WORKERS};
-use wrk::WrkResult;
+use wrk::{Case, WrkResult};
 
 const NGINX_PORT: u16 = 18181;
 const NGINX_PLAIN_PORT: u16 = 18186;
@@ -112,65 +113,74 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         ("nginx-plain", NGINX_PLAIN_PORT),
         ("haproxy", HAPROXY_PORT),
     ];
-    let mut runs: Vec<(&str, bool, WrkResult)> = Vec::new();
+    let mut runs: Vec<(&str, Case, WrkResult)> = Vec::new();
     let sampler = RssSampler::start(interlock.pid());
     for _ in 0..ROUNDS {
-        for new_connection_each in [false, true] {
+        for case in Case::ALL {
             for (name, port) in proxies {
-                let connections = if new_connection_each { 16 } else { 64 };
-                runs.push((
-                    name,
-                    new_connection_each,
-                    wrk::timed(port, connections, new_connection_each, SECONDS)?,
-                ));
+                runs.push((name, case, wrk::timed(dir, port, case, SECONDS)?));
             }
         }
     }
     println!("BENCH l7 interlock_rss_mb={:.1}", sampler.stop_mb());
-    let median = |name: &str, newconn: bool| {
+    let median = |name: &str, case: Case| {
         WrkResult::median(
             runs.iter()
-                .filter(|(n, nc, _)| *n == name && *nc == newconn)
+                .filter(|(n, c, _)| *n == name && *c == case)
                 .map(|(_, _, r)| r),
         )
     };
     for (name, _) in proxies {
-        for (case, newconn) in [("keepalive", false), ("newconn", true)] {
-            let r = median(name, newconn);
+        for case in Case::ALL {
+            let r = median(name, case);
             println!(
-                "BENCH l7 proxy={name} case={case} rps={:.0} p99_ms={:.2} non2xx={} errors={}",
-                r.rps, r.p99_ms, r.non2xx, r.errors
+                "BENCH l7 proxy={name} case={} rps={:.0} p99_ms={:.2} non2xx={} errors={}",
+                case.name(),
+                r.rps,
+                r.p99_ms,
+                r.non2xx,
+                r.errors
             );
         }
     }
     let (i_ka, n_ka, h_ka) = (
-        median("interlock", false),
-        median("nginx", false),
-        median("haproxy", false),
+        median("interlock", Case::KeepAlive),
+        median("nginx", Case::KeepAlive),
+        median("haproxy", Case::KeepAlive),
     );
-    let (i_nc, n_nc) = (median("interlock", true), median("nginx", true));
-    let (p_ka, p_nc) = (median("nginx-plain", false), median("nginx-plain", true));
+    let (i_nc, n_nc) = (
+        median("interlock", Case::NewConnection),
+        median("nginx", Case::NewConnection),
+    );
+    let (i_pc, n_pc) = (median("interlock", Case::Paced), median("nginx", Case::Paced));
+    let (p_ka, p_nc, p_pc) = (
+        median("nginx-plain", Case::KeepAlive),
+        median("nginx-plain", Case::NewConnection),
+        median("nginx-plain", Case::Paced),
+    );
     println!(
         "BENCH l7 interlock_vs_nginx={:.2} interlock_vs_haproxy={:.2} newconn_interlock_vs_nginx={:.2} \
-         p99_interlock_vs_nginx={:.2} newconn_p99_interlock_vs_nginx={:.2}",
+         p99_interlock_vs_nginx={:.2} newconn_p99_interlock_vs_nginx={:.2} paced_p99_interlock_vs_nginx={:.2}",
         i_ka.rps / n_ka.rps.max(1.0),
         i_ka.rps / h_ka.rps.max(1.0),
         i_nc.rps / n_nc.rps.max(1.0),
         i_ka.p99_ms / n_ka.p99_ms.max(0.001),
         i_nc.p99_ms / n_nc.p99_ms.max(0.001),
+        i_pc.p99_ms / n_pc.p99_ms.max(0.001),
     );
     println!(
         "BENCH l7 interlock_vs_nginx_plain={:.2} newconn_interlock_vs_nginx_plain={:.2} \
-         p99_interlock_vs_nginx_plain={:.2}",
+         p99_interlock_vs_nginx_plain={:.2} paced_p99_interlock_vs_nginx_plain={:.2}",
         i_ka.rps / p_ka.rps.max(1.0),
         i_nc.rps / p_nc.rps.max(1.0),
         i_ka.p99_ms / p_ka.p99_ms.max(0.001),
+        i_pc.p99_ms / p_pc.p99_ms.max(0.001),
     );
 
     paired("nginx", &runs);
     paired("nginx-plain", &runs);
 
-    let swapped = under_swaps(&routes)?;
+    let swapped = under_swaps(dir, &routes)?;
     println!(
         "BENCH l7 swap_rps={:.0} swaps={} swap_non2xx={} swap_errors={}",
         swapped.0.rps, swapped.1, swapped.0.non2xx, swapped.0.errors
@@ -182,12 +192,12 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
 /// Interlock against `reference` round by round (the two ran seconds apart, so a slow spell
 /// of the host hits both alike): the median of the per-round ratios, and the rounds in
 /// which interlock had both the higher rate and the lower p99.
-fn paired(reference: &str, runs: &[(&str, bool, WrkResult)]) {
+fn paired(reference: &str, runs: &[(&str, Case, WrkResult)]) {
     let mut line = format!("BENCH l7 paired reference={reference} rounds={ROUNDS}");
-    for (case, newconn) in [("keepalive", false), ("newconn", true)] {
+    for case in Case::ALL {
         let of = |name: &str| -> Vec<&WrkResult> {
             runs.iter()
-                .filter(|(n, nc, _)| *n == name && *nc == newconn)
+                .filter(|(n, c, _)| *n == name && *c == case)
                 .map(|(_, _, r)| r)
                 .collect()
         };
@@ -202,6 +212,7 @@ fn paired(reference: &str, runs: &[(&str, bool, WrkResult)]) {
             .iter()
             .filter(|(i, r)| i.rps >= r.rps && i.p99_ms <= r.p99_ms)
             .count();
+        let case = case.name();
         line += &format!(" {case}_rps_ratio={rps:.2} {case}_p99_ratio={p99:.2} {case}_rounds_won={won}");
     }
     println!("{line}");
@@ -247,7 +258,7 @@ fn instructions_per_request(agent: &Path, dir: &Path, routes: &Path) -> Result<(
 }
 
 /// Keep-alive load on interlock while its route file is rewritten 10 times per second.
-fn under_swaps(routes: &Path) -> Result<(WrkResult, u64)> {
+fn under_swaps(dir: &Path, routes: &Path) -> Result<(WrkResult, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
         let (stop, routes) = (stop.clone(), routes.to_path_buf());
@@ -261,7 +272,7 @@ fn under_swaps(routes: &Path) -> Result<(WrkResult, u64)> {
             version - 2
         })
     };
-    let result = wrk::timed(INTERLOCK_PORT, 64, false, 10);
+    let result = wrk::timed(dir, INTERLOCK_PORT, Case::KeepAlive, 10);
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap_or(0);
     Ok((result?, swaps))

@@ -33,9 +33,38 @@ impl WrkResult {
     }
 }
 
-/// Closed-loop load for `seconds`: `connections` clients, each sending its next request
-/// when the answer to the last has come; `new_connection_each` closes after every answer.
-pub fn timed(port: u16, connections: u32, new_connection_each: bool, seconds: u32) -> Result<WrkResult> {
+/// How wrk's clients behave in a timed run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    /// 64 keep-alive clients, each sending its next request when the answer to the last
+    /// has come (closed loop: as fast as the proxy goes).
+    KeepAlive,
+    /// 16 clients opening a new connection for every request (`Connection: close`).
+    NewConnection,
+    /// 64 keep-alive clients, each waiting [`PACE_MS`] after an answer: about 14k requests
+    /// a second whatever the proxy, under half of what any of them serves here, so the
+    /// proxies' latencies are compared at the same load.
+    Paced,
+}
+
+/// The wait between an answer and a paced client's next request.
+pub const PACE_MS: u32 = 3;
+
+impl Case {
+    pub const ALL: [Case; 3] = [Case::KeepAlive, Case::NewConnection, Case::Paced];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::KeepAlive => "keepalive",
+            Case::NewConnection => "newconn",
+            Case::Paced => "paced",
+        }
+    }
+}
+
+/// A timed run of `case` for `seconds`; `dir` holds the pacing script.
+pub fn timed(dir: &Path, port: u16, case: Case, seconds: u32) -> Result<WrkResult> {
+    let connections = if case == Case::NewConnection { 16 } else { 64 };
     let mut c = Placement::Load.command("wrk");
     c.args([
         "-t1",
@@ -44,8 +73,16 @@ pub fn timed(port: u16, connections: u32, new_connection_each: bool, seconds: u3
         "--latency",
     ])
     .args(["-H", "Host: bench.example"]);
-    if new_connection_each {
-        c.args(["-H", "Connection: close"]);
+    match case {
+        Case::KeepAlive => {}
+        Case::NewConnection => {
+            c.args(["-H", "Connection: close"]);
+        }
+        Case::Paced => {
+            let script = dir.join("pace.lua");
+            std::fs::write(&script, format!("function delay()\n  return {PACE_MS}\nend\n"))?;
+            c.arg("-s").arg(script);
+        }
     }
     let out = c
         .arg(format!("http://127.0.0.1:{port}/"))
