@@ -42,7 +42,7 @@ pub(crate) fn now_rfc3339() -> [u8; 27] {
         rfc3339(secs, 0, &mut text);
         LAST_SECOND.set((secs, text));
     }
-    put_digits(&mut text, 20, 6, since.subsec_micros().min(999_999) as u64);
+    put_digits(&mut text, 20, 6, u64::from(since.subsec_micros()));
     text
 }
 

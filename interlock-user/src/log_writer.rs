@@ -154,10 +154,11 @@ fn whole_lines(batch: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
         let end = if rest.len() <= max {
             rest.len()
         } else {
-            match rest[..max].iter().rposition(|b| *b == b'\n') {
-                Some(nl) => nl + 1,
-                None => rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |nl| nl + 1),
-            }
+            rest[..max]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .or_else(|| rest.iter().position(|b| *b == b'\n'))
+                .map_or(rest.len(), |nl| nl + 1)
         };
         let (piece, tail) = rest.split_at(end);
         rest = tail;
@@ -165,17 +166,12 @@ fn whole_lines(batch: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Raises the calling thread's nice value by `steps` (always allowed; a failure leaves it
-/// as it was).
+/// Raises the calling thread's nice value by `steps` (always allowed; the kernel caps it at
+/// 19). On Linux a nice value is per thread, so the serving threads keep theirs.
 fn lower_priority(steps: libc::c_int) {
-    // SAFETY: plain system calls on the calling thread's own id.
+    // SAFETY: a plain system call on the calling thread; its result is not needed.
     unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        *libc::__errno_location() = 0;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if *libc::__errno_location() == 0 {
-            libc::setpriority(libc::PRIO_PROCESS, tid, (now + steps).min(19));
-        }
+        libc::nice(steps);
     }
 }
 

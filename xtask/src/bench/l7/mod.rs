@@ -123,13 +123,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
         }
     }
     println!("BENCH l7 interlock_rss_mb={:.1}", sampler.stop_mb());
-    let median = |name: &str, case: Case| {
-        WrkResult::median(
-            runs.iter()
-                .filter(|(n, c, _)| *n == name && *c == case)
-                .map(|(_, _, r)| r),
-        )
-    };
+    let median = |name: &str, case: Case| WrkResult::median(results(&runs, name, case));
     for (name, _) in proxies {
         for case in Case::ALL {
             let r = median(name, case);
@@ -189,25 +183,24 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     instructions_per_request(agent, dir, &routes)
 }
 
+/// `name`'s results for `case`, round by round.
+fn results<'a>(runs: &'a [(&str, Case, WrkResult)], name: &'a str, case: Case) -> impl Iterator<Item = &'a WrkResult> {
+    runs.iter()
+        .filter(move |(n, c, _)| *n == name && *c == case)
+        .map(|(_, _, r)| r)
+}
+
 /// Interlock against `reference` round by round (the two ran seconds apart, so a slow spell
 /// of the host hits both alike): the median of the per-round ratios, and the rounds in
 /// which interlock had both the higher rate and the lower p99.
 fn paired(reference: &str, runs: &[(&str, Case, WrkResult)]) {
     let mut line = format!("BENCH l7 paired reference={reference} rounds={ROUNDS}");
     for case in Case::ALL {
-        let of = |name: &str| -> Vec<&WrkResult> {
-            runs.iter()
-                .filter(|(n, c, _)| *n == name && *c == case)
-                .map(|(_, _, r)| r)
-                .collect()
-        };
-        let pairs: Vec<(&WrkResult, &WrkResult)> = of("interlock").into_iter().zip(of(reference)).collect();
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(0.0)
-        };
-        let rps = median(pairs.iter().map(|(i, r)| i.rps / r.rps.max(1.0)).collect());
-        let p99 = median(pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect());
+        let pairs: Vec<(&WrkResult, &WrkResult)> = results(runs, "interlock", case)
+            .zip(results(runs, reference, case))
+            .collect();
+        let rps = wrk::middle(pairs.iter().map(|(i, r)| i.rps / r.rps.max(1.0)).collect());
+        let p99 = wrk::middle(pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect());
         let won = pairs
             .iter()
             .filter(|(i, r)| i.rps >= r.rps && i.p99_ms <= r.p99_ms)

@@ -20,10 +20,6 @@ impl WrkResult {
     /// bad answer in any run shows.
     pub fn median<'a>(runs: impl Iterator<Item = &'a WrkResult>) -> WrkResult {
         let runs: Vec<&WrkResult> = runs.collect();
-        let middle = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(0.0)
-        };
         WrkResult {
             rps: middle(runs.iter().map(|r| r.rps).collect()),
             p99_ms: middle(runs.iter().map(|r| r.p99_ms).collect()),
@@ -31,6 +27,12 @@ impl WrkResult {
             errors: runs.iter().map(|r| r.errors).sum(),
         }
     }
+}
+
+/// The middle value (the upper one of an even count; 0 for none).
+pub fn middle(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// How wrk's clients behave in a timed run.
