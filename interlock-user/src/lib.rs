@@ -10,6 +10,7 @@
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
 //! - `log_format`: how log lines are written (cheap enough for one line per request);
 //!   `access_log`: the per-request line; `log_writer`: stderr through a bounded queue.
+//! - `runtime`: the tokio runtime (current-thread for one worker, else work-stealing).
 pub mod access_log;
 pub mod agent;
 pub mod bpf;
@@ -21,3 +22,4 @@ pub mod l7;
 pub mod log_format;
 pub mod log_writer;
 pub mod model;
+pub mod runtime;

@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
     }
     // Held to the end of main: dropping it flushes the lines still queued.
     let _log_guard = init_logging(settings.as_ref().map_or(LogFormat::Text, |s| s.log_format));
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match interlock::runtime::build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("interlock: starting the runtime: {e}");

@@ -115,9 +115,12 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     ];
     let mut runs: Vec<(&str, Case, WrkResult)> = Vec::new();
     let sampler = RssSampler::start(interlock.pid());
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         for case in Case::ALL {
-            for (name, port) in proxies {
+            // Each round starts with the next proxy, so none is always the one that runs
+            // right after another case.
+            for i in 0..proxies.len() {
+                let (name, port) = proxies[(round + i) % proxies.len()];
                 runs.push((name, case, wrk::timed(dir, port, case, SECONDS)?));
             }
         }
@@ -191,8 +194,9 @@ fn results<'a>(runs: &'a [(&str, Case, WrkResult)], name: &'a str, case: Case) -
 }
 
 /// Interlock against `reference` round by round (the two ran seconds apart, so a slow spell
-/// of the host hits both alike): the median of the per-round ratios, and the rounds in
-/// which interlock had both the higher rate and the lower p99.
+/// of the host hits both alike): the median of the per-round ratios, the middle half of the
+/// p99 ratios (how far the rounds scatter), and the rounds in which interlock had both the
+/// higher rate and the lower p99.
 fn paired(reference: &str, runs: &[(&str, Case, WrkResult)]) {
     let mut line = format!("BENCH l7 paired reference={reference} rounds={ROUNDS}");
     for case in Case::ALL {
@@ -200,13 +204,18 @@ fn paired(reference: &str, runs: &[(&str, Case, WrkResult)]) {
             .zip(results(runs, reference, case))
             .collect();
         let rps = wrk::middle(pairs.iter().map(|(i, r)| i.rps / r.rps.max(1.0)).collect());
-        let p99 = wrk::middle(pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect());
+        let p99_ratios: Vec<f64> = pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect();
+        let (low, high) = wrk::quartiles(p99_ratios.clone());
+        let p99 = wrk::middle(p99_ratios);
         let won = pairs
             .iter()
             .filter(|(i, r)| i.rps >= r.rps && i.p99_ms <= r.p99_ms)
             .count();
         let case = case.name();
-        line += &format!(" {case}_rps_ratio={rps:.2} {case}_p99_ratio={p99:.2} {case}_rounds_won={won}");
+        line += &format!(
+            " {case}_rps_ratio={rps:.2} {case}_p99_ratio={p99:.2} {case}_p99_ratio_iqr={low:.2}-{high:.2} \
+             {case}_rounds_won={won}"
+        );
     }
     println!("{line}");
 }
