@@ -38,19 +38,31 @@ const INTERLOCK_ADMIN: u16 = 18193;
 const NGINX_PROFILED_PORT: u16 = 18184;
 const INTERLOCK_PROFILED_PORT: u16 = 18185;
 const INTERLOCK_PROFILED_ADMIN: u16 = 18195;
-/// Each case runs `ROUNDS` times for `SECONDS`.
+/// Each case runs `rounds()` times for `SECONDS`.
 const SECONDS: u32 = 4;
 const ROUNDS: usize = 7;
+
+/// `ILB_BENCH_ROUNDS` when set (3 or more): more rounds narrow the medians on a noisy host.
+fn rounds() -> Result<usize> {
+    match std::env::var("ILB_BENCH_ROUNDS") {
+        Err(_) => Ok(ROUNDS),
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if n >= 3 => Ok(n),
+            _ => bail!("ILB_BENCH_ROUNDS={v:?}: expected a number of rounds, 3 or more"),
+        },
+    }
+}
 
 pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("bench l7 starts nginx and HAProxy: run it as root");
     }
+    let rounds = rounds()?;
     setup::ensure_packages(&["wrk", "nginx-light", "haproxy", "valgrind"])?;
     let agent = cmd::build_release_agent()?;
     let dir = std::env::temp_dir().join(format!("ilb-bench-l7-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = measure(&agent, &dir);
+    let result = measure(&agent, &dir, rounds);
     // For profiling: ILB_BENCH_KEEP=1 keeps the logs and callgrind files.
     if std::env::var_os("ILB_BENCH_KEEP").is_some() {
         println!("BENCH l7 files kept in {}", dir.display());
@@ -60,7 +72,7 @@ pub fn run() -> Result<()> {
     result
 }
 
-fn measure(agent: &Path, dir: &Path) -> Result<()> {
+fn measure(agent: &Path, dir: &Path, rounds: usize) -> Result<()> {
     let backend = Nginx {
         dir,
         name: "backend",
@@ -115,7 +127,7 @@ fn measure(agent: &Path, dir: &Path) -> Result<()> {
     ];
     let mut runs: Vec<(&str, Case, WrkResult)> = Vec::new();
     let sampler = RssSampler::start(interlock.pid());
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for case in Case::ALL {
             // Each round starts with the next proxy, so none is always the one that runs
             // right after another case.
@@ -198,7 +210,8 @@ fn results<'a>(runs: &'a [(&str, Case, WrkResult)], name: &'a str, case: Case) -
 /// p99 ratios (how far the rounds scatter), and the rounds in which interlock had both the
 /// higher rate and the lower p99.
 fn paired(reference: &str, runs: &[(&str, Case, WrkResult)]) {
-    let mut line = format!("BENCH l7 paired reference={reference} rounds={ROUNDS}");
+    let rounds = results(runs, "interlock", Case::KeepAlive).count();
+    let mut line = format!("BENCH l7 paired reference={reference} rounds={rounds}");
     for case in Case::ALL {
         let pairs: Vec<(&WrkResult, &WrkResult)> = results(runs, "interlock", case)
             .zip(results(runs, reference, case))
