@@ -74,7 +74,14 @@ fn remove_stale_test_objects() {
     let _ = cmd::sh("docker network ls -q --filter name=ilt- | xargs -r docker network rm >/dev/null 2>&1");
 }
 
-/// The lock file privileged runs share (`/run/lock` is a tmpfs on Debian: no stale file after a reboot).
+/// One xtask run at a time drives the local swarm (`test`, `bench control`, `bench e2e`):
+/// their services would show up in each other's snapshots, and a test run removes the
+/// `ilt-*` objects it finds. Held until the returned file is dropped.
+pub fn swarm_lock() -> Result<File> {
+    hold_lock(&lock_path())
+}
+
+/// The lock file (`/run/lock` is a tmpfs on Debian: no stale file after a reboot).
 fn lock_path() -> PathBuf {
     let dir = Path::new("/run/lock");
     let dir = if dir.is_dir() {
@@ -98,7 +105,8 @@ fn hold_lock(path: &Path) -> Result<File> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             eprintln!(
-                "test: another `cargo xtask test` is running (it holds {}); waiting for it to finish",
+                "xtask: another run that drives the swarm (`cargo xtask test`, `bench control` or \
+                 `bench e2e`) holds {}; waiting for it to finish",
                 path.display()
             );
             file.lock()
