@@ -20,11 +20,7 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
         );
     }
     // Held to the end: a second run at the same time would remove this one's `ilt-*` objects.
-    let _one_run = if unprivileged {
-        None
-    } else {
-        Some(hold_lock(&lock_path())?)
-    };
+    let _one_run = if unprivileged { None } else { Some(swarm_lock()?) };
     if cmd::is_root() {
         setup::run()?;
     }
@@ -100,7 +96,7 @@ fn hold_lock(path: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(path)
-        .with_context(|| format!("opening the test lock {}", path.display()))?;
+        .with_context(|| format!("opening the swarm lock {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -110,7 +106,7 @@ fn hold_lock(path: &Path) -> Result<File> {
                 path.display()
             );
             file.lock()
-                .with_context(|| format!("waiting for the test lock {}", path.display()))?;
+                .with_context(|| format!("waiting for the swarm lock {}", path.display()))?;
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("locking {}", path.display()));
