@@ -1,0 +1,135 @@
+//! The `interlock proxy` binary with one worker thread, where it runs tokio's current-thread
+//! scheduler (`interlock::runtime`): it serves a routes file, follows a rewritten one, and
+//! exits cleanly on SIGTERM. A bad worker count is refused, naming the variable.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use interlock_tests::agent::{interlock_bin, AgentProcess};
+
+/// A keep-alive HTTP/1.1 backend answering every request with `200` and its name.
+fn backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    // A request head ends with an empty line (the proxy sends no body here).
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The proxy's routes file: `bench.example` to `backend`.
+fn write_routes(path: &Path, version: u64, backend: SocketAddr) {
+    let json = format!(
+        r#"{{"version":{version},"http":[{{"service":{{"id":"one","name":"one"}},"hosts":["bench.example"],
+        "path_prefix":"/","strip_prefix":false,"tls":"None","ssl_only":false,"websocket_endpoints":[],
+        "stickiness":"None","redirects":[],"default_backend":false,"health_check":null,
+        "backends":[{{"addr":"{backend}","weight":1,"id":"b{version}"}}]}}],"l4":[],"networks":[]}}"#
+    );
+    // Replaced in one step, so the proxy never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// `GET /` for `bench.example`: the status code and the body.
+fn get(proxy: SocketAddr) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(proxy)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Ok((status, body))
+}
+
+/// Polls `get` until it answers `want` (status 200), or fails after `within`.
+fn wait_for_body(proxy: SocketAddr, want: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match get(proxy) {
+            Ok((200, body)) if body == want => return,
+            other => last = Some(other),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no 200 {want:?} through the proxy within {within:?}; last: {last:?}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A directory of its own, removed however the test ends.
+struct Scratch(PathBuf);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn one_worker_serves_follows_the_routes_file_and_stops_on_sigterm() {
+    let scratch = Scratch(std::env::temp_dir().join(format!("ilt-one-worker-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let routes = scratch.0.join("routes.json");
+    let (first, second) = (backend("first"), backend("second"));
+    write_routes(&routes, 1, first);
+
+    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(interlock_bin());
+    cmd.env("TOKIO_WORKER_THREADS", "1")
+        .arg("proxy")
+        .args(["--http", &proxy.to_string(), "--admin", &admin, "--routes"])
+        .arg(&routes);
+    let mut agent = AgentProcess::spawn(cmd).unwrap();
+
+    wait_for_body(proxy, "first", Duration::from_secs(15));
+    write_routes(&routes, 2, second);
+    wait_for_body(proxy, "second", Duration::from_secs(15));
+    // 200 more, each on a connection of its own, all answered by the one thread.
+    for _ in 0..200 {
+        assert_eq!(get(proxy).unwrap(), (200, "second".to_string()));
+    }
+    agent.terminate(Duration::from_secs(15)).unwrap();
+}
+
+#[test]
+fn a_bad_worker_count_is_refused_by_name() {
+    let out = Command::new(interlock_bin())
+        .env("TOKIO_WORKER_THREADS", "0")
+        .args(["proxy", "--http", "127.0.0.1:0", "--routes", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with TOKIO_WORKER_THREADS=0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOKIO_WORKER_THREADS=\"0\""),
+        "the error does not name the variable: {stderr}"
+    );
+}
