@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use interlock_tests::agent::{interlock_bin, AgentProcess};
 
 /// A keep-alive HTTP/1.1 backend answering every request with `200` and its name.
@@ -40,17 +41,26 @@ fn backend(name: &'static str) -> SocketAddr {
     addr
 }
 
-/// The proxy's routes file: `bench.example` to `backend`.
+/// The proxy's routes file (a snapshot): `bench.example` to `backend`.
 fn write_routes(path: &Path, version: u64, backend: SocketAddr) {
-    let json = format!(
-        r#"{{"version":{version},"http":[{{"service":{{"id":"one","name":"one"}},"hosts":["bench.example"],
-        "path_prefix":"/","strip_prefix":false,"tls":"None","ssl_only":false,"websocket_endpoints":[],
-        "stickiness":"None","redirects":[],"default_backend":false,"health_check":null,
-        "backends":[{{"addr":"{backend}","weight":1,"id":"b{version}"}}]}}],"l4":[],"networks":[]}}"#
-    );
+    let service = ServiceRef {
+        id: "one".into(),
+        name: "one".into(),
+    };
+    let id = format!("b{version}");
+    let backends = vec![Backend {
+        addr: backend,
+        weight: 1,
+        id,
+    }];
+    let snapshot = Snapshot {
+        version,
+        http: vec![HttpRoute::plain(service, vec!["bench.example".into()], "/", backends)],
+        ..Snapshot::default()
+    };
     // Replaced in one step, so the proxy never reads half a file.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json).unwrap();
+    std::fs::write(&tmp, serde_json::to_vec(&snapshot).unwrap()).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
