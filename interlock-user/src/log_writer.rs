@@ -157,7 +157,7 @@ fn whole_lines(batch: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
             rest[..max]
                 .iter()
                 .rposition(|b| *b == b'\n')
-                .or_else(|| rest.iter().position(|b| *b == b'\n'))
+                .or_else(|| rest[max..].iter().position(|b| *b == b'\n').map(|nl| max + nl))
                 .map_or(rest.len(), |nl| nl + 1)
         };
         let (piece, tail) = rest.split_at(end);

@@ -5,10 +5,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use interlock_tests::agent::{interlock_bin, AgentProcess};
+use interlock_tests::wait_until;
 
 /// A keep-alive HTTP/1.1 backend answering every request with `200` and its name.
 fn backend(name: &'static str) -> SocketAddr {
@@ -76,20 +77,6 @@ fn get(proxy: SocketAddr) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// Polls `get` until it answers `want` (status 200), or fails after `within`.
-fn wait_for_body(proxy: SocketAddr, want: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let mut last = None;
-    while Instant::now() < deadline {
-        match get(proxy) {
-            Ok((200, body)) if body == want => return,
-            other => last = Some(other),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no 200 {want:?} through the proxy within {within:?}; last: {last:?}");
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -119,9 +106,16 @@ fn one_worker_serves_follows_the_routes_file_and_stops_on_sigterm() {
         .arg(&routes);
     let mut agent = AgentProcess::spawn(cmd).unwrap();
 
-    wait_for_body(proxy, "first", Duration::from_secs(15));
+    let answers = |want: &str| get(proxy).map(|answer| answer == (200, want.to_string()));
+    wait_until("200 from the first backend", Duration::from_secs(15), || {
+        Ok(answers("first")?)
+    })
+    .unwrap();
     write_routes(&routes, 2, second);
-    wait_for_body(proxy, "second", Duration::from_secs(15));
+    wait_until("200 from the second backend", Duration::from_secs(15), || {
+        Ok(answers("second")?)
+    })
+    .unwrap();
     // 200 more, each on a connection of its own, all answered by the one thread.
     for _ in 0..200 {
         assert_eq!(get(proxy).unwrap(), (200, "second".to_string()));

@@ -1,12 +1,15 @@
-//! Makes sure a Docker engine runs in swarm mode (for the Docker tests and the demo).
+//! Makes sure a Docker engine runs in swarm mode (for the Docker tests and the demo), and
+//! lets one xtask run at a time drive it (`swarm_lock`).
 //!
 //! There is no systemd on the project's machines, so dockerd is started detached and
 //! logs to /var/log/dockerd.log.
 
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cmd;
 
@@ -39,4 +42,85 @@ pub fn ensure_bpffs() -> Result<()> {
         cmd::sh("mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf")?;
     }
     Ok(())
+}
+
+/// One xtask run at a time drives the local swarm (`test`, `bench control`, `bench e2e`):
+/// their services would show up in each other's snapshots, and a test run removes the
+/// `ilt-*` objects it finds. Held until the returned file is dropped.
+pub fn swarm_lock() -> Result<File> {
+    hold_lock(&lock_path())
+}
+
+/// The lock file (`/run/lock` is a tmpfs on Debian: no stale file after a reboot).
+fn lock_path() -> PathBuf {
+    let dir = Path::new("/run/lock");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join("interlock-xtask-test.lock")
+}
+
+/// Takes the exclusive lock at `path`, waiting (and saying so) while another run holds it.
+/// The kernel releases it when the holder exits, however it exits.
+fn hold_lock(path: &Path) -> Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the swarm lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            eprintln!(
+                "xtask: another run that drives the swarm (`cargo xtask test`, `bench control` or \
+                 `bench e2e`) holds {}; waiting for it to finish",
+                path.display()
+            );
+            file.lock()
+                .with_context(|| format!("waiting for the swarm lock {}", path.display()))?;
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Removes the lock file however the test ends.
+    struct Removed(PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_second_run_waits_for_the_first() {
+        let path = std::env::temp_dir().join(format!("ilt-lock-{}", std::process::id()));
+        let _removed = Removed(path.clone());
+        let first = hold_lock(&path).unwrap();
+        let (done, finished) = mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let held = hold_lock(&path).map(|_| ());
+                let _ = done.send(held.is_ok());
+            })
+        };
+        assert!(
+            finished.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the second run went ahead while the first held the lock"
+        );
+        drop(first);
+        assert_eq!(finished.recv_timeout(Duration::from_secs(10)), Ok(true));
+        waiter.join().unwrap();
+    }
 }

@@ -4,10 +4,7 @@
 //! network namespaces) and the Docker tests (a single-node swarm, started when absent).
 //! `--unprivileged` runs only the tests that need nothing.
 
-use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::{cmd, docker, root, setup};
 
@@ -20,7 +17,11 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
         );
     }
     // Held to the end: a second run at the same time would remove this one's `ilt-*` objects.
-    let _one_run = if unprivileged { None } else { Some(swarm_lock()?) };
+    let _one_run = if unprivileged {
+        None
+    } else {
+        Some(docker::swarm_lock()?)
+    };
     if cmd::is_root() {
         setup::run()?;
     }
@@ -68,86 +69,4 @@ fn remove_stale_test_objects() {
     let _ = cmd::sh("for ns in $(ip netns list | awk '/^ilt-/ {print $1}'); do ip netns del \"$ns\"; done");
     let _ = cmd::sh("docker service ls -q --filter name=ilt- | xargs -r docker service rm >/dev/null");
     let _ = cmd::sh("docker network ls -q --filter name=ilt- | xargs -r docker network rm >/dev/null 2>&1");
-}
-
-/// One xtask run at a time drives the local swarm (`test`, `bench control`, `bench e2e`):
-/// their services would show up in each other's snapshots, and a test run removes the
-/// `ilt-*` objects it finds. Held until the returned file is dropped.
-pub fn swarm_lock() -> Result<File> {
-    hold_lock(&lock_path())
-}
-
-/// The lock file (`/run/lock` is a tmpfs on Debian: no stale file after a reboot).
-fn lock_path() -> PathBuf {
-    let dir = Path::new("/run/lock");
-    let dir = if dir.is_dir() {
-        dir.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    dir.join("interlock-xtask-test.lock")
-}
-
-/// Takes the exclusive lock at `path`, waiting (and saying so) while another run holds it.
-/// The kernel releases it when the holder exits, however it exits.
-fn hold_lock(path: &Path) -> Result<File> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening the swarm lock {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            eprintln!(
-                "xtask: another run that drives the swarm (`cargo xtask test`, `bench control` or \
-                 `bench e2e`) holds {}; waiting for it to finish",
-                path.display()
-            );
-            file.lock()
-                .with_context(|| format!("waiting for the swarm lock {}", path.display()))?;
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()));
-        }
-    }
-    Ok(file)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    /// Removes the lock file however the test ends.
-    struct Removed(PathBuf);
-    impl Drop for Removed {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    #[test]
-    fn a_second_run_waits_for_the_first() {
-        let path = std::env::temp_dir().join(format!("ilt-lock-{}", std::process::id()));
-        let _removed = Removed(path.clone());
-        let first = hold_lock(&path).unwrap();
-        let (done, finished) = mpsc::channel();
-        let waiter = {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let held = hold_lock(&path).map(|_| ());
-                let _ = done.send(held.is_ok());
-            })
-        };
-        assert!(
-            finished.recv_timeout(Duration::from_millis(300)).is_err(),
-            "the second run went ahead while the first held the lock"
-        );
-        drop(first);
-        assert_eq!(finished.recv_timeout(Duration::from_secs(10)), Ok(true));
-        waiter.join().unwrap();
-    }
 }

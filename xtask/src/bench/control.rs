@@ -21,7 +21,7 @@ pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("bench control drives a swarm: run it as root");
     }
-    let _swarm = crate::test::swarm_lock()?;
+    let _swarm = docker::swarm_lock()?;
     setup::run()?;
     docker::ensure_swarm()?;
     cmd::build_release_agent()?;

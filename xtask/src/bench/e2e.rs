@@ -8,7 +8,7 @@ pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("cargo xtask bench e2e drives Docker: run it as root");
     }
-    let _swarm = crate::test::swarm_lock()?;
+    let _swarm = docker::swarm_lock()?;
     docker::ensure_swarm()?;
     image::run()?;
     cmd::run(cmd::cargo().args([

@@ -217,9 +217,7 @@ fn paired(reference: &str, runs: &[(&str, Case, WrkResult)]) {
             .zip(results(runs, reference, case))
             .collect();
         let rps = wrk::middle(pairs.iter().map(|(i, r)| i.rps / r.rps.max(1.0)).collect());
-        let p99_ratios: Vec<f64> = pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect();
-        let (low, high) = wrk::quartiles(p99_ratios.clone());
-        let p99 = wrk::middle(p99_ratios);
+        let [low, p99, high] = wrk::quartiles(pairs.iter().map(|(i, r)| i.p99_ms / r.p99_ms.max(0.001)).collect());
         let won = pairs
             .iter()
             .filter(|(i, r)| i.rps >= r.rps && i.p99_ms <= r.p99_ms)

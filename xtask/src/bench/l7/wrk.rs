@@ -31,17 +31,14 @@ impl WrkResult {
 
 /// The middle value (the upper one of an even count; 0 for none).
 pub fn middle(v: Vec<f64>) -> f64 {
-    nth_quarter(v, 2)
+    quartiles(v)[1]
 }
 
-/// The first and third quartiles (nearest rank; 0 for none): the middle half lies between.
-pub fn quartiles(v: Vec<f64>) -> (f64, f64) {
-    (nth_quarter(v.clone(), 1), nth_quarter(v, 3))
-}
-
-fn nth_quarter(mut v: Vec<f64>, quarter: usize) -> f64 {
+/// The first quartile, the median and the third quartile (nearest rank, the upper one of
+/// an even count; 0 for none): the middle half lies between the first and the last.
+pub fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() * quarter / 4).copied().unwrap_or(0.0)
+    [1, 2, 3].map(|quarter| v.get(v.len() * quarter / 4).copied().unwrap_or(0.0))
 }
 
 /// How wrk's clients behave in a timed run.
@@ -210,7 +207,7 @@ mod tests {
         };
         assert_eq!(WrkResult::median(runs.iter()), expected);
         assert_eq!(WrkResult::median([].iter()), WrkResult::default());
-        assert_eq!(quartiles(vec![7.0, 1.0, 5.0, 3.0, 6.0, 2.0, 4.0]), (2.0, 6.0));
-        assert_eq!(quartiles(Vec::new()), (0.0, 0.0));
+        assert_eq!(quartiles(vec![7.0, 1.0, 5.0, 3.0, 6.0, 2.0, 4.0]), [2.0, 4.0, 6.0]);
+        assert_eq!(quartiles(Vec::new()), [0.0; 3]);
     }
 }
