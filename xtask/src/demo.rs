@@ -31,6 +31,8 @@ pub fn run(remove: bool) -> Result<()> {
     if !cmd::is_root() {
         bail!("cargo xtask demo drives Docker, creates a network namespace and loads XDP: run it as root");
     }
+    // Held while the demo deploys or removes: a test run takes the demo's stack down.
+    let swarm = docker::swarm_lock()?;
     if remove {
         take_down();
         println!("demo: removed the stack, the sample services, the network and the client namespace");
@@ -38,7 +40,7 @@ pub fn run(remove: bool) -> Result<()> {
     }
     setup::run()?;
     docker::ensure_bpffs()?;
-    docker::ensure_swarm()?;
+    swarm.ensure_swarm()?;
     xtask::backend_image::ensure().map_err(|e| anyhow::anyhow!(e))?;
     let binary = image::build_static_agent()?;
     image::run()?;

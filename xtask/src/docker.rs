@@ -1,5 +1,5 @@
-//! Makes sure a Docker engine runs in swarm mode (for the Docker tests and the demo), and
-//! lets one xtask run at a time drive it (`swarm_lock`).
+//! Lets one xtask run at a time drive the local swarm (`swarm_lock`), and makes sure a
+//! Docker engine runs in swarm mode for the holder of that lock (`SwarmLock::ensure_swarm`).
 //!
 //! There is no systemd on the project's machines, so dockerd is started detached and
 //! logs to /var/log/dockerd.log.
@@ -13,7 +13,21 @@ use anyhow::{bail, Context, Result};
 
 use crate::cmd;
 
-pub fn ensure_swarm() -> Result<()> {
+/// Held by the one xtask run that drives the local swarm; released when dropped (or by the
+/// kernel when the process exits, however it exits).
+pub struct SwarmLock {
+    _file: File,
+}
+
+impl SwarmLock {
+    /// Starts dockerd when it does not answer and initialises a single-node swarm when there
+    /// is none. Only the lock's holder may: a method, so no run can skip the lock.
+    pub fn ensure_swarm(&self) -> Result<()> {
+        ensure_swarm()
+    }
+}
+
+fn ensure_swarm() -> Result<()> {
     if !cmd::ok("docker info") {
         eprintln!("docker: starting dockerd (log: /var/log/dockerd.log)");
         cmd::sh("setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &")?;
@@ -44,11 +58,13 @@ pub fn ensure_bpffs() -> Result<()> {
     Ok(())
 }
 
-/// One xtask run at a time drives the local swarm (`test`, `bench control`, `bench e2e`):
-/// their services would show up in each other's snapshots, and a test run removes the
-/// `ilt-*` objects it finds. Held until the returned file is dropped.
-pub fn swarm_lock() -> Result<File> {
-    hold_lock(&lock_path())
+/// One xtask run at a time drives the local swarm (`test`, `demo`, `bench control`,
+/// `bench e2e`): their services would show up in each other's snapshots, and a test run
+/// removes the `ilt-*` objects and the demo's stack it finds. Waits while another run holds it.
+pub fn swarm_lock() -> Result<SwarmLock> {
+    Ok(SwarmLock {
+        _file: hold_lock(&lock_path())?,
+    })
 }
 
 /// The lock file (`/run/lock` is a tmpfs on Debian: no stale file after a reboot).
@@ -75,8 +91,8 @@ fn hold_lock(path: &Path) -> Result<File> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             eprintln!(
-                "xtask: another run that drives the swarm (`cargo xtask test`, `bench control` or \
-                 `bench e2e`) holds {}; waiting for it to finish",
+                "xtask: another run that drives the swarm (`cargo xtask test`, `demo`, \
+                 `bench control` or `bench e2e`) holds {}; waiting for it to finish",
                 path.display()
             );
             file.lock()

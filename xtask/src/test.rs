@@ -17,7 +17,7 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
         );
     }
     // Held to the end: a second run at the same time would remove this one's `ilt-*` objects.
-    let _one_run = if unprivileged {
+    let swarm = if unprivileged {
         None
     } else {
         Some(docker::swarm_lock()?)
@@ -31,11 +31,9 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
     cargo
         .current_dir(root())
         .args(["test", "--workspace", "--exclude", "interlock-ebpf"]);
-    if unprivileged {
-        cargo.args(["--exclude", "interlock-tests"]);
-    } else {
+    if let Some(swarm) = &swarm {
         docker::ensure_bpffs()?;
-        docker::ensure_swarm()?;
+        swarm.ensure_swarm()?;
         remove_stale_test_objects();
         // The end-to-end tests start the real agent binary.
         cmd::run(cmd::cargo().current_dir(root()).args([
@@ -49,6 +47,8 @@ pub fn run(unprivileged: bool, extra: &[String]) -> Result<()> {
         // The swarm tests deploy deploy/stack.yml with the image of this checkout.
         crate::image::run()?;
         cargo.env("INTERLOCK_IMAGE", crate::image::IMAGE);
+    } else {
+        cargo.args(["--exclude", "interlock-tests"]);
     }
     if !extra.is_empty() {
         cargo.arg("--").args(extra);

@@ -21,9 +21,9 @@ pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("bench control drives a swarm: run it as root");
     }
-    let _swarm = docker::swarm_lock()?;
+    let swarm = docker::swarm_lock()?;
     setup::run()?;
-    docker::ensure_swarm()?;
+    swarm.ensure_swarm()?;
     cmd::build_release_agent()?;
     cleanup();
     let result = measure();

@@ -8,8 +8,8 @@ pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("cargo xtask bench e2e drives Docker: run it as root");
     }
-    let _swarm = docker::swarm_lock()?;
-    docker::ensure_swarm()?;
+    let swarm = docker::swarm_lock()?;
+    swarm.ensure_swarm()?;
     image::run()?;
     cmd::run(cmd::cargo().args([
         "run",
