@@ -54,6 +54,7 @@ async fn a_follower_keeps_serving_when_its_leader_dies_and_follows_the_next_one(
         frx.clone(),
         proxy.proxy.clone(),
         None,
+        tokio::sync::watch::channel(0).0,
         stop_rx,
     ));
     let c = client();

@@ -2,7 +2,8 @@
 //! - dockerd frozen (SIGSTOP) for 30 s: a hung engine. Tasks keep running, so every request
 //!   is answered from the agent's last snapshot; once the engine answers again, a change
 //!   made then is routed.
-//! - the agent's task killed: clients see errors only while no agent runs, then are served
+//! - the agent's task killed: clients see errors only while no agent runs (refused or cut
+//!   connections, never a 404 or 503 from the new agent before its routes), then are served
 //!   by the replacement swarm starts.
 //!
 //! (A dockerd *restart* takes every container with it, swarm having no live-restore; that
@@ -93,6 +94,15 @@ fn a_frozen_engine_and_a_killed_agent_under_load() {
         "clients are served again after the restart: {served_after} answers in 5 s; {after:?}"
     );
     assert!(after.ok > before, "{after:?}");
+    // The new agent opens its port only with its routes and networks in place: the gap shows
+    // as refused or cut connections, never as a 404 or 503 from a proxy that is not ready.
+    assert_eq!(
+        after.non2xx,
+        0,
+        "answers other than 2xx around the restart: {:?}\nagent log:\n{}",
+        after.failures,
+        stack.logs()
+    );
     report(&format!(
         "swarm_faults: dockerd frozen 30 s at {RATE} req/s: {} answered 2xx, non2xx={} errors={}; afterwards a \
          new task routed in {routed_s:.1} s; agent killed at {RATE} req/s: served again after {gap_s:.1} s, \

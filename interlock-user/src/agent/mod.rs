@@ -80,6 +80,7 @@ pub async fn run(s: Settings) -> Result<()> {
         header_read_timeout: Duration::from_secs(10),
         upstream_timeout: Duration::from_secs(60),
         drain_grace: Duration::from_secs(s.drain_grace_s),
+        first_routes_wait: Duration::from_secs(s.first_routes_wait_s),
     };
     let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
         vec![Box::new(l4_metrics::L4Collector(l4_counters))];

@@ -4,7 +4,8 @@
 //!
 //! The HTTP plane gets the snapshots through here, with the backends of routes on networks
 //! not joined yet held back: a request then gets a quick 503 instead of a connect that hangs
-//! until its timeout towards an address the agent cannot reach yet.
+//! until its timeout towards an address the agent cannot reach yet. The first routes wait
+//! for their joins instead: the HTTP ports open only on them.
 //!
 //! `plan` and `reachable_only` decide (pure, unit-tested); `run` talks to Docker.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,6 +24,8 @@ const LEAVE_AFTER: Duration = Duration::from_secs(60);
 /// instantiated yet answers "not found" until the first task on it is scheduled there).
 const RECHECK: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_millis(250);
+/// The first routes wait at most this long for their networks' joins before going out.
+const FIRST_JOINS_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -84,12 +87,14 @@ fn publish(tx: &SnapshotTx, snapshot: &Snapshot, joined: &BTreeSet<String>) {
 
 /// Runs until the snapshot channel closes.
 async fn run(mut rx: SnapshotRx, container: String, tx: SnapshotTx) {
-    let mut joined: BTreeSet<String> = BTreeSet::new();
-    let mut source: Option<DockerSource> = None;
-    let mut pinned: Option<BTreeSet<String>> = None;
-    let mut unneeded_since = HashMap::new();
-    // Failures are logged when they first happen or change, not every recheck.
-    let mut reported: BTreeMap<String, String> = BTreeMap::new();
+    let mut joiner = Joiner {
+        container,
+        source: None,
+        joined: BTreeSet::new(),
+        pinned: None,
+        unneeded_since: HashMap::new(),
+        reported: BTreeMap::new(),
+    };
     let mut tick = interval(RETRY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_check: Option<Instant> = None;
@@ -97,54 +102,97 @@ async fn run(mut rx: SnapshotRx, container: String, tx: SnapshotTx) {
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = tick.tick() => {
-                let pending = reported.keys().any(|k| k != "docker");
-                if !pending && last_check.is_some_and(|t| t.elapsed() < RECHECK) {
+                if !joiner.retry_pending() && last_check.is_some_and(|t| t.elapsed() < RECHECK) {
                     continue;
                 }
             }
         }
         last_check = Some(Instant::now());
         let snapshot = rx.borrow_and_update().clone();
-        // What is reachable already goes out first; joins below may take a second.
-        publish(&tx, &snapshot, &joined);
         let wanted: BTreeSet<String> = snapshot.networks.iter().cloned().collect();
-        // One connection, kept while it works (connecting negotiates the API version).
-        if source.is_none() {
+        // Once routes are out, what is reachable goes out first: joins may take a second. The
+        // first routes wait for their joins (at most FIRST_JOINS_WAIT): the HTTP ports open on
+        // them (`l7::wait_for_first_routes`), and a route on a network still being joined would
+        // answer 503 meanwhile.
+        if tx.borrow().version > 0 {
+            publish(&tx, &snapshot, &joiner.joined);
+            joiner.sync(&wanted, |joined| publish(&tx, &snapshot, joined)).await;
+        } else {
+            // What the joins reached so far, for a Docker that is slow to join.
+            let reached = std::sync::Mutex::new(BTreeSet::new());
+            let sync = joiner.sync(&wanted, |joined| {
+                *reached.lock().unwrap_or_else(|e| e.into_inner()) = joined.clone();
+            });
+            tokio::pin!(sync);
+            if tokio::time::timeout(FIRST_JOINS_WAIT, &mut sync).await.is_err() {
+                tracing::warn!(
+                    "joining the networks of the first routes takes over {FIRST_JOINS_WAIT:?}: \
+                     serving them meanwhile (503 for services on networks not joined yet)"
+                );
+                let reached = reached.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                publish(&tx, &snapshot, &reached);
+                sync.await;
+            }
+        }
+        publish(&tx, &snapshot, &joiner.joined);
+    }
+}
+
+/// The container's network memberships and what went wrong with them.
+struct Joiner {
+    container: String,
+    /// One connection, kept while it works (connecting negotiates the API version).
+    source: Option<DockerSource>,
+    joined: BTreeSet<String>,
+    /// The networks the container started with (the stack's own): never left.
+    pinned: Option<BTreeSet<String>>,
+    unneeded_since: HashMap<String, Instant>,
+    /// Failures are logged when they first happen or change, not every recheck.
+    reported: BTreeMap<String, String>,
+}
+
+impl Joiner {
+    /// A join failed: retry sooner than the full recheck.
+    fn retry_pending(&self) -> bool {
+        self.reported.keys().any(|k| k != "docker")
+    }
+
+    /// Joins the `wanted` networks and leaves unneeded ones; `joined_one` sees the joined set
+    /// as read from Docker, then after each join.
+    async fn sync(&mut self, wanted: &BTreeSet<String>, mut joined_one: impl FnMut(&BTreeSet<String>)) {
+        if self.source.is_none() {
             match DockerSource::connect().await {
-                Ok(s) => source = Some(s),
+                Ok(s) => self.source = Some(s),
                 Err(e) => {
-                    report(
-                        &mut reported,
-                        "docker",
-                        format!("cannot reach Docker to join networks: {e:#}"),
-                    );
-                    continue;
+                    let message = format!("cannot reach Docker to join networks: {e:#}");
+                    report(&mut self.reported, "docker", message);
+                    return;
                 }
             }
         }
-        let Some(docker) = source.as_ref() else { continue };
-        joined = match docker.container_networks(&container).await {
+        let Some(source) = self.source.as_ref() else { return };
+        self.joined = match source.container_networks(&self.container).await {
             Ok(n) => n.into_keys().collect(),
             Err(e) => {
-                report(&mut reported, "docker", format!("{e:#}"));
-                source = None;
-                continue;
+                report(&mut self.reported, "docker", format!("{e:#}"));
+                self.source = None;
+                return;
             }
         };
-        let Some(source) = source.as_ref() else { continue };
-        reported.remove("docker");
-        let pinned = pinned.get_or_insert_with(|| joined.clone());
-        let plan = plan(&wanted, &joined, pinned, &mut unneeded_since, Instant::now());
+        self.reported.remove("docker");
+        joined_one(&self.joined);
+        let pinned = self.pinned.get_or_insert_with(|| self.joined.clone());
+        let plan = plan(wanted, &self.joined, pinned, &mut self.unneeded_since, Instant::now());
         for network in plan.join {
-            match source.connect_network(&network, &container).await {
+            match source.connect_network(&network, &self.container).await {
                 Ok(()) => {
-                    reported.remove(&network);
+                    self.reported.remove(&network);
                     tracing::info!(%network, "joined network to reach its services");
-                    joined.insert(network);
-                    publish(&tx, &snapshot, &joined);
+                    self.joined.insert(network);
+                    joined_one(&self.joined);
                 }
                 Err(e) => report(
-                    &mut reported,
+                    &mut self.reported,
                     &network,
                     format!(
                         "cannot join network {network} (its services stay unreachable; make it \
@@ -154,12 +202,12 @@ async fn run(mut rx: SnapshotRx, container: String, tx: SnapshotTx) {
             }
         }
         for network in plan.leave {
-            match source.disconnect_network(&network, &container).await {
+            match source.disconnect_network(&network, &self.container).await {
                 Ok(()) => {
                     tracing::info!(%network, "left network no route uses any more");
-                    joined.remove(&network);
+                    self.joined.remove(&network);
                 }
-                Err(e) => report(&mut reported, &network, format!("{e:#}")),
+                Err(e) => report(&mut self.reported, &network, format!("{e:#}")),
             }
         }
     }

@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Seconds open connections get to finish on SIGTERM.
     #[arg(long, env = "INTERLOCK_DRAIN_GRACE_S")]
     pub drain_grace_s: Option<u64>,
+    /// Seconds the HTTP(S) ports stay closed at start while no routes have come (default 15).
+    #[arg(long, env = "INTERLOCK_FIRST_ROUTES_WAIT_S")]
+    pub first_routes_wait_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -117,6 +120,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_backend_requests: usize,
     pub drain_grace_s: u64,
+    pub first_routes_wait_s: u64,
 }
 
 impl Settings {
@@ -173,6 +177,7 @@ impl Settings {
                 .or(f.max_backend_requests)
                 .unwrap_or(crate::l7::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND),
             drain_grace_s: a.drain_grace_s.or(f.drain_grace_s).unwrap_or(10),
+            first_routes_wait_s: a.first_routes_wait_s.or(f.first_routes_wait_s).unwrap_or(15),
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use super::control::{self as control_cmd, ControlArgs};
@@ -45,6 +45,10 @@ pub struct ProxyArgs {
     /// Seconds open connections get to finish on SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub drain_grace_s: u64,
+    /// Seconds the HTTP(S) ports stay closed at start while no routes have come; then they
+    /// open anyway (every host answers 404 until routes arrive).
+    #[arg(long, default_value_t = 15, env = "INTERLOCK_FIRST_ROUTES_WAIT_S")]
+    pub first_routes_wait_s: u64,
     #[command(flatten)]
     pub control: ControlArgs,
 }
@@ -60,6 +64,8 @@ pub struct HttpOptions {
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
+    /// How long the HTTP(S) ports stay closed waiting for the first routes.
+    pub first_routes_wait: Duration,
 }
 
 pub async fn run(args: ProxyArgs) -> Result<()> {
@@ -77,13 +83,15 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_s),
         upstream_timeout: Duration::from_secs(args.upstream_timeout_s),
         drain_grace: Duration::from_secs(args.drain_grace_s),
+        first_routes_wait: Duration::from_secs(args.first_routes_wait_s),
     };
     serve_http(opts, rx, None, Vec::new()).await
 }
 
 /// Serves HTTP(S) and the admin address with routes from `rx` until SIGTERM/Ctrl-C, then
-/// drains. `status` answers the admin `/status` path; `collectors` add other planes' metrics
-/// to `/metrics`.
+/// drains. The HTTP(S) ports accept only once the first routes are in place (at most
+/// `first_routes_wait`); the admin address at once. `status` answers the admin `/status`
+/// path; `collectors` add other planes' metrics to `/metrics`.
 pub async fn serve_http(
     opts: HttpOptions,
     rx: SnapshotRx,
@@ -102,22 +110,23 @@ pub async fn serve_http(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut listeners = vec![server::Listener {
-        tcp: bind(opts.http).await?,
-        tls: None,
-    }];
-    let tls = match opts.https {
-        Some(addr) => {
-            let front = Arc::new(TlsFront::new()?);
-            listeners.push(server::Listener {
-                tcp: bind(addr).await?,
-                tls: Some(front.clone()),
-            });
-            Some(front)
-        }
+    // Bound now, so a taken port fails the start at once; listening (accepting) only once
+    // the first routes are in place (`l7::wait_for_first_routes`): until then clients are
+    // refused, as by a proxy that is not there yet, rather than answered 404.
+    let http = Bound::new(opts.http)?;
+    let https = opts.https.map(Bound::new).transpose()?;
+    let tls = match https {
+        Some(_) => Some(Arc::new(TlsFront::new()?)),
         None => None,
     };
-    tokio::spawn(l7::follow_snapshots(rx.clone(), proxy.clone(), tls, stop_rx.clone()));
+    let (applied_tx, applied_rx) = watch::channel(0);
+    tokio::spawn(l7::follow_snapshots(
+        rx.clone(),
+        proxy.clone(),
+        tls.clone(),
+        applied_tx,
+        stop_rx.clone(),
+    ));
     tokio::spawn(l7::health::run(rx, proxy.clone()));
     let admin = bind(opts.admin).await?;
     tokio::spawn(l7::admin::serve(
@@ -126,6 +135,33 @@ pub async fn serve_http(
         proxy.clone(),
         status,
     ));
+
+    let shutdown = super::count::shutdown_signal();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        first = l7::wait_for_first_routes(applied_rx, opts.first_routes_wait) => match first {
+            l7::FirstRoutes::Applied(version) => tracing::info!(version, "first routes in place"),
+            l7::FirstRoutes::TimedOut => tracing::warn!(
+                "no routes from the control plane within {:?}: listening anyway, every host \
+                 answers 404 until routes arrive",
+                opts.first_routes_wait
+            ),
+        },
+        _ = &mut shutdown => {
+            tracing::info!("shutting down before the first routes came");
+            return Ok(());
+        }
+    }
+    let mut listeners = vec![server::Listener {
+        tcp: http.listen()?,
+        tls: None,
+    }];
+    if let (Some(https), Some(front)) = (https, &tls) {
+        listeners.push(server::Listener {
+            tcp: https.listen()?,
+            tls: Some(front.clone()),
+        });
+    }
     tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
 
     let limits = server::Limits {
@@ -135,11 +171,38 @@ pub async fn serve_http(
         ..server::Limits::default()
     };
     let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));
-    super::count::shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: no new connections; draining");
     let _ = stop_tx.send(true);
     let _ = serving.await;
     Ok(())
+}
+
+/// A listening address bound but not yet listening: connections to it are refused.
+struct Bound {
+    addr: SocketAddr,
+    socket: TcpSocket,
+}
+
+impl Bound {
+    fn new(addr: SocketAddr) -> Result<Bound> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .with_context(|| format!("cannot make a socket for {addr}"))?;
+        // As `TcpListener::bind` does: a restarted proxy can bind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(Bound { addr, socket })
+    }
+
+    fn listen(self) -> Result<TcpListener> {
+        self.socket
+            .listen(1024)
+            .with_context(|| format!("cannot listen on {}", self.addr))
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {

@@ -42,11 +42,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies flowing through the proxy: streamed, never buffered whole.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-/// Keeps the proxy's route table and certificates in step with the snapshots.
+/// Keeps the proxy's route table and certificates in step with the snapshots, and tells
+/// `applied` each version once both are in place (`wait_for_first_routes` waits on it).
 pub async fn follow_snapshots(
     mut rx: SnapshotRx,
     proxy: Arc<proxy::Proxy>,
     tls: Option<Arc<tls::TlsFront>>,
+    applied: watch::Sender<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut cert_check = tokio::time::interval(Duration::from_secs(2));
@@ -57,6 +59,7 @@ pub async fn follow_snapshots(
             if let Some(tls) = &tls {
                 tls.apply(&snapshot);
             }
+            applied.send_replace(snapshot.version);
             tracing::debug!(
                 version = snapshot.version,
                 routes = snapshot.http.len(),
@@ -75,5 +78,51 @@ pub async fn follow_snapshots(
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
+    }
+}
+
+/// How the wait for the first routes ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstRoutes {
+    /// This snapshot version is in place: the listeners can open.
+    Applied(u64),
+    /// None came within the wait; the listeners open anyway (every host gets 404 until routes
+    /// arrive) so that a broken control plane shows as answers, not as a closed port forever.
+    TimedOut,
+}
+
+/// Waits until `follow_snapshots` has applied a real snapshot (version 1 or later), at most
+/// `wait`. The HTTP listeners open only then: a starting proxy that accepted at once would
+/// answer 404 for every host, and fail TLS handshakes, until its routes came (Envoy waits for
+/// its first configuration the same way).
+pub async fn wait_for_first_routes(mut applied: watch::Receiver<u64>, wait: Duration) -> FirstRoutes {
+    match tokio::time::timeout(wait, applied.wait_for(|v| *v > 0)).await {
+        Ok(Ok(version)) => FirstRoutes::Applied(*version),
+        // The sender is gone only when `follow_snapshots` ended: nothing more will come.
+        Ok(Err(_)) | Err(_) => FirstRoutes::TimedOut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_routes_are_awaited_then_the_wait_ends() {
+        let (tx, rx) = watch::channel(0);
+        let waiting = tokio::spawn(wait_for_first_routes(rx.clone(), Duration::from_secs(15)));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            !waiting.is_finished(),
+            "version 0 (no snapshot yet) does not end the wait"
+        );
+        tx.send_replace(3);
+        assert_eq!(waiting.await.unwrap(), FirstRoutes::Applied(3));
+
+        let (_tx, rx) = watch::channel(0);
+        assert_eq!(
+            wait_for_first_routes(rx, Duration::from_secs(15)).await,
+            FirstRoutes::TimedOut
+        );
     }
 }

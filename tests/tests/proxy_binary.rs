@@ -1,12 +1,18 @@
-//! The `interlock proxy` binary with one worker thread, where it runs tokio's current-thread
-//! scheduler (`interlock::runtime`): it serves a routes file, follows a rewritten one, and
-//! exits cleanly on SIGTERM. A bad worker count is refused, naming the variable.
-use std::io::{BufRead, BufReader, Read, Write};
+//! The `interlock proxy` binary as operators run it:
+//! - with one worker thread, where it runs tokio's current-thread scheduler
+//!   (`interlock::runtime`): it serves a routes file, follows a rewritten one, and exits
+//!   cleanly on SIGTERM; a bad worker count is refused, naming the variable;
+//! - at start, following a leader: its HTTP port opens only once the first routes are in
+//!   place (refused before, never a 404 for a host about to be routed), or after
+//!   `--first-routes-wait-s` without routes; SIGTERM while it waits ends it cleanly.
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
+use interlock::control::{snapshot_channel, stream::serve_snapshots};
 use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use interlock_tests::agent::{interlock_bin, AgentProcess};
 use interlock_tests::wait_until;
@@ -42,8 +48,8 @@ fn backend(name: &'static str) -> SocketAddr {
     addr
 }
 
-/// The proxy's routes file (a snapshot): `bench.example` to `backend`.
-fn write_routes(path: &Path, version: u64, backend: SocketAddr) {
+/// A snapshot routing `bench.example` to `backend`.
+fn routes(version: u64, backend: SocketAddr) -> Snapshot {
     let service = ServiceRef {
         id: "one".into(),
         name: "one".into(),
@@ -54,11 +60,16 @@ fn write_routes(path: &Path, version: u64, backend: SocketAddr) {
         weight: 1,
         id,
     }];
-    let snapshot = Snapshot {
+    Snapshot {
         version,
         http: vec![HttpRoute::plain(service, vec!["bench.example".into()], "/", backends)],
         ..Snapshot::default()
-    };
+    }
+}
+
+/// The proxy's routes file: `routes(version, backend)`.
+fn write_routes(path: &Path, version: u64, backend: SocketAddr) {
+    let snapshot = routes(version, backend);
     // Replaced in one step, so the proxy never reads half a file.
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&snapshot).unwrap()).unwrap();
@@ -67,9 +78,15 @@ fn write_routes(path: &Path, version: u64, backend: SocketAddr) {
 
 /// `GET /` for `bench.example`: the status code and the body.
 fn get(proxy: SocketAddr) -> std::io::Result<(u16, String)> {
+    get_path(proxy, "/")
+}
+
+/// `GET path` for `bench.example`: the status code and the body.
+fn get_path(proxy: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(proxy)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes())?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
     let status = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -136,4 +153,83 @@ fn a_bad_worker_count_is_refused_by_name() {
         stderr.contains("TOKIO_WORKER_THREADS=\"0\""),
         "the error does not name the variable: {stderr}"
     );
+}
+
+/// `interlock proxy` on free loopback ports following the leader at `leader`; its HTTP and
+/// admin addresses.
+fn follower(leader: SocketAddr, extra: &[&str]) -> (AgentProcess, SocketAddr, SocketAddr) {
+    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(interlock_bin());
+    cmd.arg("proxy")
+        .args(["--http", &proxy.to_string(), "--admin", &admin.to_string()])
+        .args(["--role", "follower", "--leader", &leader.to_string()])
+        .args(extra);
+    (AgentProcess::spawn(cmd).unwrap(), proxy, admin)
+}
+
+/// Whether a connection to `addr` is refused (nothing accepts there).
+fn refused(addr: SocketAddr) -> bool {
+    matches!(TcpStream::connect(addr), Err(e) if e.kind() == ErrorKind::ConnectionRefused)
+}
+
+#[test]
+fn the_http_port_opens_once_the_first_routes_are_in_place() {
+    // A leader (the real snapshot stream) that has no snapshot yet: version 0.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (tx, rx) = snapshot_channel();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let leader = listener.local_addr().unwrap();
+    rt.spawn(serve_snapshots(listener, rx, None));
+    let backend = backend("first");
+
+    let (mut proxy, http, admin) = follower(leader, &[]);
+    wait_until("the admin address answers", Duration::from_secs(15), || {
+        Ok(get_path(admin, "/healthz").is_ok_and(|(status, _)| status == 200))
+    })
+    .unwrap();
+    proxy
+        .wait_for_line("control plane: follower", Duration::from_secs(15))
+        .unwrap();
+    // Followed, up, and no routes: clients are refused, not told 404.
+    assert!(refused(http), "the HTTP port accepted before any routes came");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(refused(http), "the HTTP port accepted before any routes came");
+
+    tx.send_replace(Arc::new(routes(1, backend)));
+    wait_until("200 from the backend", Duration::from_secs(15), || {
+        Ok(get(http).is_ok_and(|answer| answer == (200, "first".to_string())))
+    })
+    .unwrap();
+    proxy
+        .wait_for_line("first routes in place", Duration::from_secs(5))
+        .unwrap();
+    proxy.terminate(Duration::from_secs(15)).unwrap();
+}
+
+#[test]
+fn without_routes_the_http_port_opens_after_the_wait_and_sigterm_ends_the_wait() {
+    // A leader nobody answers for: the follower keeps retrying and never gets routes.
+    let leader: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+
+    let (mut waiting, http, admin) = follower(leader, &[]);
+    wait_until("the admin address answers", Duration::from_secs(15), || {
+        Ok(get_path(admin, "/healthz").is_ok_and(|(status, _)| status == 200))
+    })
+    .unwrap();
+    assert!(refused(http), "the HTTP port accepted before any routes came");
+    waiting.terminate(Duration::from_secs(15)).unwrap();
+    waiting
+        .wait_for_line("shutting down before the first routes came", Duration::from_secs(1))
+        .unwrap();
+
+    let (mut proxy, http, _) = follower(leader, &["--first-routes-wait-s", "1"]);
+    wait_until("404 once the wait is over", Duration::from_secs(15), || {
+        Ok(get(http).is_ok_and(|(status, _)| status == 404))
+    })
+    .unwrap();
+    proxy
+        .wait_for_line("no routes from the control plane within 1s", Duration::from_secs(5))
+        .unwrap();
+    proxy.terminate(Duration::from_secs(15)).unwrap();
 }
