@@ -55,16 +55,20 @@ pub async fn run(s: Settings) -> Result<()> {
     }
 
     let l4_status = Arc::new(ArcSwap::from_pointee(L4Counters::default()));
-    if !s.xdp_interfaces.is_empty() {
-        let opts = l4_plane::L4Options {
-            interfaces: s.xdp_interfaces.clone(),
-            mode: s.xdp_mode,
-            vip: s.l4_vip,
-            bpffs: s.bpffs.clone(),
-            host_netns: s.host_netns.clone(),
-        };
-        l4_plane::start(opts, rx.clone(), l4_status.clone()).await?;
-    }
+    let l4_opts = (!s.xdp_interfaces.is_empty()).then(|| l4_plane::L4Options {
+        interfaces: s.xdp_interfaces.clone(),
+        mode: s.xdp_mode,
+        vip: s.l4_vip,
+        bpffs: s.bpffs.clone(),
+        host_netns: s.host_netns.clone(),
+    });
+    let (l4_rx, l4_counters) = (rx.clone(), l4_status.clone());
+    let l4_start = async move {
+        match l4_opts {
+            Some(opts) => l4_plane::start(opts, l4_rx, l4_counters).await,
+            None => Ok(()),
+        }
+    };
 
     let status_rx = rx.clone();
     let l4_counters = l4_status.clone();
@@ -84,7 +88,18 @@ pub async fn run(s: Settings) -> Result<()> {
     };
     let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
         vec![Box::new(l4_metrics::L4Collector(l4_counters))];
-    proxy::serve_http(http, http_rx, Some(status_fn), collectors).await
+    // The planes start side by side: loading and attaching the XDP programs takes a few
+    // hundred milliseconds, which need not keep the HTTP ports closed after a restart. A
+    // failed L4 start still ends the agent.
+    let serving = proxy::serve_http(http, http_rx, Some(status_fn), collectors);
+    tokio::pin!(serving);
+    tokio::select! {
+        started = l4_start => {
+            started?;
+            serving.await
+        }
+        served = &mut serving => served,
+    }
 }
 
 fn status_json(rx: &SnapshotRx, proxy: &Proxy, l4: &L4Counters) -> String {
