@@ -94,8 +94,9 @@ fn get_path(proxy: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A loopback address nothing listens on (at the moment of asking).
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// A directory of its own, removed however the test ends.
@@ -114,12 +115,11 @@ fn one_worker_serves_follows_the_routes_file_and_stops_on_sigterm() {
     let (first, second) = (backend("first"), backend("second"));
     write_routes(&routes, 1, first);
 
-    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
+    let (proxy, admin) = (free_addr(), free_addr());
     let mut cmd = Command::new(interlock_bin());
     cmd.env("TOKIO_WORKER_THREADS", "1")
         .arg("proxy")
-        .args(["--http", &proxy.to_string(), "--admin", &admin, "--routes"])
+        .args(["--http", &proxy.to_string(), "--admin", &admin.to_string(), "--routes"])
         .arg(&routes);
     let mut agent = AgentProcess::spawn(cmd).unwrap();
 
@@ -155,17 +155,21 @@ fn a_bad_worker_count_is_refused_by_name() {
     );
 }
 
-/// `interlock proxy` on free loopback ports following the leader at `leader`; its HTTP and
-/// admin addresses.
-fn follower(leader: SocketAddr, extra: &[&str]) -> (AgentProcess, SocketAddr, SocketAddr) {
-    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+/// `interlock proxy` on free loopback ports following the leader at `leader`, once its
+/// admin address answers; its HTTP address.
+fn follower(leader: SocketAddr, extra: &[&str]) -> (AgentProcess, SocketAddr) {
+    let (proxy, admin) = (free_addr(), free_addr());
     let mut cmd = Command::new(interlock_bin());
     cmd.arg("proxy")
         .args(["--http", &proxy.to_string(), "--admin", &admin.to_string()])
         .args(["--role", "follower", "--leader", &leader.to_string()])
         .args(extra);
-    (AgentProcess::spawn(cmd).unwrap(), proxy, admin)
+    let agent = AgentProcess::spawn(cmd).unwrap();
+    wait_until("the admin address answers", Duration::from_secs(15), || {
+        Ok(get_path(admin, "/healthz").is_ok_and(|(status, _)| status == 200))
+    })
+    .unwrap();
+    (agent, proxy)
 }
 
 /// Whether a connection to `addr` is refused (nothing accepts there).
@@ -183,11 +187,7 @@ fn the_http_port_opens_once_the_first_routes_are_in_place() {
     rt.spawn(serve_snapshots(listener, rx, None));
     let backend = backend("first");
 
-    let (mut proxy, http, admin) = follower(leader, &[]);
-    wait_until("the admin address answers", Duration::from_secs(15), || {
-        Ok(get_path(admin, "/healthz").is_ok_and(|(status, _)| status == 200))
-    })
-    .unwrap();
+    let (mut proxy, http) = follower(leader, &[]);
     proxy
         .wait_for_line("control plane: follower", Duration::from_secs(15))
         .unwrap();
@@ -210,20 +210,16 @@ fn the_http_port_opens_once_the_first_routes_are_in_place() {
 #[test]
 fn without_routes_the_http_port_opens_after_the_wait_and_sigterm_ends_the_wait() {
     // A leader nobody answers for: the follower keeps retrying and never gets routes.
-    let leader: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let leader = free_addr();
 
-    let (mut waiting, http, admin) = follower(leader, &[]);
-    wait_until("the admin address answers", Duration::from_secs(15), || {
-        Ok(get_path(admin, "/healthz").is_ok_and(|(status, _)| status == 200))
-    })
-    .unwrap();
+    let (mut waiting, http) = follower(leader, &[]);
     assert!(refused(http), "the HTTP port accepted before any routes came");
     waiting.terminate(Duration::from_secs(15)).unwrap();
     waiting
         .wait_for_line("shutting down before the first routes came", Duration::from_secs(1))
         .unwrap();
 
-    let (mut proxy, http, _) = follower(leader, &["--first-routes-wait-s", "1"]);
+    let (mut proxy, http) = follower(leader, &["--first-routes-wait-s", "1"]);
     wait_until("404 once the wait is over", Duration::from_secs(15), || {
         Ok(get(http).is_ok_and(|(status, _)| status == 404))
     })

@@ -23,31 +23,27 @@ impl SwarmLock {
     /// Starts dockerd when it does not answer and initialises a single-node swarm when there
     /// is none. Only the lock's holder may: a method, so no run can skip the lock.
     pub fn ensure_swarm(&self) -> Result<()> {
-        ensure_swarm()
-    }
-}
-
-fn ensure_swarm() -> Result<()> {
-    if !cmd::ok("docker info") {
-        eprintln!("docker: starting dockerd (log: /var/log/dockerd.log)");
-        cmd::sh("setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &")?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !cmd::ok("docker info") {
-            if Instant::now() > deadline {
-                bail!("dockerd did not answer within 60 s; see /var/log/dockerd.log");
+        if !cmd::ok("docker info") {
+            eprintln!("docker: starting dockerd (log: /var/log/dockerd.log)");
+            cmd::sh("setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &")?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !cmd::ok("docker info") {
+                if Instant::now() > deadline {
+                    bail!("dockerd did not answer within 60 s; see /var/log/dockerd.log");
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
-            std::thread::sleep(Duration::from_millis(250));
         }
+        let state = Command::new("docker")
+            .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .stderr(Stdio::null())
+            .output()?;
+        if String::from_utf8_lossy(&state.stdout).trim() != "active" {
+            eprintln!("docker: initialising a single-node swarm");
+            cmd::sh("docker swarm init --advertise-addr 127.0.0.1 >/dev/null")?;
+        }
+        Ok(())
     }
-    let state = Command::new("docker")
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
-        .stderr(Stdio::null())
-        .output()?;
-    if String::from_utf8_lossy(&state.stdout).trim() != "active" {
-        eprintln!("docker: initialising a single-node swarm");
-        cmd::sh("docker swarm init --advertise-addr 127.0.0.1 >/dev/null")?;
-    }
-    Ok(())
 }
 
 /// Mounts bpffs at /sys/fs/bpf when it is not mounted (a fresh machine has none).

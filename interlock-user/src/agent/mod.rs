@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
+use futures_util::future::OptionFuture;
 
 use crate::commands::control::{self as control_cmd, ControlArgs};
 use crate::commands::proxy::{self, HttpOptions};
@@ -62,13 +63,7 @@ pub async fn run(s: Settings) -> Result<()> {
         bpffs: s.bpffs.clone(),
         host_netns: s.host_netns.clone(),
     });
-    let (l4_rx, l4_counters) = (rx.clone(), l4_status.clone());
-    let l4_start = async move {
-        match l4_opts {
-            Some(opts) => l4_plane::start(opts, l4_rx, l4_counters).await,
-            None => Ok(()),
-        }
-    };
+    let l4_start = OptionFuture::from(l4_opts.map(|opts| l4_plane::start(opts, rx.clone(), l4_status.clone())));
 
     let status_rx = rx.clone();
     let l4_counters = l4_status.clone();
@@ -95,7 +90,7 @@ pub async fn run(s: Settings) -> Result<()> {
     tokio::pin!(serving);
     tokio::select! {
         started = l4_start => {
-            started?;
+            started.transpose()?;
             serving.await
         }
         served = &mut serving => served,

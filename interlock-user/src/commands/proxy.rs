@@ -114,11 +114,11 @@ pub async fn serve_http(
     // the first routes are in place (`l7::wait_for_first_routes`): until then clients are
     // refused, as by a proxy that is not there yet, rather than answered 404.
     let http = Bound::new(opts.http)?;
-    let https = opts.https.map(Bound::new).transpose()?;
-    let tls = match https {
-        Some(_) => Some(Arc::new(TlsFront::new()?)),
+    let https = match opts.https {
+        Some(addr) => Some((Bound::new(addr)?, Arc::new(TlsFront::new()?))),
         None => None,
     };
+    let tls = https.as_ref().map(|(_, front)| front.clone());
     let (applied_tx, applied_rx) = watch::channel(0);
     tokio::spawn(l7::follow_snapshots(
         rx.clone(),
@@ -128,7 +128,7 @@ pub async fn serve_http(
         stop_rx.clone(),
     ));
     tokio::spawn(l7::health::run(rx, proxy.clone()));
-    let admin = bind(opts.admin).await?;
+    let admin = Bound::new(opts.admin)?.listen()?;
     tokio::spawn(l7::admin::serve(
         admin,
         Arc::new(Mutex::new(registry)),
@@ -156,10 +156,10 @@ pub async fn serve_http(
         tcp: http.listen()?,
         tls: None,
     }];
-    if let (Some(https), Some(front)) = (https, &tls) {
+    if let Some((https, front)) = https {
         listeners.push(server::Listener {
             tcp: https.listen()?,
-            tls: Some(front.clone()),
+            tls: Some(front),
         });
     }
     tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
@@ -203,12 +203,6 @@ impl Bound {
             .listen(1024)
             .with_context(|| format!("cannot listen on {}", self.addr))
     }
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 pub fn host_name() -> String {
