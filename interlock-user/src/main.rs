@@ -20,6 +20,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Show a running agent's routes, backends and L4 counters.
     Status(commands::status::StatusArgs),
+    /// Exit 0 if a running agent takes traffic (routes in place, not draining): the health check.
+    Ready(commands::ready::ReadyArgs),
     /// Make the CA and certificate of the leader -> follower snapshot stream (files or Docker secrets).
     Certs(commands::certs::CertsArgs),
     /// Attach the packet-counting XDP program to an interface and print counts per IP protocol.
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
         match command {
             Command::Run(_) => commands::run::run(settings.expect("resolved above")).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Ready(args) => commands::ready::run(args).await,
             Command::Certs(args) => commands::certs::run(args).await,
             Command::Count(args) => commands::count::run(args).await,
             Command::Control(cmd) => commands::control::run(cmd).await,

@@ -103,9 +103,14 @@ impl AgentProcess {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self, timeout: Duration) -> Result<()> {
+        self.sigterm();
+        self.wait_exit(timeout)
+    }
+
+    /// Sends SIGTERM without waiting (to watch what the agent does while it drains).
+    pub fn sigterm(&self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.wait_exit(timeout)
     }
 }
 

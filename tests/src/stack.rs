@@ -77,6 +77,13 @@ impl Stack {
         }
     }
 
+    /// The agent container's health as Docker reports it (`starting`, `healthy`, `unhealthy`):
+    /// the stack's health check runs `interlock ready`.
+    pub fn health(&self) -> Result<String> {
+        let container = self.agent_container()?;
+        docker(&["inspect", "--format", "{{.State.Health.Status}}", &container]).map(|s| s.trim().to_string())
+    }
+
     /// `interlock status` run inside the agent container.
     pub fn status(&self) -> Result<String> {
         docker(&["exec", &self.agent_container()?, "/interlock", "status"])

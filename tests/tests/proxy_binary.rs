@@ -4,7 +4,9 @@
 //!   cleanly on SIGTERM; a bad worker count is refused, naming the variable;
 //! - at start, following a leader: its HTTP port opens only once the first routes are in
 //!   place (refused before, never a 404 for a host about to be routed), or after
-//!   `--first-routes-wait-s` without routes; SIGTERM while it waits ends it cleanly.
+//!   `--first-routes-wait-s` without routes; SIGTERM while it waits ends it cleanly;
+//! - readiness: `/readyz` and `interlock ready` (the stack's health check) say not ready
+//!   while it waits for routes and while it drains, ready in between.
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -156,8 +158,8 @@ fn a_bad_worker_count_is_refused_by_name() {
 }
 
 /// `interlock proxy` on free loopback ports following the leader at `leader`, once its
-/// admin address answers; its HTTP address.
-fn follower(leader: SocketAddr, extra: &[&str]) -> (AgentProcess, SocketAddr) {
+/// admin address answers; its HTTP and admin addresses.
+fn follower(leader: SocketAddr, extra: &[&str]) -> (AgentProcess, SocketAddr, SocketAddr) {
     let (proxy, admin) = (free_addr(), free_addr());
     let mut cmd = Command::new(interlock_bin());
     cmd.arg("proxy")
@@ -169,7 +171,30 @@ fn follower(leader: SocketAddr, extra: &[&str]) -> (AgentProcess, SocketAddr) {
         Ok(get_path(admin, "/healthz").is_ok_and(|(status, _)| status == 200))
     })
     .unwrap();
-    (agent, proxy)
+    (agent, proxy, admin)
+}
+
+/// `interlock ready --admin admin`: whether it said ready (exit 0), and what it printed.
+fn ready(admin: SocketAddr) -> (bool, String) {
+    let out = Command::new(interlock_bin())
+        .args(["ready", "--admin", &admin.to_string()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Asserts that `admin` is not ready, for `reason`: `/readyz` answers 503 naming it, and
+/// `interlock ready` fails naming it.
+fn assert_not_ready(admin: SocketAddr, reason: &str) {
+    let (status, body) = get_path(admin, "/readyz").unwrap();
+    assert_eq!((status, body.contains(reason)), (503, true), "/readyz: {status} {body}");
+    let (ok, said) = ready(admin);
+    assert!(!ok && said.contains(reason), "interlock ready: {ok} {said}");
 }
 
 /// Whether a connection to `addr` is refused (nothing accepts there).
@@ -187,12 +212,13 @@ fn the_http_port_opens_once_the_first_routes_are_in_place() {
     rt.spawn(serve_snapshots(listener, rx, None));
     let backend = backend("first");
 
-    let (mut proxy, http) = follower(leader, &[]);
+    let (mut proxy, http, admin) = follower(leader, &[]);
     proxy
         .wait_for_line("control plane: follower", Duration::from_secs(15))
         .unwrap();
     // Followed, up, and no routes: clients are refused, not told 404.
     assert!(refused(http), "the HTTP port accepted before any routes came");
+    assert_not_ready(admin, "waiting for the first routes");
     std::thread::sleep(Duration::from_millis(500));
     assert!(refused(http), "the HTTP port accepted before any routes came");
 
@@ -204,6 +230,8 @@ fn the_http_port_opens_once_the_first_routes_are_in_place() {
     proxy
         .wait_for_line("first routes in place", Duration::from_secs(5))
         .unwrap();
+    assert_eq!(get_path(admin, "/readyz").unwrap(), (200, "ready\n".to_string()));
+    assert_eq!(ready(admin), (true, "ready\n".to_string()));
     proxy.terminate(Duration::from_secs(15)).unwrap();
 }
 
@@ -212,14 +240,14 @@ fn without_routes_the_http_port_opens_after_the_wait_and_sigterm_ends_the_wait()
     // A leader nobody answers for: the follower keeps retrying and never gets routes.
     let leader = free_addr();
 
-    let (mut waiting, http) = follower(leader, &[]);
+    let (mut waiting, http, _) = follower(leader, &[]);
     assert!(refused(http), "the HTTP port accepted before any routes came");
     waiting.terminate(Duration::from_secs(15)).unwrap();
     waiting
         .wait_for_line("shutting down before the first routes came", Duration::from_secs(1))
         .unwrap();
 
-    let (mut proxy, http) = follower(leader, &["--first-routes-wait-s", "1"]);
+    let (mut proxy, http, _) = follower(leader, &["--first-routes-wait-s", "1"]);
     wait_until("404 once the wait is over", Duration::from_secs(15), || {
         Ok(get(http).is_ok_and(|(status, _)| status == 404))
     })
@@ -228,4 +256,57 @@ fn without_routes_the_http_port_opens_after_the_wait_and_sigterm_ends_the_wait()
         .wait_for_line("no routes from the control plane within 1s", Duration::from_secs(5))
         .unwrap();
     proxy.terminate(Duration::from_secs(15)).unwrap();
+}
+
+/// A backend that answers each request `delay` after it came, and says when one came.
+fn slow_backend(delay: Duration) -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (came, came_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let came = came.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = came.send(());
+                std::thread::sleep(delay);
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow");
+            });
+        }
+    });
+    (addr, came_rx)
+}
+
+#[test]
+fn a_draining_proxy_says_it_is_not_ready_while_it_finishes_requests() {
+    let scratch = Scratch(std::env::temp_dir().join(format!("ilt-draining-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let routes = scratch.0.join("routes.json");
+    let (backend, came) = slow_backend(Duration::from_secs(2));
+    write_routes(&routes, 1, backend);
+    let (proxy, admin) = (free_addr(), free_addr());
+    let mut cmd = Command::new(interlock_bin());
+    cmd.arg("proxy")
+        .args(["--http", &proxy.to_string(), "--admin", &admin.to_string(), "--routes"])
+        .arg(&routes)
+        .args(["--drain-grace-s", "10"]);
+    let mut agent = AgentProcess::spawn(cmd).unwrap();
+    wait_until("ready", Duration::from_secs(15), || Ok(ready(admin).0)).unwrap();
+
+    let in_flight = std::thread::spawn(move || get(proxy));
+    came.recv_timeout(Duration::from_secs(5))
+        .expect("the request reached the backend");
+    agent.sigterm();
+    wait_until("/readyz says draining", Duration::from_secs(2), || {
+        Ok(get_path(admin, "/readyz")?.0 == 503)
+    })
+    .unwrap();
+    assert_not_ready(admin, "draining");
+    // The request in flight still finishes, and then the proxy exits.
+    assert_eq!(in_flight.join().unwrap().unwrap(), (200, "slow".to_string()));
+    agent.wait_exit(Duration::from_secs(15)).unwrap();
 }

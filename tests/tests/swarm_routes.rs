@@ -1,6 +1,7 @@
 //! The interlock stack on a real swarm: labelled services answer through the proxy by host
 //! and by path within 2 s of their tasks running, on a network the agent joins by itself;
-//! after dockerd restarts, routes serve again and later changes are picked up.
+//! its health check passes; after dockerd restarts, routes serve again and later changes are
+//! picked up.
 //! Its own test binary: it restarts the engine under every other Docker test.
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use anyhow::{bail, Result};
 use interlock_tests::docker::{docker, ensure_backend_image, unique, Network, Service};
 use interlock_tests::engine::{start_dockerd, stop_dockerd, wait_engine, EngineGuard};
 use interlock_tests::stack::{get, Stack};
-use interlock_tests::{report, require_root};
+use interlock_tests::{report, require_root, wait_until};
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -73,6 +74,11 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
         table.contains(&host) && table.contains("/api"),
         "status shows the routes:\n{table}"
     );
+    // The stack's health check (`interlock ready` in the image) passes on a serving agent.
+    let healthy = wait_until("the agent container healthy", Duration::from_secs(30), || {
+        Ok(stack.health()? == "healthy")
+    });
+    let healthy_s = healthy.unwrap_or_else(|e| panic!("{e:#}: {:?}\nagent log:\n{}", stack.health(), stack.logs()));
 
     // The agent's task killed: swarm replaces it; clients reconnect and are served again.
     let old_agent = stack.agent_container().unwrap();
@@ -109,7 +115,8 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
     .unwrap();
     wait_answer(&later_host, "/", "later", Duration::from_secs(60)).unwrap();
     report(&format!(
-        "swarm_routes: live after running: web {web_live_ms} ms, api {api_live_ms} ms; agent killed: served \
+        "swarm_routes: live after running: web {web_live_ms} ms, api {api_live_ms} ms; health check passed \
+         {healthy_s:.1} s later; agent killed: served \
          again in {reconnect_s:.1} s; after a dockerd restart serving again in {serving_again_s:.1} s, and a new \
          service routed"
     ));

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use super::control::{self as control_cmd, ControlArgs};
+use crate::l7::admin::{Admin, Readiness};
 use crate::l7::{self, proxy::Proxy, server, tls::TlsFront};
 use crate::model::{Snapshot, SnapshotRx};
 
@@ -22,7 +23,7 @@ pub struct ProxyArgs {
     /// HTTPS listen address (TLS termination by SNI, and passthrough).
     #[arg(long, env = "INTERLOCK_HTTPS")]
     pub https: Option<SocketAddr>,
-    /// Admin listener: /metrics, /healthz. Keep it on loopback or a management network.
+    /// Admin listener: /metrics, /healthz, /readyz. Keep it on loopback or a management network.
     #[arg(long, default_value = "127.0.0.1:9090", env = "INTERLOCK_ADMIN")]
     pub admin: SocketAddr,
     /// Serve the routes of this snapshot JSON file instead of running the control plane.
@@ -128,13 +129,14 @@ pub async fn serve_http(
         stop_rx.clone(),
     ));
     tokio::spawn(l7::health::run(rx, proxy.clone()));
-    let admin = Bound::new(opts.admin)?.listen()?;
-    tokio::spawn(l7::admin::serve(
-        admin,
-        Arc::new(Mutex::new(registry)),
-        proxy.clone(),
+    let (readiness, readiness_rx) = watch::channel(Readiness::WaitingForRoutes);
+    let admin = Admin {
+        registry: Arc::new(Mutex::new(registry)),
+        proxy: proxy.clone(),
         status,
-    ));
+        readiness: readiness_rx,
+    };
+    tokio::spawn(l7::admin::serve(Bound::new(opts.admin)?.listen()?, admin));
 
     let shutdown = super::count::shutdown_signal();
     tokio::pin!(shutdown);
@@ -162,6 +164,7 @@ pub async fn serve_http(
             tls: Some(front),
         });
     }
+    readiness.send_replace(Readiness::Serving);
     tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
 
     let limits = server::Limits {
@@ -173,6 +176,7 @@ pub async fn serve_http(
     let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));
     shutdown.await;
     tracing::info!("shutting down: no new connections; draining");
+    readiness.send_replace(Readiness::Draining);
     let _ = stop_tx.send(true);
     let _ = serving.await;
     Ok(())

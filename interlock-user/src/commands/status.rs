@@ -3,9 +3,6 @@
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 
 use crate::agent::status::Status;
 
@@ -32,22 +29,9 @@ pub async fn run(args: StatusArgs) -> Result<()> {
 }
 
 async fn fetch(admin: SocketAddr) -> Result<String> {
-    let stream = tokio::net::TcpStream::connect(admin)
-        .await
-        .with_context(|| format!("no agent answers on {admin} (is `interlock run` running, with --admin there?)"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = hyper::Request::get("/status")
-        .header(hyper::header::HOST, admin.to_string())
-        .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await.context("asking for /status")?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
+    let (status, body) = super::admin_client::get(admin, "/status").await?;
     if !status.is_success() {
-        bail!(
-            "{admin}/status answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
+        bail!("{admin}/status answered {status}: {}", body.trim());
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body)
 }

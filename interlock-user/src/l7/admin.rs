@@ -1,5 +1,7 @@
-//! The admin listener: `/metrics` (Prometheus), `/healthz`, `/routes` (the current snapshot's
-//! route table version), `/status` (JSON for `interlock status`). Read-only; bind it to loopback or a management address.
+//! The admin listener: `/metrics` (Prometheus), `/healthz` (liveness: the process answers),
+//! `/readyz` (readiness: the HTTP ports accept, see [`Readiness`]), `/routes` (the current
+//! snapshot's route table version), `/status` (JSON for `interlock status`). Read-only; bind
+//! it to loopback or a management address.
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -9,23 +11,59 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::metrics::BackendLabels;
 use super::proxy::Proxy;
 
+/// Whether the proxy takes traffic, as `/readyz` reports it: 200 only while `Serving`, so a
+/// health check (the stack's `interlock ready`) or an external balancer sends clients only
+/// to a proxy that has its routes and is not draining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ports bound, not accepting: the first routes have not come yet.
+    WaitingForRoutes,
+    /// Accepting on the HTTP(S) ports.
+    Serving,
+    /// SIGTERM came: no new connections, open ones finishing.
+    Draining,
+}
+
+impl Readiness {
+    fn answer(self) -> (StatusCode, &'static str) {
+        match self {
+            Readiness::Serving => (StatusCode::OK, "ready\n"),
+            Readiness::WaitingForRoutes => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: waiting for the first routes\n",
+            ),
+            Readiness::Draining => (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n"),
+        }
+    }
+}
+
 /// Produces the JSON body of `/status` (the agent's routes, backends and L4 counters).
 pub type StatusFn = Arc<dyn Fn(&Proxy) -> String + Send + Sync>;
 
-pub async fn serve(listener: TcpListener, registry: Arc<Mutex<Registry>>, proxy: Arc<Proxy>, status: Option<StatusFn>) {
+/// What the admin address answers from.
+#[derive(Clone)]
+pub struct Admin {
+    pub registry: Arc<Mutex<Registry>>,
+    pub proxy: Arc<Proxy>,
+    pub status: Option<StatusFn>,
+    pub readiness: watch::Receiver<Readiness>,
+}
+
+pub async fn serve(listener: TcpListener, admin: Admin) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (registry, proxy, status) = (registry.clone(), proxy.clone(), status.clone());
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (registry, proxy, status) = (registry.clone(), proxy.clone(), status.clone());
-                async move { Ok::<_, Infallible>(answer(req.uri().path(), &registry, &proxy, status.as_ref())) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(answer(req.uri().path(), &admin)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -34,9 +72,19 @@ pub async fn serve(listener: TcpListener, registry: Arc<Mutex<Registry>>, proxy:
     }
 }
 
-fn answer(path: &str, registry: &Mutex<Registry>, proxy: &Proxy, status: Option<&StatusFn>) -> Response<Full<Bytes>> {
+fn answer(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
+    let Admin {
+        registry,
+        proxy,
+        status: status_fn,
+        readiness,
+    } = admin;
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+        "/readyz" => {
+            let (code, text) = readiness.borrow().answer();
+            (code, text.to_string())
+        }
         "/metrics" => {
             for b in proxy.backend_states() {
                 let up = i64::from(b.available());
@@ -56,7 +104,7 @@ fn answer(path: &str, registry: &Mutex<Registry>, proxy: &Proxy, status: Option<
             }
         }
         "/routes" => (StatusCode::OK, format!("{}\n", proxy.table().table.version)),
-        "/status" => match status {
+        "/status" => match status_fn {
             Some(f) => (StatusCode::OK, f(proxy)),
             None => (
                 StatusCode::NOT_FOUND,
