@@ -21,10 +21,18 @@ use interlock_tests::wait_until;
 
 /// A keep-alive HTTP/1.1 backend answering every request with `200` and its name.
 fn backend(name: &'static str) -> SocketAddr {
+    slow_backend(name, Duration::ZERO).0
+}
+
+/// `backend`, answering each request `delay` after its head came; the receiver hears of
+/// each head as it comes.
+fn slow_backend(name: &'static str, delay: Duration) -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let (came, came_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
+            let came = came.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
@@ -39,6 +47,8 @@ fn backend(name: &'static str) -> SocketAddr {
                             Ok(_) => {}
                         }
                     }
+                    let _ = came.send(());
+                    std::thread::sleep(delay);
                     let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}", name.len());
                     if writer.write_all(answer.as_bytes()).is_err() {
                         return;
@@ -47,7 +57,7 @@ fn backend(name: &'static str) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, came_rx)
 }
 
 /// A snapshot routing `bench.example` to `backend`.
@@ -258,35 +268,12 @@ fn without_routes_the_http_port_opens_after_the_wait_and_sigterm_ends_the_wait()
     proxy.terminate(Duration::from_secs(15)).unwrap();
 }
 
-/// A backend that answers each request `delay` after it came, and says when one came.
-fn slow_backend(delay: Duration) -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (came, came_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let came = came.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
-                let _ = came.send(());
-                std::thread::sleep(delay);
-                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow");
-            });
-        }
-    });
-    (addr, came_rx)
-}
-
 #[test]
 fn a_draining_proxy_says_it_is_not_ready_while_it_finishes_requests() {
     let scratch = Scratch(std::env::temp_dir().join(format!("ilt-draining-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).unwrap();
     let routes = scratch.0.join("routes.json");
-    let (backend, came) = slow_backend(Duration::from_secs(2));
+    let (backend, came) = slow_backend("slow", Duration::from_secs(2));
     write_routes(&routes, 1, backend);
     let (proxy, admin) = (free_addr(), free_addr());
     let mut cmd = Command::new(interlock_bin());
