@@ -10,6 +10,7 @@
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
 //! - `log_format`: how log lines are written (cheap enough for one line per request);
 //!   `access_log`: the per-request line; `log_writer`: stderr through a bounded queue.
+//! - `netns`: running code in another network namespace (the host's, from a container).
 //! - `runtime`: the tokio runtime (current-thread for one worker, else work-stealing).
 pub mod access_log;
 pub mod agent;
@@ -22,4 +23,5 @@ pub mod l7;
 pub mod log_format;
 pub mod log_writer;
 pub mod model;
+pub mod netns;
 pub mod runtime;

@@ -116,6 +116,26 @@ impl Stack {
             .unwrap_or_else(|e| format!("{e:#}"))
     }
 
+    /// The running agent container's own log (`docker logs`, which ends; `docker service logs`
+    /// has been seen to hang here once a task of the service was replaced).
+    pub fn agent_log(&self) -> String {
+        let container = match self.agent_container() {
+            Ok(c) => c,
+            Err(e) => return format!("{e:#}"),
+        };
+        Command::new("docker")
+            .args(["logs", &container])
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_else(|e| format!("docker logs: {e}"))
+    }
+
     /// The agent's log (it writes to stderr, which `docker service logs` replays on stderr).
     pub fn logs(&self) -> String {
         Command::new("docker")

@@ -6,18 +6,22 @@
 //!   place (refused before, never a 404 for a host about to be routed), or after
 //!   `--first-routes-wait-s` without routes; SIGTERM while it waits ends it cleanly;
 //! - readiness: `/readyz` and `interlock ready` (the stack's health check) say not ready
-//!   while it waits for routes and while it drains, ready in between.
+//!   while it waits for routes and while it drains, ready in between;
+//! - restarts: a proxy started on the address another serves takes its listening socket
+//!   over, and the old one drains: under load, no connection is refused or cut, twice in a
+//!   row; without the handover the second proxy cannot start there.
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use interlock::control::{snapshot_channel, stream::serve_snapshots};
 use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use interlock_tests::agent::{interlock_bin, AgentProcess};
-use interlock_tests::wait_until;
+use interlock_tests::{report, wait_until};
 
 /// A keep-alive HTTP/1.1 backend answering every request with `200` and its name.
 fn backend(name: &'static str) -> SocketAddr {
@@ -296,4 +300,130 @@ fn a_draining_proxy_says_it_is_not_ready_while_it_finishes_requests() {
     // The request in flight still finishes, and then the proxy exits.
     assert_eq!(in_flight.join().unwrap().unwrap(), (200, "slow".to_string()));
     agent.wait_exit(Duration::from_secs(15)).unwrap();
+}
+
+/// `interlock proxy --proxy-id id` serving `routes` on `http`, with an admin address of its own.
+fn named_proxy(id: &str, http: SocketAddr, routes: &Path, extra: &[&str]) -> (AgentProcess, SocketAddr) {
+    let admin = free_addr();
+    let mut cmd = Command::new(interlock_bin());
+    cmd.env("TOKIO_WORKER_THREADS", "1")
+        .arg("proxy")
+        .args([
+            "--http",
+            &http.to_string(),
+            "--admin",
+            &admin.to_string(),
+            "--proxy-id",
+            id,
+        ])
+        .arg("--routes")
+        .arg(routes)
+        .args(["--drain-grace-s", "5"])
+        .args(extra);
+    (AgentProcess::spawn(cmd).unwrap(), admin)
+}
+
+/// `GET /` on a new connection: which proxy answered (`x-proxy-id`), or what went wrong.
+fn answered_by(proxy: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect(proxy).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| format!("read: {e}"))?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer: {answer:?}"));
+    }
+    let id = answer.lines().find_map(|l| l.strip_prefix("x-proxy-id: "));
+    id.map(str::to_string)
+        .ok_or_else(|| format!("no x-proxy-id in {answer:?}"))
+}
+
+#[test]
+fn a_restarted_proxy_takes_the_listening_socket_over_and_refuses_no_connection() {
+    let scratch = Scratch(std::env::temp_dir().join(format!("ilt-handover-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let routes = scratch.0.join("routes.json");
+    write_routes(&routes, 1, backend("app"));
+    let http = free_addr();
+    let (mut a, a_admin) = named_proxy("a", http, &routes, &[]);
+    wait_until("a ready", Duration::from_secs(15), || Ok(ready(a_admin).0)).unwrap();
+
+    // Without the handover a second proxy cannot listen there.
+    let (mut refused_b, _) = named_proxy("b", http, &routes, &["--handover", "false"]);
+    refused_b
+        .wait_for_line(&format!("cannot listen on {http}"), Duration::from_secs(15))
+        .unwrap();
+    assert!(refused_b.wait_exit(Duration::from_secs(5)).is_err(), "it failed");
+
+    // A client opening a new connection for every request, all through the restarts.
+    let (stop, answers) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+    let load = {
+        let (stop, answers) = (stop.clone(), answers.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                answers.lock().unwrap().push(answered_by(http));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let answered = |id: &str| {
+        answers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.as_deref() == Ok(id))
+            .count()
+    };
+
+    // b takes a's socket over and serves; a drains and exits; then c does the same to b
+    // (which by then offers the socket itself).
+    let (mut b, b_admin) = named_proxy("b", http, &routes, &[]);
+    b.wait_for_line("took over the listening sockets", Duration::from_secs(15))
+        .unwrap();
+    wait_until("b ready", Duration::from_secs(15), || Ok(ready(b_admin).0)).unwrap();
+    a.wait_for_line("handed the listening sockets over", Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    a.terminate(Duration::from_secs(15)).unwrap();
+    wait_until("b answers", Duration::from_secs(5), || Ok(answered("b") > 0)).unwrap();
+
+    let (mut c, c_admin) = named_proxy("c", http, &routes, &[]);
+    c.wait_for_line("took over the listening sockets", Duration::from_secs(15))
+        .unwrap();
+    wait_until("c ready", Duration::from_secs(15), || Ok(ready(c_admin).0)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    b.terminate(Duration::from_secs(15)).unwrap();
+    let before = answered("c");
+    wait_until("c answers on its own", Duration::from_secs(5), || {
+        Ok(answered("c") > before + 50)
+    })
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+
+    let (by_a, by_b, by_c) = (answered("a"), answered("b"), answered("c"));
+    let answers = answers.lock().unwrap();
+    let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        by_a > 0 && by_b > 0 && by_c > 0,
+        "answers by a, b, c: {by_a}, {by_b}, {by_c}"
+    );
+    // Once a proxy has exited, nobody sees it again.
+    let last_a = answers.iter().rposition(|r| r.as_deref() == Ok("a")).unwrap();
+    let first_c = answers.iter().position(|r| r.as_deref() == Ok("c")).unwrap();
+    assert!(last_a < first_c, "a answered after c began");
+    report(&format!(
+        "proxy_binary: handover: {} requests on new connections through two restarts, 0 failed \
+         (a {by_a}, b {by_b}, c {by_c})",
+        answers.len()
+    ));
+    c.terminate(Duration::from_secs(15)).unwrap();
 }

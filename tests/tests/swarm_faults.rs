@@ -5,6 +5,9 @@
 //! - the agent's task killed: clients see errors only while no agent runs (refused or cut
 //!   connections, never a 404 or 503 from the new agent before its routes), then are served
 //!   by the replacement swarm starts.
+//! - the agent updated (`docker service update --force`, the stack's start-first order):
+//!   the new agent takes the listening sockets over before the old one drains, so not one
+//!   request fails.
 //!
 //! (A dockerd *restart* takes every container with it, swarm having no live-restore; that
 //! case is in swarm_routes.) Its own test binary: it freezes the engine under every other
@@ -103,14 +106,55 @@ fn a_frozen_engine_and_a_killed_agent_under_load() {
         after.failures,
         stack.logs()
     );
+
+    // The agent updated under load: hitless.
+    let load = Load::start(&host, "/", RATE);
+    std::thread::sleep(Duration::from_secs(2));
+    let old = stack.agent_container().unwrap();
+    let started = Instant::now();
+    docker(&[
+        "service",
+        "update",
+        "--force",
+        "--quiet",
+        &format!("{}_interlock", stack.name),
+    ])
+    .unwrap_or_else(|e| panic!("{e:#}\nagent tasks:\n{}", stack.tasks()));
+    wait_until("the old agent gone", Duration::from_secs(60), || {
+        Ok(docker(&["ps", "--quiet", "--filter", &format!("id={old}")])?
+            .trim()
+            .is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nagent tasks:\n{}", stack.tasks()));
+    let update_s = started.elapsed().as_secs_f64();
+    assert_ne!(stack.agent_container().unwrap(), old, "a new agent runs");
+    std::thread::sleep(Duration::from_secs(2));
+    let updated = load.stop();
+    assert_eq!(
+        (updated.non2xx, updated.errors),
+        (0, 0),
+        "every request answered 2xx while the agent was updated; failures: {:?}\nnew agent's log:\n{}",
+        updated.failures,
+        stack.agent_log()
+    );
+    let log = stack.agent_log();
+    assert!(
+        log.contains("took over the listening sockets"),
+        "the new agent took the sockets over:\n{log}"
+    );
+
     report(&format!(
         "swarm_faults: dockerd frozen 30 s at {RATE} req/s: {} answered 2xx, non2xx={} errors={}; afterwards a \
          new task routed in {routed_s:.1} s; agent killed at {RATE} req/s: served again after {gap_s:.1} s, \
-         {} failed requests in the gap, {served_after} answered in the next 5 s",
+         {} failed requests in the gap, {served_after} answered in the next 5 s; agent updated at {RATE} req/s \
+         (old one gone after {update_s:.1} s): {} answered 2xx, non2xx={} errors={}",
         during.ok,
         during.non2xx,
         during.errors,
-        after.non2xx + after.errors
+        after.non2xx + after.errors,
+        updated.ok,
+        updated.non2xx,
+        updated.errors
     ));
     drop(svc);
 }

@@ -52,7 +52,7 @@ struct Attached {
 /// into `status` every second.
 pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<L4Counters>>) -> Result<()> {
     let netns = opts.host_netns.clone();
-    let attached = tokio::task::spawn_blocking(move || hostns::run_in(netns, move || attach(opts)))
+    let attached = tokio::task::spawn_blocking(move || crate::netns::run_in(netns, move || attach(opts)))
         .await
         .context("the L4 setup thread failed")??;
     tracing::info!(vip = %attached.default_vip, "L4 fast path attached");
@@ -123,7 +123,7 @@ async fn restore_pins(a: &mut Attached) {
     };
     let (netns, dir, mode) = (a.opts.host_netns.clone(), a.opts.bpffs.clone(), xdp_mode(&a.opts));
     let result = tokio::task::spawn_blocking(move || {
-        hostns::run_in(netns, move || {
+        crate::netns::run_in(netns, move || {
             let mut errors = vec![];
             for iface in &detached {
                 match pin::attach_pinned(&mut ebpf, iface, mode, &dir) {

@@ -73,6 +73,8 @@ pub async fn run(s: Settings) -> Result<()> {
         http: s.http,
         https: s.https,
         admin: s.admin,
+        listen_netns: s.listen_netns.clone(),
+        handover: s.handover,
         proxy_id: s.proxy_id.clone().unwrap_or_else(proxy::host_name),
         max_connections: s.max_connections,
         max_backend_requests: s.max_backend_requests,

@@ -58,6 +58,14 @@ pub struct RunArgs {
     /// The host's network namespace, for the XDP fast path when the agent runs in a container.
     #[arg(long, env = "INTERLOCK_HOST_NETNS")]
     pub host_netns: Option<PathBuf>,
+    /// Listen for HTTP(S) in this network namespace (the host's, from a container: the
+    /// agent replacing this one then takes the same sockets over).
+    #[arg(long, env = "INTERLOCK_LISTEN_NETNS")]
+    pub listen_netns: Option<PathBuf>,
+    /// Take the listening sockets over from an agent already serving the HTTP address, and
+    /// offer them to the next (default true).
+    #[arg(long, env = "INTERLOCK_HANDOVER")]
+    pub handover: Option<bool>,
     /// Serve only services whose com.docker.lb.service_cluster label has this value.
     #[arg(long, env = "INTERLOCK_SERVICE_CLUSTER")]
     pub service_cluster: Option<String>,
@@ -113,6 +121,8 @@ pub struct Settings {
     pub l4_vip: Option<Ipv4Addr>,
     pub bpffs: PathBuf,
     pub host_netns: Option<PathBuf>,
+    pub listen_netns: Option<PathBuf>,
+    pub handover: bool,
     pub service_cluster: Option<String>,
     pub join_networks: bool,
     pub log_format: LogFormat,
@@ -167,6 +177,8 @@ impl Settings {
                 .or(f.bpffs)
                 .unwrap_or_else(|| PathBuf::from(crate::l4::pin::DEFAULT_PIN_DIR)),
             host_netns: a.host_netns.or(f.host_netns),
+            listen_netns: a.listen_netns.or(f.listen_netns),
+            handover: a.handover.or(f.handover).unwrap_or(true),
             service_cluster: a.service_cluster.or(f.service_cluster),
             join_networks: a.join_networks.or(f.join_networks).unwrap_or(false),
             log_format: a.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
@@ -198,6 +210,8 @@ mod tests {
         assert_eq!(s.http, "0.0.0.0:80".parse().unwrap());
         assert_eq!(s.admin, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(s.https, None);
+        assert!(s.handover, "listening sockets are handed over by default");
+        assert_eq!(s.listen_netns, None);
         assert!(s.xdp_interfaces.is_empty());
         assert_eq!(s.xdp_mode, XdpModeSetting::Skb);
         assert!(!s.join_networks);

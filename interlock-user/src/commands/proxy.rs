@@ -2,17 +2,18 @@
 //! or following a leader, same flags as `interlock control`) or, with `--routes FILE`, from
 //! a snapshot JSON file that is reloaded when it changes.
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::control::{self as control_cmd, ControlArgs};
 use crate::l7::admin::{Admin, Readiness};
-use crate::l7::{self, proxy::Proxy, server, tls::TlsFront};
+use crate::l7::{self, listeners, proxy::Proxy, server, tls::TlsFront};
 use crate::model::{Snapshot, SnapshotRx};
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,14 @@ pub struct ProxyArgs {
     /// HTTPS listen address (TLS termination by SNI, and passthrough).
     #[arg(long, env = "INTERLOCK_HTTPS")]
     pub https: Option<SocketAddr>,
+    /// Listen for HTTP(S) in this network namespace (e.g. the host's, `/host/proc/1/ns/net`,
+    /// from a container) instead of the process's own.
+    #[arg(long, env = "INTERLOCK_LISTEN_NETNS")]
+    pub listen_netns: Option<PathBuf>,
+    /// Take the listening sockets over from a proxy already serving the HTTP address (and
+    /// offer them to the next): restarts and upgrades refuse no connection.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "INTERLOCK_HANDOVER")]
+    pub handover: bool,
     /// Admin listener: /metrics, /healthz, /readyz. Keep it on loopback or a management network.
     #[arg(long, default_value = "127.0.0.1:9090", env = "INTERLOCK_ADMIN")]
     pub admin: SocketAddr,
@@ -59,6 +68,10 @@ pub struct HttpOptions {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
+    /// The network namespace the HTTP(S) sockets live in (`None`: the process's own).
+    pub listen_netns: Option<PathBuf>,
+    /// Take the sockets over from a running proxy, and offer them to the next.
+    pub handover: bool,
     pub proxy_id: String,
     pub max_connections: usize,
     pub max_backend_requests: usize,
@@ -78,6 +91,8 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         http: args.http,
         https: args.https,
         admin: args.admin,
+        listen_netns: args.listen_netns.clone(),
+        handover: args.handover,
         proxy_id: args.proxy_id.clone().unwrap_or_else(host_name),
         max_connections: args.max_connections,
         max_backend_requests: args.max_backend_requests,
@@ -111,12 +126,23 @@ pub async fn serve_http(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // Bound now, so a taken port fails the start at once; listening (accepting) only once
-    // the first routes are in place (`l7::wait_for_first_routes`): until then clients are
-    // refused, as by a proxy that is not there yet, rather than answered 404.
-    let http = Bound::new(opts.http)?;
-    let https = match opts.https {
-        Some(addr) => Some((Bound::new(addr)?, Arc::new(TlsFront::new()?))),
+    // Bound (or handed over) now, so a taken port fails the start at once; accepting only
+    // once the first routes are in place (`l7::wait_for_first_routes`): until then clients
+    // are refused, as by a proxy that is not there yet, rather than answered 404. Handed-over
+    // sockets are accepted on by the proxy that had them until then.
+    let (netns, http_addr, https_addr, handover) = (opts.listen_netns.clone(), opts.http, opts.https, opts.handover);
+    let sockets = tokio::task::spawn_blocking(move || listeners::acquire(http_addr, https_addr, netns, handover))
+        .await
+        .context("acquiring the listening sockets")??;
+    if let Some(pid) = sockets.from_pid {
+        tracing::info!(
+            pid,
+            "took over the listening sockets of the running proxy; it serves until this one has its routes"
+        );
+    }
+    let http = sockets.http;
+    let https = match sockets.https {
+        Some(socket) => Some((socket, Arc::new(TlsFront::new()?))),
         None => None,
     };
     let tls = https.as_ref().map(|(_, front)| front.clone());
@@ -136,7 +162,8 @@ pub async fn serve_http(
         status,
         readiness: readiness_rx,
     };
-    tokio::spawn(l7::admin::serve(Bound::new(opts.admin)?.listen()?, admin));
+    let admin_listener = bind_admin(opts.admin, sockets.from_pid.is_some()).await?;
+    tokio::spawn(async move { l7::admin::serve(admin_listener.await, admin).await });
 
     let shutdown = super::count::shutdown_signal();
     tokio::pin!(shutdown);
@@ -164,6 +191,13 @@ pub async fn serve_http(
             tls: Some(front),
         });
     }
+    if opts.handover {
+        let held = listeners
+            .iter()
+            .map(|l| l.tcp.as_fd().try_clone_to_owned())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        l7::handover::offer(opts.listen_netns.clone(), opts.http, held, stop_rx.clone());
+    }
     readiness.send_replace(Readiness::Serving);
     tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
 
@@ -182,31 +216,30 @@ pub async fn serve_http(
     Ok(())
 }
 
-/// A listening address bound but not yet listening: connections to it are refused.
-struct Bound {
-    addr: SocketAddr,
-    socket: TcpSocket,
-}
-
-impl Bound {
-    fn new(addr: SocketAddr) -> Result<Bound> {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
+/// The admin listener. Bound now, so a taken address fails the start; except after a
+/// handover in the same namespace, where the old proxy holds it until it exits: then it is
+/// bound as soon as that one lets go.
+async fn bind_admin(addr: SocketAddr, handed_over: bool) -> Result<impl std::future::Future<Output = TcpListener>> {
+    let first = match TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) if handed_over && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!(%addr, "the admin address is the running proxy's until it exits");
+            None
         }
-        .with_context(|| format!("cannot make a socket for {addr}"))?;
-        // As `TcpListener::bind` does: a restarted proxy can bind while old connections linger.
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(Bound { addr, socket })
-    }
-
-    fn listen(self) -> Result<TcpListener> {
-        self.socket
-            .listen(1024)
-            .with_context(|| format!("cannot listen on {}", self.addr))
-    }
+        Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+    };
+    Ok(async move {
+        if let Some(l) = first {
+            return l;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if let Ok(l) = TcpListener::bind(addr).await {
+                tracing::info!(%addr, "admin address taken over");
+                return l;
+            }
+        }
+    })
 }
 
 pub fn host_name() -> String {

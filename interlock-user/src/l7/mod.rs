@@ -7,7 +7,9 @@
 //!   plain HTTP/1.1 requests come in by (hyper's server takes the rest).
 //! - `headers`: hop-by-hop, forwarding headers, request checks. `error`: typed failures.
 //!   `raw_headers`: a backend's header lines kept as bytes between the lean client and server.
-//! - `server`: listeners, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
+//! - `listeners`: where the listening sockets come from (bound, or handed over by the proxy
+//!   this one replaces: `handover`).
+//! - `server`: accepting, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
 //!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
 pub mod admin;
 pub mod answer;
@@ -15,8 +17,10 @@ pub mod balance;
 pub mod error;
 pub mod h1_client;
 pub mod h1_server;
+pub mod handover;
 pub mod headers;
 pub mod health;
+pub mod listeners;
 pub mod metrics;
 pub mod proxy;
 pub mod raw_headers;
