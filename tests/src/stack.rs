@@ -119,37 +119,31 @@ impl Stack {
     /// The running agent container's own log (`docker logs`, which ends; `docker service logs`
     /// has been seen to hang here once a task of the service was replaced).
     pub fn agent_log(&self) -> String {
-        let container = match self.agent_container() {
-            Ok(c) => c,
-            Err(e) => return format!("{e:#}"),
-        };
-        Command::new("docker")
-            .args(["logs", &container])
-            .output()
-            .map(|o| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })
-            .unwrap_or_else(|e| format!("docker logs: {e}"))
+        match self.agent_container() {
+            Ok(container) => docker_output(&["logs", &container]),
+            Err(e) => format!("{e:#}"),
+        }
     }
 
     /// The agent's log (it writes to stderr, which `docker service logs` replays on stderr).
     pub fn logs(&self) -> String {
-        Command::new("docker")
-            .args(["service", "logs", "--raw", &format!("{}_interlock", self.name)])
-            .output()
-            .map(|o| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })
-            .unwrap_or_else(|e| format!("docker service logs: {e}"))
+        docker_output(&["service", "logs", "--raw", &format!("{}_interlock", self.name)])
     }
+}
+
+/// What `docker args` printed, stdout then stderr (or why it could not run).
+fn docker_output(args: &[&str]) -> String {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_else(|e| format!("docker {}: {e}", args.join(" ")))
 }
 
 impl Drop for Stack {
