@@ -123,6 +123,55 @@ async fn head_requests_and_connection_close() {
     assert!(missing.ends_with("no route for this host\n"), "{missing}");
 }
 
+/// Segments the client received on `s` so far (`tcpi_segs_in` of Linux's TCP_INFO).
+fn segments_in(s: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+#[tokio::test]
+async fn a_closing_answer_reaches_the_client_in_one_segment_with_its_fin() {
+    // The ACK of the request rides on the answer (no quick ACK) and the FIN rides on it
+    // too (MSG_MORE before the close): with the SYN-ACK, two segments in all, where a
+    // plain server sends four. A delayed ACK fires after 40 ms; should the machine stall
+    // the proxy that long, another try shows the path.
+    let (_b, proxy) = proxied_backend("seg", Limits::default()).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(proxy.http).await.unwrap();
+        s.write_all(b"GET /s HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .expect("the proxy closes the connection")
+            .unwrap();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        seen.push(segments_in(&s));
+        if seen.last() == Some(&2) {
+            return;
+        }
+    }
+    panic!("segments received per closed connection: {seen:?}, expected 2 (SYN-ACK, answer with FIN)");
+}
+
 #[tokio::test]
 async fn chunked_and_close_delimited_bodies_go_out_chunked() {
     let chunked = fixed_backend(

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use interlock::l7::listeners;
 use interlock::l7::metrics::Metrics;
 use interlock::l7::proxy::Proxy;
 use interlock::l7::server::{self, Limits, Listener};
@@ -196,8 +197,11 @@ impl TestProxy {
         let tls = Arc::new(TlsFront::new().unwrap());
         proxy.apply(snapshot);
         tls.apply(snapshot);
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Bound and tuned as the `proxy` command's listeners are.
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let sockets = listeners::acquire(any_port, Some(any_port), None, false).unwrap();
+        let http = sockets.http.listen().unwrap();
+        let https = sockets.https.unwrap().listen().unwrap();
         let (http_addr, https_addr) = (http.local_addr().unwrap(), https.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
         let listeners = vec![

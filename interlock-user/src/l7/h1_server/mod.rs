@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body;
 use hyper::{Method, Request};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -108,7 +108,7 @@ pub async fn serve(
         out.clear();
         let (framing, close) = response::write_head(&mut out, &answer, head_request, close || *stop.borrow());
         let body = answer.response.into_body();
-        if !write_body(&mut stream, &mut out, body, framing).await || close {
+        if !write_body(&mut stream, &mut out, body, framing, close).await || close {
             // Dropping the socket closes it (FIN): no shutdown call needed first.
             return Outcome::Closed;
         }
@@ -128,12 +128,16 @@ fn handover(read: Bytes, stream: TcpStream) -> Outcome {
 
 /// Writes the head in `out` and the body after it, gathering what is ready into one
 /// write. False when the connection cannot go on (the client or the body failed).
-async fn write_body<S>(stream: &mut S, out: &mut Vec<u8>, mut body: crate::l7::ProxyBody, framing: Framing) -> bool
-where
-    S: AsyncWrite + Unpin,
-{
+/// `last`: the connection closes after this response.
+async fn write_body(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    mut body: crate::l7::ProxyBody,
+    framing: Framing,
+    last: bool,
+) -> bool {
     if framing == Framing::None {
-        return stream.write_all(out).await.is_ok();
+        return write_end(stream, out, last).await;
     }
     loop {
         // What the body has ready now joins the buffer; the buffer is written when the
@@ -181,8 +185,30 @@ where
                 if framing == Framing::Chunked {
                     out.extend_from_slice(response::LAST_CHUNK);
                 }
-                return stream.write_all(out).await.is_ok();
+                return write_end(stream, out, last).await;
             }
         }
     }
+}
+
+/// Writes the end of a response. Before a close (`last`) the bytes are sent with
+/// `MSG_MORE`: the kernel holds the last partial segment until the close, whose FIN then
+/// rides on it, so the client gets answer and end in one segment and acknowledges both
+/// with its own FIN (two segments fewer per closed connection).
+async fn write_end(stream: &mut TcpStream, mut out: &[u8], last: bool) -> bool {
+    if !last {
+        return stream.write_all(out).await.is_ok();
+    }
+    while !out.is_empty() {
+        let sent = stream
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                socket2::SockRef::from(&*stream).send_with_flags(out, libc::MSG_MORE)
+            })
+            .await;
+        match sent {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => out = &out[n..],
+        }
+    }
+    true
 }
