@@ -23,9 +23,9 @@ async fn exchange(proxy: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A backend that answers every request on every connection with `response`, then
-/// closes when `close` is set.
-async fn fixed_backend(response: &'static [u8], close: bool) -> SocketAddr {
+/// A backend that answers every request on every connection with `response` after
+/// `delay`, then closes when `close` is set.
+async fn fixed_backend(response: &'static [u8], close: bool, delay: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -40,6 +40,7 @@ async fn fixed_backend(response: &'static [u8], close: bool) -> SocketAddr {
                     }
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         buf.drain(..end + 4);
+                        tokio::time::sleep(delay).await;
                         if s.write_all(response).await.is_err() || close {
                             return;
                         }
@@ -173,10 +174,41 @@ async fn a_closing_answer_reaches_the_client_in_one_segment_with_its_fin() {
 }
 
 #[tokio::test]
+async fn bytes_sent_after_a_closing_request_do_not_cost_its_answer() {
+    // Bytes the proxy never reads are in its socket when it closes, which makes the
+    // close a reset: the answer and its FIN must be on their way before that.
+    let slow = fixed_backend(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow",
+        false,
+        Duration::from_millis(300),
+    )
+    .await;
+    let proxy = proxy_to(slow, Limits::default()).await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: srv.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"GET /more HTTP/1.1\r\nHost: srv.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\nslow"),
+        "{read:?}: {text:?}"
+    );
+}
+
+#[tokio::test]
 async fn chunked_and_close_delimited_bodies_go_out_chunked() {
     let chunked = fixed_backend(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-B: 1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         false,
+        Duration::ZERO,
     )
     .await;
     let proxy = proxy_to(chunked, Limits::default()).await;
@@ -192,7 +224,7 @@ async fn chunked_and_close_delimited_bodies_go_out_chunked() {
     );
     assert_eq!(body, "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
 
-    let until_close = fixed_backend(b"HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
+    let until_close = fixed_backend(b"HTTP/1.1 200 OK\r\n\r\nall of it", true, Duration::ZERO).await;
     let proxy = proxy_to(until_close, Limits::default()).await;
     let answer = exchange(
         proxy.http,
@@ -204,7 +236,12 @@ async fn chunked_and_close_delimited_bodies_go_out_chunked() {
 
 #[tokio::test]
 async fn a_backend_dying_mid_body_cuts_the_client_off() {
-    let dying = fixed_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", true).await;
+    let dying = fixed_backend(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+        true,
+        Duration::ZERO,
+    )
+    .await;
     let proxy = proxy_to(dying, Limits::default()).await;
     // Keep-alive asked for: the cut must still close the connection, not end the body.
     let answer = exchange(proxy.http, b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n").await;

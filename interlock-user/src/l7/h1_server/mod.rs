@@ -192,9 +192,11 @@ async fn write_body(
 }
 
 /// Writes the end of a response. Before a close (`last`) the bytes are sent with
-/// `MSG_MORE`: the kernel holds the last partial segment until the close, whose FIN then
-/// rides on it, so the client gets answer and end in one segment and acknowledges both
-/// with its own FIN (two segments fewer per closed connection).
+/// `MSG_MORE`: the kernel holds the last partial segment until the shutdown, whose FIN
+/// then rides on it, so the client gets answer and end in one segment and acknowledges
+/// both with its own FIN (two segments fewer per closed connection). The shutdown, not
+/// the close, sends them: a close with unread bytes in the socket (a client that sent
+/// more) is a reset, which would drop what is held.
 async fn write_end(stream: &mut TcpStream, mut out: &[u8], last: bool) -> bool {
     if !last {
         return stream.write_all(out).await.is_ok();
@@ -210,5 +212,5 @@ async fn write_end(stream: &mut TcpStream, mut out: &[u8], last: bool) -> bool {
             Ok(n) => out = &out[n..],
         }
     }
-    true
+    stream.shutdown().await.is_ok()
 }
