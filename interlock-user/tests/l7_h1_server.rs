@@ -282,21 +282,42 @@ async fn partial_heads_time_out_and_count_idle_connections_just_close() {
 }
 
 #[tokio::test]
-async fn idle_connections_close_at_shutdown_without_holding_the_drain() {
+async fn at_shutdown_idle_connections_get_a_last_answer_or_close_without_holding_the_drain() {
     let (_b, mut proxy) = proxied_backend("d", Limits::default()).await;
-    let mut idle = TcpStream::connect(proxy.http).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut first = [0u8; 12];
-    idle.read_exact(&mut first).await.unwrap();
-    assert_eq!(&first, b"HTTP/1.1 200");
+    let get = b"GET / HTTP/1.1\r\nHost: srv.test\r\n\r\n";
+    let (mut used, mut idle) = (
+        TcpStream::connect(proxy.http).await.unwrap(),
+        TcpStream::connect(proxy.http).await.unwrap(),
+    );
+    for s in [&mut used, &mut idle] {
+        s.write_all(get).await.unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+    }
+    let mut rest = [0u8; 1024];
+    let _ = used.read(&mut rest).await.unwrap(); // the rest of the first answer
     proxy.shutdown();
+    // A client sending its next request just after the shutdown is answered, and told
+    // the connection ends, instead of having its request cut off.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    used.write_all(get).await.unwrap();
+    let mut last = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), used.read_to_end(&mut last))
+        .await
+        .expect("the last answer ends the connection")
+        .unwrap();
+    let last = String::from_utf8_lossy(&last);
+    assert!(
+        last.starts_with("HTTP/1.1 200 OK\r\n") && last.contains("connection: close\r\n"),
+        "{last}"
+    );
+    // A connection left idle is closed after a second, well within the grace period.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was closed");
     tokio::time::timeout(Duration::from_secs(3), proxy.serving.take().unwrap())
         .await
         .expect("drained well within the grace period")
         .unwrap();
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(3), idle.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the idle connection was closed");
 }

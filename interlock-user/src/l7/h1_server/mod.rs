@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
@@ -39,6 +40,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Response bytes gathered before they are written (a body arriving faster than this is
 /// written in pieces of about this size).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// On shutdown, how long an idle connection still waits for a request (answered with
+/// `Connection: close`) before it is closed. Closing an idle keep-alive connection at once
+/// races a client that is sending its next request on it, and that request fails; a
+/// client using its connection within the window gets its answer and the close instead.
+const IDLE_DRAIN: Duration = Duration::from_secs(1);
 
 /// How a connection left the lean loop.
 pub enum Outcome {
@@ -65,6 +72,7 @@ pub async fn serve(
     // One timer per connection, moved for each head (see `h1_client::exchange`).
     let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
     let mut nodelay = false;
+    let mut draining = false;
     loop {
         timer
             .as_mut()
@@ -95,7 +103,14 @@ pub async fn serve(
                     }
                     return Outcome::Closed;
                 }
-                _ = stop.wait_for(|s| *s) => return Outcome::Closed,
+                _ = stop.wait_for(|s| *s), if !draining => {
+                    draining = true;
+                    let window = tokio::time::Instant::now() + limits.drain_grace.min(IDLE_DRAIN);
+                    if window < timer.deadline() {
+                        timer.as_mut().reset(window);
+                    }
+                    continue;
+                }
             };
             match read {
                 Ok(0) | Err(_) => return Outcome::Closed,
