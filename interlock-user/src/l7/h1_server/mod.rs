@@ -124,7 +124,8 @@ pub async fn serve(
         let (framing, close) = response::write_head(&mut out, &answer, head_request, close || *stop.borrow());
         let body = answer.response.into_body();
         if !write_body(&mut stream, &mut out, body, framing, close).await || close {
-            // Dropping the socket closes it (FIN): no shutdown call needed first.
+            // A closing answer went out with its FIN (`write_end`); dropping the socket
+            // releases it.
             return Outcome::Closed;
         }
         if !nodelay {
