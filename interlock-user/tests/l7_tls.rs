@@ -199,3 +199,82 @@ async fn passthrough_splices_tls_to_the_backend_untouched() {
     stream.read_to_string(&mut out).await.unwrap();
     assert_eq!(out, "backend terminated TLS: hello");
 }
+
+/// Removes a test's secret directory, even when the test fails.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An HTTP/1.1 connection over TLS to `addr` as `host`; the task ends when the connection does.
+async fn h1_over_tls(
+    addr: std::net::SocketAddr,
+    host: &str,
+    tls: &TlsConnector,
+) -> (
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = tls
+        .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+#[tokio::test]
+async fn at_shutdown_idle_tls_connections_get_a_last_answer_or_close_without_holding_the_drain() {
+    // hyper serves these connections (the lean loop serves only plain ones).
+    let dir = TempDir(std::env::temp_dir().join(format!("ilt-tls-drain-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let cert = make_cert("a.example");
+    let (crt, key) = write_secret(&dir.0, "a", &cert);
+    let backend = TestBackend::start("backend-a").await;
+    let mut r = route("a", &["a.example"], "/", &[&backend]);
+    r.tls = TlsMode::Terminate { cert: crt, key };
+    let mut proxy = TestProxy::start(&snapshot(1, vec![r])).await;
+    let h1 = connector(&[&cert], &[b"http/1.1"]);
+    let get = || {
+        Request::get("https://a.example/")
+            .header("host", "a.example")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (mut used, _used_conn) = h1_over_tls(proxy.https, "a.example", &h1).await;
+    let (mut idle, idle_conn) = h1_over_tls(proxy.https, "a.example", &h1).await;
+    for s in [&mut used, &mut idle] {
+        let first = s.send_request(get()).await.unwrap();
+        assert_eq!(first.status(), 200);
+        first.into_body().collect().await.unwrap();
+    }
+    proxy.shutdown();
+    // A client sending its next request just after the shutdown is answered, and told
+    // the connection ends, instead of having its request cut off.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let last = used
+        .send_request(get())
+        .await
+        .expect("a request sent just after the shutdown is answered");
+    assert_eq!(last.status(), 200);
+    assert_eq!(
+        last.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    // A connection left idle is closed after a second, well within the grace period.
+    tokio::time::timeout(Duration::from_secs(3), idle_conn)
+        .await
+        .expect("the idle connection was closed")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), proxy.serving.take().unwrap())
+        .await
+        .expect("drained well within the grace period")
+        .unwrap();
+}

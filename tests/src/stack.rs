@@ -125,9 +125,20 @@ impl Stack {
         }
     }
 
-    /// The agent's log (it writes to stderr, which `docker service logs` replays on stderr).
+    /// The logs of every agent container of the stack, replaced ones included, oldest
+    /// first (`docker logs` of each: `docker service logs` was seen to hang once a task
+    /// was replaced, which would hang the failing test that asked for it).
     pub fn logs(&self) -> String {
-        docker_output(&["service", "logs", "--raw", &format!("{}_interlock", self.name)])
+        let label = format!("label=com.docker.swarm.service.name={}_interlock", self.name);
+        let ids = match docker(&["ps", "--all", "--quiet", "--filter", &label]) {
+            Ok(ids) => ids,
+            Err(e) => return format!("{e:#}"),
+        };
+        // `docker ps` lists the newest first.
+        let ids: Vec<&str> = ids.lines().rev().collect();
+        ids.iter()
+            .map(|id| format!("--- agent container {id}:\n{}", docker_output(&["logs", id])))
+            .collect()
     }
 }
 

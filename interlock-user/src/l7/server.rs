@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::Request;
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -21,6 +22,13 @@ use super::tls::TlsFront;
 
 /// hyper's own limit on the number of request headers (HTTP/1).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// On shutdown, how long an idle HTTP/1 connection still waits for a request (answered
+/// with `Connection: close`) before it is closed. Closing an idle keep-alive connection at
+/// once races a client that is sending its next request on it, and that request fails; a
+/// client using its connection within the window gets its answer and the close instead.
+/// The lean loop (`h1_server`) and hyper's connections (here) both keep it.
+pub(super) const IDLE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Resource bounds for client connections.
 #[derive(Debug, Clone)]
@@ -108,13 +116,16 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                             // other request hands the connection to hyper.
                             let lean = Box::pin(h1_server::serve(stream, peer, &proxy, &limits, &mut stop)).await;
                             if let h1_server::Outcome::Handover(stream) = lean {
-                                Box::pin(serve_connection(stream, peer, Scheme::Http, &proxy, &limits, watcher)).await
+                                let conn = serve_connection(stream, peer, Scheme::Http, &proxy, &limits, watcher, stop);
+                                Box::pin(conn).await
                             }
                         }
                         Some(tls) => {
                             let _ = stream.set_nodelay(true);
                             if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
-                                Box::pin(serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher)).await;
+                                let conn =
+                                    serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher, stop);
+                                Box::pin(conn).await;
                             }
                         }
                     }
@@ -132,15 +143,21 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
     // (empty) handle only skips the wait.
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tracing::info!("draining client connections (up to {:?})", limits.drain_grace);
-    if tokio::time::timeout(limits.drain_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let deadline = tokio::time::Instant::now() + limits.drain_grace;
+    // hyper closes an idle HTTP/1 connection as soon as it is told to shut down, so it is
+    // told only after the idle window; until then its HTTP/1 answers say `Connection:
+    // close` (`serve_connection`). Connections that end sooner end the wait sooner.
+    let window = tokio::time::Instant::now() + limits.drain_grace.min(IDLE_DRAIN);
+    while graceful.count() > 0 && tokio::time::Instant::now() < window {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!("drain grace period over; closing the remaining connections");
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on one connection, with the limits applied.
+/// Serves HTTP/1.1 or HTTP/2 on one connection, with the limits applied. Once `stop`
+/// turns true, HTTP/1 answers end their connection (`Connection: close`).
 pub async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
@@ -148,6 +165,7 @@ pub async fn serve_connection<S>(
     proxy: &Arc<Proxy>,
     limits: &Limits,
     watcher: Watcher,
+    stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -172,10 +190,18 @@ pub async fn serve_connection<S>(
     let peer_addr = peer;
     let peer = Peer::new(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let (proxy, peer) = (proxy.clone(), peer.clone());
+        let (proxy, peer, stop) = (proxy.clone(), peer.clone(), stop.clone());
         async move {
+            let http1 = req.version() < Version::HTTP_2;
             // hyper writes headers from the map only.
-            Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, scheme).await.into_response())
+            let mut response = proxy.handle(req, peer, scheme).await.into_response();
+            if http1 && *stop.borrow() {
+                // hyper sees the header and closes the connection after this answer.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let conn = builder

@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
@@ -31,7 +30,7 @@ use tokio::sync::watch;
 
 use super::proxy::{Peer, Proxy, Scheme};
 use super::rewind::Rewind;
-use super::server::Limits;
+use super::server::{Limits, IDLE_DRAIN};
 use request::Parsed;
 use response::Framing;
 
@@ -40,12 +39,6 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Response bytes gathered before they are written (a body arriving faster than this is
 /// written in pieces of about this size).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-
-/// On shutdown, how long an idle connection still waits for a request (answered with
-/// `Connection: close`) before it is closed. Closing an idle keep-alive connection at once
-/// races a client that is sending its next request on it, and that request fails; a
-/// client using its connection within the window gets its answer and the close instead.
-const IDLE_DRAIN: Duration = Duration::from_secs(1);
 
 /// How a connection left the lean loop.
 pub enum Outcome {
