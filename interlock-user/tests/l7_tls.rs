@@ -57,16 +57,22 @@ fn connector(trusted: &[&Cert], alpn: &[&[u8]]) -> TlsConnector {
 }
 
 /// One HTTPS GET through `addr` with SNI `host`, over HTTP/1.1 or h2 as ALPN decides.
+/// A TLS connection to `addr`, asking for `host` by SNI.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    host: &str,
+    tls: &TlsConnector,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tls.connect(ServerName::try_from(host.to_string()).unwrap(), tcp).await
+}
+
 async fn https_get(
     addr: std::net::SocketAddr,
     host: &str,
     tls: &TlsConnector,
 ) -> Result<(hyper::Version, String), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let stream = tls
-        .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = tls_connect(addr, host, tls).await.map_err(|e| e.to_string())?;
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let req = Request::get(format!("https://{host}/secure"))
         .header("host", host)
@@ -93,11 +99,10 @@ async fn https_get(
 
 #[tokio::test]
 async fn certificates_by_sni_h2_by_alpn_and_reload_on_change() {
-    let dir = std::env::temp_dir().join(format!("ilt-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let (a_cert, b_cert) = (make_cert("a.example"), make_cert("b.example"));
-    let (a_crt, a_key) = write_secret(&dir, "a", &a_cert);
-    let (b_crt, b_key) = write_secret(&dir, "b", &b_cert);
+    let (a_crt, a_key) = write_secret(dir.path(), "a", &a_cert);
+    let (b_crt, b_key) = write_secret(dir.path(), "b", &b_cert);
     let (ba, bb) = (
         TestBackend::start("backend-a").await,
         TestBackend::start("backend-b").await,
@@ -145,7 +150,6 @@ async fn certificates_by_sni_h2_by_alpn_and_reload_on_change() {
         https_get(proxy.https, "a.example", &only_a).await.is_err(),
         "the old certificate is gone"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -200,15 +204,6 @@ async fn passthrough_splices_tls_to_the_backend_untouched() {
     assert_eq!(out, "backend terminated TLS: hello");
 }
 
-/// Removes a test's secret directory, even when the test fails.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// An HTTP/1.1 connection over TLS to `addr` as `host`; the task ends when the connection does.
 async fn h1_over_tls(
     addr: std::net::SocketAddr,
@@ -218,11 +213,7 @@ async fn h1_over_tls(
     hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     tokio::task::JoinHandle<hyper::Result<()>>,
 ) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let stream = tls
-        .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = tls_connect(addr, host, tls).await.unwrap();
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -232,10 +223,9 @@ async fn h1_over_tls(
 #[tokio::test]
 async fn at_shutdown_idle_tls_connections_get_a_last_answer_or_close_without_holding_the_drain() {
     // hyper serves these connections (the lean loop serves only plain ones).
-    let dir = TempDir(std::env::temp_dir().join(format!("ilt-tls-drain-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let cert = make_cert("a.example");
-    let (crt, key) = write_secret(&dir.0, "a", &cert);
+    let (crt, key) = write_secret(dir.path(), "a", &cert);
     let backend = TestBackend::start("backend-a").await;
     let mut r = route("a", &["a.example"], "/", &[&backend]);
     r.tls = TlsMode::Terminate { cert: crt, key };

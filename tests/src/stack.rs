@@ -135,8 +135,8 @@ impl Stack {
             Err(e) => return format!("{e:#}"),
         };
         // `docker ps` lists the newest first.
-        let ids: Vec<&str> = ids.lines().rev().collect();
-        ids.iter()
+        ids.lines()
+            .rev()
             .map(|id| format!("--- agent container {id}:\n{}", docker_output(&["logs", id])))
             .collect()
     }

@@ -190,12 +190,13 @@ pub async fn serve_connection<S>(
     let peer_addr = peer;
     let peer = Peer::new(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let (proxy, peer, stop) = (proxy.clone(), peer.clone(), stop.clone());
+        let (proxy, peer) = (proxy.clone(), peer.clone());
+        // Only HTTP/1 answers can end their connection this way (h2 has GOAWAY).
+        let stop = (req.version() < Version::HTTP_2).then(|| stop.clone());
         async move {
-            let http1 = req.version() < Version::HTTP_2;
             // hyper writes headers from the map only.
             let mut response = proxy.handle(req, peer, scheme).await.into_response();
-            if http1 && *stop.borrow() {
+            if stop.is_some_and(|stop| *stop.borrow()) {
                 // hyper sees the header and closes the connection after this answer.
                 response
                     .headers_mut()
