@@ -321,3 +321,29 @@ async fn at_shutdown_idle_connections_get_a_last_answer_or_close_without_holding
         .expect("drained well within the grace period")
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_upload_answered_without_its_body_is_read_to_the_end_then_answered_not_reset() {
+    // A client that writes its whole request before reading (as most client libraries
+    // do) must get the 404, not a reset in the middle of its upload.
+    let (_b, proxy) = proxied_backend("srv", Limits::default()).await;
+    let (mut rd, mut wr) = TcpStream::connect(proxy.http).await.unwrap().into_split();
+    let body_len: usize = 8 << 20;
+    let head = format!("POST /up HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: {body_len}\r\n\r\n");
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for sent in (0..body_len).step_by(chunk.len()) {
+        if let Err(e) = wr.write_all(&chunk).await {
+            panic!("the upload failed after {sent} of {body_len} bytes: {e}");
+        }
+    }
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        read.is_ok() && text.starts_with("HTTP/1.1 404 ") && text.ends_with("no route for this host\n"),
+        "{read:?}: {text:?}"
+    );
+}

@@ -9,7 +9,8 @@
 //!   `raw_headers`: a backend's header lines kept as bytes between the lean client and server.
 //! - `listeners`: where the listening sockets come from (bound, or handed over by the proxy
 //!   this one replaces: `handover`).
-//! - `server`: accepting, limits, graceful drain. `tls`, `sni`, `rewind`: HTTPS front,
+//! - `server`: accepting, limits, graceful drain. `linger`: client connections that close
+//!   without a reset when request bytes are left unread. `tls`, `sni`, `rewind`: HTTPS front,
 //!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
 pub mod admin;
 pub mod answer;
@@ -20,6 +21,7 @@ pub mod h1_server;
 pub mod handover;
 pub mod headers;
 pub mod health;
+pub mod linger;
 pub mod listeners;
 pub mod metrics;
 pub mod proxy;

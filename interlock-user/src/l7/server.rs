@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::h1_server;
+use super::linger::ClientStream;
 use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
 
@@ -105,6 +106,7 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     listener.tls.clone(),
                     stop.clone(),
                 );
+                let stream = ClientStream::new(stream);
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
                     // The connection futures are boxed: the spawned task stays small, so

@@ -18,6 +18,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::balance;
+use super::linger::ClientStream;
 use super::proxy::Proxy;
 use super::rewind::Rewind;
 use super::sni::{self, Hello};
@@ -137,10 +138,10 @@ impl TlsFront {
     /// terminated TLS stream for the HTTP server.
     pub async fn accept(
         &self,
-        mut stream: TcpStream,
+        mut stream: ClientStream,
         peer: SocketAddr,
         proxy: &Arc<Proxy>,
-    ) -> Option<TlsStream<Rewind<TcpStream>>> {
+    ) -> Option<TlsStream<Rewind<ClientStream>>> {
         let mut buf = Vec::with_capacity(2048);
         let sni = loop {
             match sni::parse(&buf) {
@@ -177,7 +178,7 @@ impl TlsFront {
 }
 
 /// Splices a passthrough connection to a backend (trying up to three on connect failures).
-async fn passthrough(mut client: TcpStream, hello: Vec<u8>, backends: &[Arc<balance::Backend>], peer: SocketAddr) {
+async fn passthrough(mut client: ClientStream, hello: Vec<u8>, backends: &[Arc<balance::Backend>], peer: SocketAddr) {
     let mut tried = Vec::new();
     while tried.len() < 3.min(backends.len()) {
         let Some(backend) = balance::pick(backends, Some(balance::sticky_key(peer.ip())), &tried) else {

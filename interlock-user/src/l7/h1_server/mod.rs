@@ -25,9 +25,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Body;
 use hyper::{Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::linger::ClientStream;
 use super::proxy::{Peer, Proxy, Scheme};
 use super::rewind::Rewind;
 use super::server::{Limits, IDLE_DRAIN};
@@ -46,13 +46,13 @@ pub enum Outcome {
     Closed,
     /// A request the lean loop does not serve: hyper takes the connection over, reading
     /// the bytes already read first.
-    Handover(Rewind<TcpStream>),
+    Handover(Rewind<ClientStream>),
 }
 
 /// Serves body-less HTTP/1.1 requests on `stream` until the connection ends or a request
 /// needs hyper. `stop` turning true ends the connection after the response in progress.
 pub async fn serve(
-    mut stream: TcpStream,
+    mut stream: ClientStream,
     peer: SocketAddr,
     proxy: &Arc<Proxy>,
     limits: &Limits,
@@ -129,7 +129,7 @@ pub async fn serve(
     }
 }
 
-fn handover(read: Bytes, stream: TcpStream) -> Outcome {
+fn handover(read: Bytes, stream: ClientStream) -> Outcome {
     // hyper may write a response in pieces: Nagle must not hold them back.
     let _ = stream.set_nodelay(true);
     Outcome::Handover(Rewind::new(read.to_vec(), stream))
@@ -139,7 +139,7 @@ fn handover(read: Bytes, stream: TcpStream) -> Outcome {
 /// write. False when the connection cannot go on (the client or the body failed).
 /// `last`: the connection closes after this response.
 async fn write_body(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     out: &mut Vec<u8>,
     mut body: crate::l7::ProxyBody,
     framing: Framing,
@@ -204,16 +204,16 @@ async fn write_body(
 /// `MSG_MORE`: the kernel holds the last partial segment until the shutdown, whose FIN
 /// then rides on it, so the client gets answer and end in one segment and acknowledges
 /// both with its own FIN (two segments fewer per closed connection). The shutdown, not
-/// the close, sends them: a close with unread bytes in the socket (a client that sent
-/// more) is a reset, which would drop what is held.
-async fn write_end(stream: &mut TcpStream, mut out: &[u8], last: bool) -> bool {
+/// the close, sends them, so they are on their way before anything else happens to the
+/// socket (a close with unread bytes lingers: `linger`).
+async fn write_end(stream: &mut ClientStream, mut out: &[u8], last: bool) -> bool {
     if !last {
         return stream.write_all(out).await.is_ok();
     }
     while !out.is_empty() {
         let sent = stream
             .async_io(tokio::io::Interest::WRITABLE, || {
-                socket2::SockRef::from(&*stream).send_with_flags(out, libc::MSG_MORE)
+                socket2::SockRef::from(&**stream).send_with_flags(out, libc::MSG_MORE)
             })
             .await;
         match sent {
