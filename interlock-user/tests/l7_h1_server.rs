@@ -8,19 +8,26 @@ use std::time::Duration;
 use common::{route, snapshot, TestBackend, TestProxy};
 use interlock::l7::metrics::LimitLabels;
 use interlock::l7::server::Limits;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Writes `bytes` on a fresh connection and reads until the proxy closes it (at most 5 s).
 async fn exchange(proxy: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(proxy).await.unwrap();
     s.write_all(bytes).await.unwrap();
+    let (read, text) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    read.unwrap();
+    text
+}
+
+/// Reads until the proxy closes the connection (panics if it has not within `wait`): how
+/// the read ended, and what came before as text.
+async fn read_until_closed<R: AsyncRead + Unpin>(r: &mut R, wait: Duration) -> (std::io::Result<usize>, String) {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+    let read = tokio::time::timeout(wait, r.read_to_end(&mut out))
         .await
-        .expect("the proxy closes the connection")
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+        .expect("the proxy closes the connection");
+    (read, String::from_utf8_lossy(&out).into_owned())
 }
 
 /// A backend that answers every request on every connection with `response` after
@@ -192,11 +199,7 @@ async fn bytes_sent_after_a_closing_request_do_not_cost_its_answer() {
     s.write_all(b"GET /more HTTP/1.1\r\nHost: srv.test\r\n\r\n")
         .await
         .unwrap();
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the connection");
-    let text = String::from_utf8_lossy(&out);
+    let (read, text) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\nslow"),
         "{read:?}: {text:?}"
@@ -337,11 +340,7 @@ async fn an_upload_answered_without_its_body_is_read_to_the_end_then_answered_no
             panic!("the upload failed after {sent} of {body_len} bytes: {e}");
         }
     }
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the connection");
-    let text = String::from_utf8_lossy(&out);
+    let (read, text) = read_until_closed(&mut rd, Duration::from_secs(10)).await;
     assert!(
         read.is_ok() && text.starts_with("HTTP/1.1 404 ") && text.ends_with("no route for this host\n"),
         "{read:?}: {text:?}"

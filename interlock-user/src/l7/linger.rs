@@ -10,7 +10,7 @@
 //! client still sends is read and thrown away, until it stops or the time is up.
 use std::io;
 use std::mem::MaybeUninit;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,9 +21,9 @@ use tokio::time::Instant;
 
 /// The longest a closed connection is kept reading (nginx: `lingering_time` 30 s; shorter
 /// here, since these sockets no longer count against the connection limit).
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_TIME: Duration = Duration::from_secs(5);
 /// A client silent this long is done sending (nginx: `lingering_timeout` 5 s).
-pub const LINGER_IDLE: Duration = Duration::from_secs(1);
+const LINGER_IDLE: Duration = Duration::from_secs(1);
 
 /// An accepted client connection. Reads and writes go straight to the socket; dropping it
 /// with request bytes unread lingers instead of resetting (module docs).
@@ -75,12 +75,6 @@ impl Deref for ClientStream {
     type Target = TcpStream;
     fn deref(&self) -> &TcpStream {
         &self.0
-    }
-}
-
-impl DerefMut for ClientStream {
-    fn deref_mut(&mut self) -> &mut TcpStream {
-        &mut self.0
     }
 }
 
