@@ -1,10 +1,13 @@
-//! The Interlock agent as a library: the `interlock` binary (src/main.rs) is a thin CLI
-//! over these modules, and the end-to-end tests (tests/) use them directly.
+//! The Interlock agent as a library: the `interlock` binary (src/main.rs and its
+//! `commands/`, one module per subcommand, which parse arguments and call `planes`) is a
+//! thin CLI over these modules, and the end-to-end tests (tests/) use them directly.
 //!
-//! - `agent`: `interlock run`, the planes put together (settings, network joins, L4 plane).
+//! - `config`: every setting of every command: flags, `INTERLOCK_*` variables, the TOML
+//!   file and the defaults, resolved into one plain config per plane.
+//! - `planes`: the wiring: each plane started from its config; `interlock run`'s agent.
 //! - `bpf`: the embedded kernel object, loading it, attaching XDP, reading counters.
-//! - `commands`: what each CLI subcommand does.
-//! - `docker`: reading the engine (services, tasks, networks, secrets, events).
+//! - `docker`: every call to the engine (services, tasks, networks, secrets, events; the node
+//!   watcher).
 //! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
 //! - `l7`: the HTTP reverse proxy (routes, balancing, TLS, passthrough, metrics).
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
@@ -13,9 +16,8 @@
 //! - `netns`: running code in another network namespace (the host's, from a container).
 //! - `runtime`: the tokio runtime (current-thread for one worker, else work-stealing).
 pub mod access_log;
-pub mod agent;
 pub mod bpf;
-pub mod commands;
+pub mod config;
 pub mod control;
 pub mod docker;
 pub mod l4;
@@ -24,4 +26,5 @@ pub mod log_format;
 pub mod log_writer;
 pub mod model;
 pub mod netns;
+pub mod planes;
 pub mod runtime;

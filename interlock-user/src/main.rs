@@ -1,7 +1,9 @@
-//! The `interlock` binary.
-use clap::{Parser, Subcommand};
-use interlock::agent::settings::{LogFormat, RunArgs, Settings};
-use interlock::commands;
+//! The `interlock` binary: parses the command line, resolves the settings (`config`) and
+//! hands them to the subcommand (`commands/`), which starts the planes.
+mod commands;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use interlock::config::{Given, LogFormat, RunArgs, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -35,11 +37,24 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let command = Cli::parse().command;
+    let matches = Cli::command().get_matches();
+    let command = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.command,
+        Err(e) => e.exit(),
+    };
+    // Which settings came from flags and which from the environment (`--print-config`).
+    let given = matches
+        .subcommand()
+        .map(|(_, m)| Given::from_matches(m))
+        .unwrap_or_default();
     raise_open_files_limit();
     // `run` settings decide the log format and the Docker endpoint, so they come first.
     let settings = match &command {
-        Command::Run(args) => match Settings::load((**args).clone()) {
+        Command::Run(args) => match Settings::load((**args).clone(), &given) {
+            Ok(s) if args.print_config => {
+                print!("{}", s.render());
+                return std::process::ExitCode::SUCCESS;
+            }
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("interlock: {e:#}");
@@ -48,12 +63,12 @@ fn main() -> std::process::ExitCode {
         },
         _ => None,
     };
-    if let Some(host) = settings.as_ref().and_then(|s| s.docker_host.as_ref()) {
+    if let Some(host) = settings.as_ref().and_then(|s| s.agent.docker_host.as_ref()) {
         // Before any thread exists: bollard and the raw client read DOCKER_HOST.
         std::env::set_var("DOCKER_HOST", host);
     }
     // Held to the end of main: dropping it flushes the lines still queued.
-    let _log_guard = init_logging(settings.as_ref().map_or(LogFormat::Text, |s| s.log_format));
+    let _log_guard = init_logging(settings.as_ref().map_or(LogFormat::Text, |s| s.agent.log_format));
     let runtime = match interlock::runtime::build() {
         Ok(r) => r,
         Err(e) => {
@@ -68,8 +83,8 @@ fn main() -> std::process::ExitCode {
             Command::Ready(args) => commands::ready::run(args).await,
             Command::Certs(args) => commands::certs::run(args).await,
             Command::Count(args) => commands::count::run(args).await,
-            Command::Control(cmd) => commands::control::run(cmd).await,
-            Command::Proxy(args) => commands::proxy::run(*args).await,
+            Command::Control(cmd) => commands::control::run(cmd, &given).await,
+            Command::Proxy(args) => commands::proxy::run(*args, &given).await,
             Command::L4(args) => commands::l4::run(args).await,
         }
     });

@@ -7,6 +7,15 @@
 //! (20,721 against 21,079); rate and p99 did not move beyond the machine's noise.
 use tokio::runtime::{Builder, Runtime};
 
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
 const WORKERS_VAR: &str = "TOKIO_WORKER_THREADS";
 
 /// The runtime for this process: as many workers as tokio would start, and the

@@ -2,12 +2,10 @@
 //! written to a directory or created as the Docker secrets `deploy/stack.yml` mounts.
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use base64::Engine;
-use bollard::models::SecretSpec;
+use anyhow::{bail, Result};
 
-use crate::control::stream_tls::{self, CA_FILE, CERT_FILE, KEY_FILE};
-use crate::docker::DockerSource;
+use interlock::control::stream_tls::{self, CA_FILE, CERT_FILE, KEY_FILE};
+use interlock::docker::DockerSource;
 
 #[derive(Debug, clap::Args)]
 pub struct CertsArgs {
@@ -30,14 +28,7 @@ pub async fn run(args: CertsArgs) -> Result<()> {
     }
     if args.docker_secrets {
         let source = DockerSource::connect().await?;
-        let existing: Vec<String> = source
-            .docker
-            .list_secrets(None::<bollard::query_parameters::ListSecretsOptions>)
-            .await
-            .context("listing secrets")?
-            .into_iter()
-            .filter_map(|s| s.spec?.name)
-            .collect();
+        let existing = source.secret_names().await?;
         let wanted = [CA_FILE, CERT_FILE, KEY_FILE];
         let present = wanted.iter().filter(|n| existing.iter().any(|e| e == *n)).count();
         if present == wanted.len() {
@@ -55,16 +46,7 @@ pub async fn run(args: CertsArgs) -> Result<()> {
             (CERT_FILE, &generated.cert),
             (KEY_FILE, &generated.key),
         ] {
-            let spec = SecretSpec {
-                name: Some(name.to_string()),
-                data: Some(base64::engine::general_purpose::STANDARD.encode(pem)),
-                ..Default::default()
-            };
-            source
-                .docker
-                .create_secret(spec)
-                .await
-                .with_context(|| format!("creating the secret {name}"))?;
+            source.create_secret(name, pem.as_bytes()).await?;
         }
         println!("created the secrets {}", wanted.join(", "));
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::{interval, sleep, MissedTickBehavior};
 
-use crate::bpf::{self, ProtoCount};
+use interlock::bpf::{self, ProtoCount};
 
 #[derive(Debug, clap::Args)]
 pub struct CountArgs {
@@ -31,11 +31,11 @@ pub async fn run(args: CountArgs) -> Result<()> {
 
     let stop = async {
         if args.duration == 0 {
-            shutdown_signal().await
+            interlock::runtime::shutdown_signal().await
         } else {
             tokio::select! {
                 _ = sleep(Duration::from_secs(args.duration)) => {},
-                _ = shutdown_signal() => {},
+                _ = interlock::runtime::shutdown_signal() => {},
             }
         }
     };
@@ -61,14 +61,5 @@ fn print_counts(counts: &[ProtoCount]) {
     }
     for c in counts {
         println!("proto={} packets={} bytes={}", c.name(), c.packets, c.bytes);
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
     }
 }

@@ -10,9 +10,9 @@ use aya::programs::XdpMode;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, MissedTickBehavior};
 
-use crate::l4::pin::{self, DEFAULT_PIN_DIR};
-use crate::l4::{L4Sync, LbMaps};
-use crate::model::L4Service;
+use interlock::l4::pin::{self, DEFAULT_PIN_DIR};
+use interlock::l4::{L4Sync, LbMaps};
+use interlock::model::L4Service;
 
 #[derive(Debug, clap::Args)]
 pub struct L4Args {
@@ -88,10 +88,10 @@ pub async fn run(args: L4Args) -> Result<()> {
     pin::prepare_pin_dir(&args.pin_dir)?;
     let mut ebpf = pin::load_pinned(&args.pin_dir)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
-    let hz = crate::l4::clock::kernel_hz(&mut ebpf)?;
+    let hz = interlock::l4::clock::kernel_hz(&mut ebpf)?;
     maps.set_config(args.snat_addr, hz)?;
     maps.set_flow_cache(!args.no_flow_cache)?;
-    match crate::l4::memlock::maps_memlock_bytes() {
+    match interlock::l4::memlock::maps_memlock_bytes() {
         Ok(b) => println!("l4 maps lock {} MiB of kernel memory", b / (1024 * 1024)),
         Err(e) => tracing::warn!("cannot read the maps' locked memory: {e}"),
     }

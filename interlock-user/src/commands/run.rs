@@ -1,9 +1,10 @@
-//! `interlock run`: the agent (see `agent`). Settings are resolved in `main` before the
-//! runtime starts, because they choose the log format and the Docker endpoint.
+//! `interlock run`: the agent (`planes::run_agent`). Settings are resolved in `main` before
+//! the runtime starts, because they choose the log format and the Docker endpoint.
 use anyhow::Result;
 
-use crate::agent::{self, settings::Settings};
+use interlock::config::Settings;
+use interlock::planes;
 
 pub async fn run(settings: Settings) -> Result<()> {
-    agent::run(settings).await
+    planes::run_agent(settings).await
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
 
-use crate::agent::status::Status;
+use interlock::planes::status::Status;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {

@@ -5,6 +5,7 @@
 //! - `stream`: the leader's snapshot stream and the follower that consumes it; `stream_tls`:
 //!   its mutual TLS.
 mod publisher;
+pub mod routes_file;
 pub mod stream;
 pub mod stream_tls;
 mod watcher;

@@ -59,7 +59,10 @@ async fn session(config: &WatchConfig, publisher: &mut Publisher) -> Result<()> 
     let source = DockerSource::connect().await?;
     let (tx, mut events) = mpsc::channel::<Dirty>(1024);
     // Subscribe before the full read, so nothing between the two is missed.
-    let mut event_task = tokio::spawn(watch_events(source.docker.clone(), tx));
+    let mut event_task = tokio::spawn({
+        let source = source.clone();
+        async move { watch_events(&source, tx).await }
+    });
     let mut state = ClusterState::default();
     source.refresh(&mut state, Dirty::ALL).await?;
     let version = publisher.publish(&state);

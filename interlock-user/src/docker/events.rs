@@ -2,8 +2,8 @@
 //! Docker emits no task events: the control loop also polls tasks.
 use std::collections::HashMap;
 
+use super::DockerSource;
 use bollard::query_parameters::EventsOptions;
-use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -68,7 +68,8 @@ impl Dirty {
 }
 
 /// Forwards relevant events as `Dirty` until the stream ends or fails; returns why it ended.
-pub async fn watch_events(docker: Docker, tx: mpsc::Sender<Dirty>) -> String {
+pub async fn watch_events(source: &DockerSource, tx: mpsc::Sender<Dirty>) -> String {
+    let docker = source.docker.clone();
     let types = ["service", "network", "container", "node", "secret"]
         .map(String::from)
         .to_vec();

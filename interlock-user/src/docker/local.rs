@@ -2,7 +2,6 @@
 //! in, which networks that container is on (and joining more), and the `docker_gwbridge`
 //! address of each local task, which the host network namespace can reach directly.
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
@@ -10,17 +9,11 @@ use bollard::query_parameters::ListContainersOptions;
 
 use super::read::parse_cidr;
 use super::DockerSource;
+use crate::model::node::GatewayAddr;
 
 /// The bridge every swarm container on an overlay also has an interface on, for egress.
 pub const GWBRIDGE: &str = "docker_gwbridge";
 const TASK_LABEL: &str = "com.docker.swarm.task.id";
-
-/// A local task's address on `docker_gwbridge`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GatewayAddr {
-    pub ip: Ipv4Addr,
-    pub mac: [u8; 6],
-}
 
 impl DockerSource {
     /// Network name -> id of the networks `container` is attached to.

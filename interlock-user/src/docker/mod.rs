@@ -3,8 +3,10 @@
 //! state means is decided in `model/`.
 mod events;
 pub mod local;
+pub mod node;
 pub mod raw;
 mod read;
+mod secrets;
 
 pub use events::{watch_events, Dirty};
 pub use read::DockerSource;

@@ -14,7 +14,7 @@ use crate::model::assemble::{ClusterState, NetworkInfo, ServiceInfo, TaskInfo};
 /// A connection to the engine (bollard for the typed API, `raw` for tasks).
 #[derive(Clone)]
 pub struct DockerSource {
-    pub docker: Docker,
+    pub(super) docker: Docker,
     endpoint: Endpoint,
     version: String,
 }

@@ -22,7 +22,7 @@ const BASE_EJECTION: Duration = Duration::from_secs(1);
 const MAX_EJECTION: Duration = Duration::from_secs(30);
 /// Requests one backend serves at once unless the operator says otherwise: more wait in
 /// line. Each is an open HTTP/1 connection, and a task that accepts fewer refuses the rest.
-pub const DEFAULT_MAX_REQUESTS_PER_BACKEND: usize = 1024;
+pub const DEFAULT_MAX_REQUESTS_PER_BACKEND: usize = crate::config::defaults::MAX_BACKEND_REQUESTS;
 
 /// Live state of one backend address.
 #[derive(Debug)]

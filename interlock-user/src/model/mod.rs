@@ -4,6 +4,7 @@
 //! - `snapshot`: the contract between the planes (types only, no I/O).
 pub mod assemble;
 pub mod labels;
+pub mod node;
 pub mod snapshot;
 
 pub use snapshot::*;

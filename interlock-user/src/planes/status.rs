@@ -1,8 +1,42 @@
 //! What `interlock status` shows: the agent's routes, backends and L4 counters. The agent
 //! serves it as JSON on the admin address (`/status`); the CLI prints it as tables.
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+
+use super::l4::metrics::L4Counters;
+use crate::l7::proxy::Proxy;
+use crate::model::Snapshot;
+
+/// The `/status` JSON: the routes the HTTP plane serves (`snapshot`, as combined with the
+/// node view), whether each backend is up in the proxy, and the L4 plane's counters.
+pub fn json(snapshot: &Snapshot, proxy: &Proxy, l4: &L4Counters) -> String {
+    let up: HashMap<_, _> = proxy.backend_states().iter().map(|b| (b.addr, b.available())).collect();
+    let status = Status {
+        snapshot_version: snapshot.version,
+        routes: snapshot
+            .http
+            .iter()
+            .map(|r| RouteStatus {
+                service: r.service.name.clone(),
+                hosts: r.hosts.clone(),
+                path: r.path_prefix.clone(),
+                backends: r
+                    .backends
+                    .iter()
+                    .map(|b| BackendStatus {
+                        addr: b.addr.to_string(),
+                        up: up.get(&b.addr).copied().unwrap_or(true),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        l4: l4.services.clone(),
+        l4_drops: l4.drops.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+    };
+    serde_json::to_string(&status).unwrap_or_default()
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {

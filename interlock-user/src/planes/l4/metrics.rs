@@ -13,7 +13,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 
-use super::status::L4Status;
+use crate::planes::status::L4Status;
 
 /// What the L4 plane publishes: per-service counters and drops by reason.
 #[derive(Debug, Clone, Default)]

@@ -1,12 +1,13 @@
-//! The agent's L4 plane: attaches the XDP balancer to the host's interfaces (and to
+//! The L4 plane: attaches the XDP balancer to the host's interfaces (and to
 //! `docker_gwbridge`, where local tasks answer), then keeps the kernel maps in step with the
-//! snapshots, translated to the tasks' local addresses (`local_backends`).
+//! snapshots, translated to the tasks' local addresses from the node view
+//! (`model::node::localize`). `hostns`: the host's interface addresses; `metrics`: its
+//! counters on `/metrics`.
 //!
 //! Maps and links are pinned in bpffs: a restarted agent takes them over and flows that were
 //! established keep going while it is away.
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,31 +17,24 @@ use aya::programs::XdpMode;
 use aya::Ebpf;
 use tokio::time::{interval, MissedTickBehavior};
 
-use super::hostns;
-use super::l4_metrics::{L4Counters, LimitLog};
-use super::local_backends::localize;
-use super::settings::XdpModeSetting;
+pub mod hostns;
+pub mod metrics;
+
 use super::status::L4Status;
-use crate::docker::local::{GatewayAddr, GWBRIDGE};
-use crate::docker::DockerSource;
+use crate::config::{L4Config, XdpMode as XdpModeSetting};
+use crate::docker::local::GWBRIDGE;
 use crate::l4::desired::{describe, vip_key};
 use crate::l4::{pin, L4Sync, LbMaps};
+use crate::model::node::{localize, NodeRx};
 use crate::model::{L4Service, SnapshotRx};
-
-pub struct L4Options {
-    pub interfaces: Vec<String>,
-    pub mode: XdpModeSetting,
-    pub vip: Option<Ipv4Addr>,
-    pub bpffs: PathBuf,
-    pub host_netns: Option<PathBuf>,
-}
+use metrics::{L4Counters, LimitLog};
 
 /// What setting up in the host namespace hands back to the async side.
 struct Attached {
     /// The loaded program (kept alive with the agent; lent to the host-namespace thread
     /// when a link has to be attached again).
     ebpf: Option<Ebpf>,
-    opts: L4Options,
+    opts: L4Config,
     sync: L4Sync,
     default_vip: Ipv4Addr,
     /// A socket in the host's namespace: datagrams from it make the host resolve the MACs of
@@ -50,17 +44,17 @@ struct Attached {
 
 /// Attaches and starts following the snapshots; the status of the L4 services is published
 /// into `status` every second.
-pub async fn start(opts: L4Options, rx: SnapshotRx, status: Arc<ArcSwap<L4Counters>>) -> Result<()> {
+pub async fn start(opts: L4Config, rx: SnapshotRx, node: NodeRx, status: Arc<ArcSwap<L4Counters>>) -> Result<()> {
     let netns = opts.host_netns.clone();
     let attached = tokio::task::spawn_blocking(move || crate::netns::run_in(netns, move || attach(opts)))
         .await
         .context("the L4 setup thread failed")??;
     tracing::info!(vip = %attached.default_vip, "L4 fast path attached");
-    tokio::spawn(follow(attached, rx, status));
+    tokio::spawn(follow(attached, rx, node, status));
     Ok(())
 }
 
-fn attach(opts: L4Options) -> Result<Attached> {
+fn attach(opts: L4Config) -> Result<Attached> {
     pin::prepare_pin_dir(&opts.bpffs)?;
     let mut ebpf = pin::load_pinned(&opts.bpffs)?;
     let mut maps = LbMaps::take(&mut ebpf)?;
@@ -90,13 +84,13 @@ fn attach(opts: L4Options) -> Result<Attached> {
 }
 
 /// The operator's interfaces and docker_gwbridge (where local tasks answer).
-fn interfaces(opts: &L4Options) -> BTreeSet<String> {
+fn interfaces(opts: &L4Config) -> BTreeSet<String> {
     let mut ifaces: BTreeSet<String> = opts.interfaces.iter().cloned().collect();
     ifaces.insert(GWBRIDGE.to_string());
     ifaces
 }
 
-fn xdp_mode(opts: &L4Options) -> XdpMode {
+fn xdp_mode(opts: &L4Config) -> XdpMode {
     match opts.mode {
         XdpModeSetting::Skb => XdpMode::Skb,
         XdpModeSetting::Driver => XdpMode::Driver,
@@ -147,17 +141,17 @@ async fn restore_pins(a: &mut Attached) {
     }
 }
 
-async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<L4Counters>>) {
+async fn follow(mut a: Attached, mut rx: SnapshotRx, mut node: NodeRx, status: Arc<ArcSwap<L4Counters>>) {
     let mut tick = interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut source: Option<DockerSource> = None;
-    let mut local: HashMap<String, GatewayAddr> = HashMap::new();
+    let mut node_open = true;
     let mut applied: Option<Vec<L4Service>> = None;
     let mut ticks = 0u64;
     let mut limit_log = LimitLog::new(Duration::from_secs(10));
     loop {
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            changed = node.changed(), if node_open => node_open = changed.is_ok(),
             _ = tick.tick() => ticks += 1,
         }
         restore_pins(&mut a).await;
@@ -166,19 +160,7 @@ async fn follow(mut a: Attached, mut rx: SnapshotRx, status: Arc<ArcSwap<L4Count
         if snapshot.version == 0 {
             continue;
         }
-        if source.is_none() {
-            source = DockerSource::connect().await.ok();
-        }
-        if let Some(s) = &source {
-            match s.local_gateway_addrs().await {
-                Ok(l) => local = l,
-                Err(e) => {
-                    tracing::warn!("reading local task addresses, keeping the last ones: {e:#}");
-                    source = None;
-                }
-            }
-        }
-        let services = localize(&snapshot.l4, &local);
+        let services = localize(&snapshot.l4, &node.borrow_and_update().gateways);
         if applied.as_ref() != Some(&services) {
             match a.sync.apply(&services) {
                 Ok(r) => {
