@@ -5,6 +5,7 @@
 //! - `bpf`: the embedded kernel object, loading it, attaching XDP, reading counters.
 //! - `commands`: what each CLI subcommand does.
 //! - `docker`: reading the engine (services, tasks, networks, secrets, events).
+//! - `http_get`: one bounded HTTP GET over a connected stream (engine reads, admin client).
 //! - `control`: the control plane loop, publishing snapshots; leader/follower stream.
 //! - `l7`: the HTTP reverse proxy (routes, balancing, TLS, passthrough, metrics).
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
@@ -18,6 +19,7 @@ pub mod bpf;
 pub mod commands;
 pub mod control;
 pub mod docker;
+pub mod http_get;
 pub mod l4;
 pub mod l7;
 pub mod log_format;
