@@ -13,6 +13,9 @@
 //!   `access_log`: the per-request line; `log_writer`: stderr through a bounded queue.
 //! - `netns`: running code in another network namespace (the host's, from a container).
 //! - `runtime`: the tokio runtime (current-thread for one worker, else work-stealing).
+// `unsafe` only where the kernel is reached without a safe wrapper, each block with its
+// `// SAFETY:` reason: bpf/logger.rs (aya-log's fd in tokio), log_writer.rs (nice(2)), l7.
+#![deny(unsafe_code)]
 pub mod access_log;
 pub mod agent;
 pub mod bpf;
@@ -21,6 +24,8 @@ pub mod control;
 pub mod docker;
 pub mod http_get;
 pub mod l4;
+// handover.rs: SCM_RIGHTS; see there.
+#[allow(unsafe_code)]
 pub mod l7;
 pub mod log_format;
 pub mod log_writer;
