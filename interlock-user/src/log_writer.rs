@@ -168,8 +168,10 @@ fn whole_lines(batch: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
 
 /// Raises the calling thread's nice value by `steps` (always allowed; the kernel caps it at
 /// 19). On Linux a nice value is per thread, so the serving threads keep theirs.
+#[allow(unsafe_code)] // nix has no nice(2).
 fn lower_priority(steps: libc::c_int) {
-    // SAFETY: a plain system call on the calling thread; its result is not needed.
+    // SAFETY: nice(2) takes an integer and touches no memory of ours; it acts on the calling
+    // thread only, and its result (the new nice value, or -1) is not needed.
     unsafe {
         libc::nice(steps);
     }

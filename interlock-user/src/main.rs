@@ -1,5 +1,6 @@
 //! The `interlock` binary: parses the command line, resolves the settings (`config`) and
 //! hands them to the subcommand (`commands/`), which starts the planes.
+#![deny(unsafe_code)]
 mod commands;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -101,15 +102,10 @@ fn main() -> std::process::ExitCode {
 /// Every client and backend connection is a descriptor: the soft limit (often 1024) goes up
 /// to the hard one, as nginx's `worker_rlimit_nofile` would.
 fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

@@ -4,7 +4,6 @@
 //! A namespace is entered per thread (`setns`), so the work runs on a short-lived thread of
 //! its own; what it makes there keeps its namespace from any thread: sockets stay in the
 //! namespace they were made in, BPF links on the interfaces they were attached to.
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -26,12 +25,8 @@ pub fn run_in<T: Send + 'static>(netns: Option<PathBuf>, f: impl FnOnce() -> Res
 /// Moves the calling thread into the network namespace at `path`.
 pub fn enter(path: &Path) -> Result<()> {
     let file = open_netns(path)?;
-    // SAFETY: setns on this thread only, with a namespace fd we hold open.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("entering network namespace {} (needs CAP_SYS_ADMIN)", path.display()));
-    }
-    Ok(())
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering network namespace {} (needs CAP_SYS_ADMIN)", path.display()))
 }
 
 /// Opens `path`, a network namespace file such as `/host/proc/1/ns/net`. Some hosts' init

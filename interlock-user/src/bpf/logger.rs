@@ -6,6 +6,7 @@ use tokio::io::unix::AsyncFd;
 
 /// Starts a task that drains the kernel log buffer whenever it has records.
 /// aya-log only delivers records when `flush` is called, so this must keep running.
+#[allow(unsafe_code)] // tokio registers a raw fd only unsafely (I/O safety: see the SAFETY below).
 pub fn spawn_kernel_logger(bpf: &mut Ebpf) -> Result<()> {
     let logger = match EbpfLogger::init(bpf) {
         Ok(logger) => logger,

@@ -26,13 +26,8 @@ pub fn load() -> Result<Ebpf> {
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lifting it is harmless on newer ones.
 pub(crate) fn raise_memlock_limit() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads the struct we pass and nothing else.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-    if rc != 0 {
-        tracing::debug!("could not lift RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    if let Err(e) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+        tracing::debug!("could not lift RLIMIT_MEMLOCK: {e}");
     }
 }

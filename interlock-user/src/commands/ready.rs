@@ -2,6 +2,7 @@
 //! `/readyz`: first routes in place, not draining), 1 otherwise with the reason. The stack's
 //! health check: the image has no HTTP client, so the binary asks itself.
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -14,14 +15,7 @@ pub struct ReadyArgs {
 
 pub async fn run(args: ReadyArgs) -> Result<()> {
     // Bounded, so a wedged agent fails the check rather than hanging it.
-    let asked = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        super::admin_client::get(args.admin, "/readyz"),
-    );
-    let (status, body) = match asked.await {
-        Ok(answer) => answer?,
-        Err(_) => bail!("the agent at {} did not answer /readyz within 2 s", args.admin),
-    };
+    let (status, body) = super::admin_client::get(args.admin, "/readyz", Duration::from_secs(2)).await?;
     if !status.is_success() {
         bail!("{}/readyz answered {status}: {}", args.admin, body.trim());
     }

@@ -1,6 +1,7 @@
 //! `interlock status`: asks a running agent's admin address for `/status` and prints its
 //! routes, backends and L4 counters as tables (or the JSON with `--json`).
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -29,7 +30,8 @@ pub async fn run(args: StatusArgs) -> Result<()> {
 }
 
 async fn fetch(admin: SocketAddr) -> Result<String> {
-    let (status, body) = super::admin_client::get(admin, "/status").await?;
+    // Bounded, so a wedged agent is reported rather than waited for.
+    let (status, body) = super::admin_client::get(admin, "/status", Duration::from_secs(10)).await?;
     if !status.is_success() {
         bail!("{admin}/status answered {status}: {}", body.trim());
     }

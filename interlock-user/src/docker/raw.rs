@@ -1,17 +1,15 @@
 //! Plain GET requests to the engine API for what bollard's models leave out: bollard 0.21's
 //! `Task` has no `NetworksAttachments`, which hold the task addresses we route to.
-//! Written by hand on purpose: one GET over the same unix socket, TCP or TLS endpoint bollard
-//! uses (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH as the docker CLI reads them).
+//! One GET (`crate::http_get`) over the same unix socket, TCP or TLS endpoint bollard uses
+//! (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH as the docker CLI reads them).
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::http_get;
 
 /// Where the engine listens, from DOCKER_HOST (default: the local unix socket).
 #[derive(Clone)]
@@ -89,47 +87,55 @@ fn tls_config(dir: &Path) -> Result<rustls::ClientConfig> {
         .context("the client certificate and key do not match")
 }
 
+/// How long one read may take: bollard's own request timeout, so the raw read gives up when
+/// the typed ones beside it would.
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The task list of a large swarm is tens of MiB; a body past this is not an engine's.
+const MAX_BODY: usize = 256 << 20;
+
 /// GETs `path` (with query) under API version `version` (e.g. "1.41") and decodes the JSON.
 pub async fn get_json<T: DeserializeOwned>(endpoint: &Endpoint, version: &str, path: &str) -> Result<T> {
     let uri = format!("/v{version}{path}");
-    let body = match endpoint {
-        Endpoint::Unix(socket) => {
-            let stream = tokio::net::UnixStream::connect(socket)
-                .await
-                .with_context(|| format!("connecting to the Docker socket {}", socket.display()))?;
-            get(stream, &uri).await?
-        }
-        Endpoint::Tcp(addr) => {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .with_context(|| format!("connecting to Docker at {addr}"))?;
-            get(stream, &uri).await?
-        }
-        Endpoint::Tls(addr, name, config) => {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .with_context(|| format!("connecting to Docker at {addr}"))?;
-            let tls = tokio_rustls::TlsConnector::from(config.clone())
-                .connect(name.clone(), tcp)
-                .await
-                .with_context(|| format!("TLS handshake with Docker at {addr}"))?;
-            get(tls, &uri).await?
-        }
+    let get = http_get::Get {
+        host: "docker",
+        path: &uri,
+        timeout: TIMEOUT,
+        max_body: MAX_BODY,
     };
-    serde_json::from_slice(&body).with_context(|| format!("decoding the engine's answer to GET {uri}"))
+    let answer = match endpoint {
+        Endpoint::Unix(socket) => {
+            let connect = async {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .with_context(|| format!("connecting to the Docker socket {}", socket.display()))
+            };
+            http_get::get(connect, get).await
+        }
+        Endpoint::Tcp(addr) => http_get::get(tcp(addr), get).await,
+        Endpoint::Tls(addr, name, config) => {
+            let connect = async {
+                let tcp = tcp(addr).await?;
+                tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .with_context(|| format!("TLS handshake with Docker at {addr}"))
+            };
+            http_get::get(connect, get).await
+        }
+    }
+    .with_context(|| format!("GET {uri}"))?;
+    if !answer.status.is_success() {
+        bail!(
+            "GET {uri}: {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body).trim()
+        );
+    }
+    serde_json::from_slice(&answer.body).with_context(|| format!("decoding the engine's answer to GET {uri}"))
 }
 
-async fn get<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, uri: &str) -> Result<Bytes> {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = Request::get(uri)
-        .header(hyper::header::HOST, "docker")
-        .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await.with_context(|| format!("GET {uri}"))?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("GET {uri}: {status}: {}", String::from_utf8_lossy(&body).trim());
-    }
-    Ok(body)
+async fn tcp(addr: &str) -> Result<tokio::net::TcpStream> {
+    tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to Docker at {addr}"))
 }

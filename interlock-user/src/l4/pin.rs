@@ -3,7 +3,6 @@
 //!
 //! Layout under the pin directory: one file per map (`LB_*`) and `link-<iface>` per
 //! interface. Removing the directory (`rm -r`) detaches the program once no agent runs.
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -21,14 +20,8 @@ pub const PROG_LB: &str = "interlock_lb";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 fn fs_type(path: &Path) -> Result<i64> {
-    let c =
-        CString::new(path.as_os_str().as_encoded_bytes()).with_context(|| format!("bad path {}", path.display()))?;
-    // SAFETY: statfs writes into the zeroed struct we own.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("statfs {}", path.display()));
-    }
-    Ok(st.f_type as i64)
+    let st = nix::sys::statfs::statfs(path).with_context(|| format!("statfs {}", path.display()))?;
+    Ok(st.filesystem_type().0 as i64)
 }
 
 /// Makes sure `dir` exists on a bpffs; mounts bpffs on `/sys/fs/bpf` when nothing is there.
@@ -45,14 +38,14 @@ pub fn prepare_pin_dir(dir: &Path) -> Result<()> {
                 parent.display()
             );
         }
-        let target = CString::new("/sys/fs/bpf")?;
-        let fstype = CString::new("bpf")?;
-        // SAFETY: plain mount(2) with NUL-terminated strings we own.
-        let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("mounting bpffs on /sys/fs/bpf failed (the agent needs CAP_SYS_ADMIN)");
-        }
+        nix::mount::mount(
+            Some("bpf"),
+            "/sys/fs/bpf",
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .context("mounting bpffs on /sys/fs/bpf failed (the agent needs CAP_SYS_ADMIN)")?;
         tracing::info!("mounted bpffs on /sys/fs/bpf");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating pin directory {}", dir.display()))
