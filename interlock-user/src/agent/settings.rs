@@ -187,7 +187,7 @@ impl Settings {
             max_backend_requests: a
                 .max_backend_requests
                 .or(f.max_backend_requests)
-                .unwrap_or(crate::l7::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND),
+                .unwrap_or(crate::l7::route::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND),
             drain_grace_s: a.drain_grace_s.or(f.drain_grace_s).unwrap_or(10),
             first_routes_wait_s: a.first_routes_wait_s.or(f.first_routes_wait_s).unwrap_or(15),
         })

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 
 use super::control::{self as control_cmd, ControlArgs};
 use crate::l7::admin::{Admin, Readiness};
-use crate::l7::{self, listeners, proxy::Proxy, server, tls::TlsFront};
+use crate::l7::front::{listeners, server, tls::TlsFront};
+use crate::l7::{self, proxy::Proxy};
 use crate::model::{Snapshot, SnapshotRx};
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +45,7 @@ pub struct ProxyArgs {
     #[arg(long, default_value_t = 20_000, env = "INTERLOCK_MAX_CONNECTIONS")]
     pub max_connections: usize,
     /// Requests one backend serves at once; more wait in line (up to the connect timeout).
-    #[arg(long, default_value_t = crate::l7::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND, env = "INTERLOCK_MAX_BACKEND_REQUESTS")]
+    #[arg(long, default_value_t = crate::l7::route::balance::DEFAULT_MAX_REQUESTS_PER_BACKEND, env = "INTERLOCK_MAX_BACKEND_REQUESTS")]
     pub max_backend_requests: usize,
     /// Seconds a client has to send a request head.
     #[arg(long, default_value_t = 10)]
@@ -154,7 +155,7 @@ pub async fn serve_http(
         applied_tx,
         stop_rx.clone(),
     ));
-    tokio::spawn(l7::health::run(rx, proxy.clone()));
+    tokio::spawn(l7::route::health::run(rx, proxy.clone()));
     let (readiness, readiness_rx) = watch::channel(Readiness::WaitingForRoutes);
     let admin = Admin {
         registry: Arc::new(Mutex::new(registry)),
@@ -196,16 +197,16 @@ pub async fn serve_http(
             .iter()
             .map(|l| l.tcp.as_fd().try_clone_to_owned())
             .collect::<std::io::Result<Vec<_>>>()?;
-        l7::handover::offer(opts.listen_netns.clone(), opts.http, held, stop_rx.clone());
+        l7::front::handover::offer(opts.listen_netns.clone(), opts.http, held, stop_rx.clone());
     }
     readiness.send_replace(Readiness::Serving);
     tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
 
-    let limits = server::Limits {
+    let limits = l7::limits::Limits {
         max_connections: opts.max_connections,
         header_read_timeout: opts.header_read_timeout,
         drain_grace: opts.drain_grace,
-        ..server::Limits::default()
+        ..l7::limits::Limits::default()
     };
     let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));
     shutdown.await;
