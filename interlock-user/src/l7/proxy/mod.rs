@@ -31,7 +31,6 @@ use crate::model::Stickiness;
 use answer::Answer;
 use forward::request_host;
 pub use live::LiveTable;
-pub use respond::text_response;
 use respond::{error_response, redirect};
 
 /// A request body the proxy can forward: hyper's `Incoming`, or an empty body.

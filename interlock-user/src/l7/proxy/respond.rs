@@ -7,7 +7,7 @@ use hyper::{Response, StatusCode};
 use crate::l7::error::{ProxyError, Side};
 use crate::l7::ProxyBody;
 
-pub fn text_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
+fn text_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(
         Full::new(Bytes::from(body.to_string()))
             .map_err(|never| match never {})
