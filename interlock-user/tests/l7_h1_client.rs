@@ -363,8 +363,8 @@ async fn a_hung_backend_times_out_and_requests_with_bodies_still_go_through() {
 /// while a connection idles in the pool, and the connection still serves afterwards.
 #[tokio::test]
 async fn the_response_timer_outlives_idle_time_in_the_pool() {
-    use interlock::l7::h1_client::{H1Client, LeanRequest};
     use interlock::l7::headers::Forwarded;
+    use interlock::l7::upstream::h1_client::{H1Client, LeanRequest};
 
     let backend = scripted(|_, head| {
         if head.contains("/slow") {

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{route, snapshot, TestBackend, TestProxy};
+use interlock::l7::limits::Limits;
 use interlock::l7::metrics::LimitLabels;
-use interlock::l7::server::Limits;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -14,8 +14,8 @@ use common::{client, get, raw_within, route, snapshot, TestBackend, TestProxy};
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use interlock::l7::limits::Limits;
 use interlock::l7::metrics::LimitLabels;
-use interlock::l7::server::Limits;
 use interlock::model::{Backend, HttpRoute};
 use tokio::net::{TcpListener, TcpStream};
 

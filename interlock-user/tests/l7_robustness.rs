@@ -169,7 +169,7 @@ async fn active_health_checks_take_failing_backends_out() {
     let snap = snapshot(1, vec![r]);
     let proxy = TestProxy::start(&snap).await;
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snap));
-    let checker = tokio::spawn(interlock::l7::health::run(rx, proxy.proxy.clone()));
+    let checker = tokio::spawn(interlock::l7::route::health::run(rx, proxy.proxy.clone()));
     tokio::time::sleep(Duration::from_millis(600)).await;
     let c = client();
     for _ in 0..50 {
@@ -187,7 +187,7 @@ async fn active_health_checks_take_failing_backends_out() {
 #[tokio::test]
 async fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
     let b = TestBackend::start("b").await;
-    let limits = interlock::l7::server::Limits {
+    let limits = interlock::l7::limits::Limits {
         max_connections: 2,
         header_read_timeout: Duration::from_millis(500),
         ..Default::default()

@@ -2,8 +2,8 @@
 //! paths and ClientHello bytes never panic, and their answers keep their invariants.
 use std::collections::BTreeMap;
 
-use interlock::l7::routes::{normalize_host, prefix_matches, rewrite_path, Lookup, RouteTable};
-use interlock::l7::sni::{self, Hello};
+use interlock::l7::front::sni::{self, Hello};
+use interlock::l7::route::table::{normalize_host, prefix_matches, rewrite_path, Lookup, RouteTable};
 use interlock::model::labels;
 use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
 use proptest::prelude::*;

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 #[derive(Debug, clap::Args)]
 pub struct ReadyArgs {
     /// The agent's admin address.
-    #[arg(long, default_value = "127.0.0.1:9090", env = "INTERLOCK_ADMIN")]
+    #[arg(long, default_value_t = interlock::config::defaults::ADMIN_LISTEN, env = "INTERLOCK_ADMIN")]
     pub admin: SocketAddr,
 }
 

@@ -10,7 +10,7 @@ use interlock::planes::status::Status;
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The agent's admin address.
-    #[arg(long, default_value = "127.0.0.1:9090", env = "INTERLOCK_ADMIN")]
+    #[arg(long, default_value_t = interlock::config::defaults::ADMIN_LISTEN, env = "INTERLOCK_ADMIN")]
     pub admin: SocketAddr,
     /// Print the raw JSON.
     #[arg(long)]

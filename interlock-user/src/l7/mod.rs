@@ -1,36 +1,27 @@
-//! The HTTP plane: a hyper reverse proxy fed by control-plane snapshots.
+//! The HTTP plane: a reverse proxy fed by control-plane snapshots, grouped by job.
 //!
-//! - `routes`: snapshot -> immutable route table (host, wildcard, longest prefix). Pure.
-//! - `balance`: backend choice (P2C, sticky, ejection) and per-backend live state.
-//! - `proxy`: the request path, answering with an `answer::Answer`; `upstream`: pooled backend connections; `h1_client`: the
-//!   lean HTTP/1.1 client most requests take to backends; `h1_server`: the lean loop most
-//!   plain HTTP/1.1 requests come in by (hyper's server takes the rest).
-//! - `headers`: hop-by-hop, forwarding headers, request checks. `error`: typed failures.
-//!   `raw_headers`: a backend's header lines kept as bytes between the lean client and server.
-//! - `listeners`: where the listening sockets come from (bound, or handed over by the proxy
-//!   this one replaces: `handover`).
-//! - `server`: accepting, limits, graceful drain. `linger`: client connections that close
-//!   without a reset when request bytes are left unread. `tls`, `sni`, `rewind`: HTTPS front,
-//!   SNI passthrough. `health`: active checks. `metrics`, `admin`: observability.
+//! - `front`: the client side. `listeners` + `handover` (listening sockets, bound or handed
+//!   over by the proxy this one replaces), `server` (accepting, limits, drain), `h1_server`
+//!   (the lean loop most plain HTTP/1.1 requests come in by; hyper's server takes the rest),
+//!   `linger` (closing without a reset), `tls` + `sni` + `rewind` (HTTPS front, passthrough).
+//! - `route`: where a request goes. `table` (snapshot -> route table: host, wildcard,
+//!   longest prefix; pure), `balance` (backend choice, per-backend live state), `health`.
+//! - `proxy`: the request path (`Proxy::handle`), with the live table, request and response
+//!   forwarding, splices, and the proxy's own answers.
+//! - `upstream`: backends. One `send` over the lean HTTP/1.1 client (`h1_client`) and
+//!   hyper's, one pool type, one connect and retry rule (`attempt`).
+//! - Shared: `headers` (hop-by-hop, forwarding, request checks), `raw_headers` (a backend's
+//!   header lines kept as bytes between the lean client and server), `limits`, `error`
+//!   (typed failures), `metrics`, `admin` (observability).
 pub mod admin;
-pub mod answer;
-pub mod balance;
 pub mod error;
-pub mod h1_client;
-pub mod h1_server;
-pub mod handover;
+pub mod front;
 pub mod headers;
-pub mod health;
-pub mod linger;
-pub mod listeners;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod raw_headers;
-pub mod rewind;
-pub mod routes;
-pub mod server;
-pub mod sni;
-pub mod tls;
+pub mod route;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -38,6 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
 use tokio::sync::watch;
 
 use crate::model::SnapshotRx;
@@ -48,12 +40,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies flowing through the proxy: streamed, never buffered whole.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
+/// An empty body (the proxy's own answers, health probes).
+pub fn empty_body() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
 /// Keeps the proxy's route table and certificates in step with the snapshots, and tells
 /// `applied` each version once both are in place (`wait_for_first_routes` waits on it).
 pub async fn follow_snapshots(
     mut rx: SnapshotRx,
     proxy: Arc<proxy::Proxy>,
-    tls: Option<Arc<tls::TlsFront>>,
+    tls: Option<Arc<front::tls::TlsFront>>,
     applied: watch::Sender<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {

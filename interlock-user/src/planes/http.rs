@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::config::{defaults, HttpConfig};
 use crate::l7::admin::{Admin, Readiness};
-use crate::l7::{self, listeners, proxy::Proxy, server, tls::TlsFront};
+use crate::l7::front::{listeners, server, tls::TlsFront};
+use crate::l7::{self, proxy::Proxy};
 use crate::model::SnapshotRx;
 
 /// Serves HTTP(S) and the admin address with routes from `rx` until SIGTERM/Ctrl-C, then
@@ -70,7 +71,7 @@ pub async fn serve(
         applied_tx,
         stop_rx.clone(),
     ));
-    tokio::spawn(l7::health::run(rx, proxy.clone()));
+    tokio::spawn(l7::route::health::run(rx, proxy.clone()));
     let (readiness, readiness_rx) = watch::channel(Readiness::WaitingForRoutes);
     let admin = Admin {
         registry: Arc::new(Mutex::new(registry)),
@@ -112,16 +113,16 @@ pub async fn serve(
             .iter()
             .map(|l| l.tcp.as_fd().try_clone_to_owned())
             .collect::<std::io::Result<Vec<_>>>()?;
-        l7::handover::offer(opts.listen_netns.clone(), opts.http, held, stop_rx.clone());
+        l7::front::handover::offer(opts.listen_netns.clone(), opts.http, held, stop_rx.clone());
     }
     readiness.send_replace(Readiness::Serving);
     tracing::info!(http = %opts.http, https = ?opts.https, admin = %opts.admin, "proxy listening");
 
-    let limits = server::Limits {
+    let limits = l7::limits::Limits {
         max_connections: opts.max_connections,
         header_read_timeout: opts.header_read_timeout,
         drain_grace: opts.drain_grace,
-        ..server::Limits::default()
+        ..l7::limits::Limits::default()
     };
     let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));
     shutdown.await;

@@ -18,11 +18,9 @@ use tokio::sync::{watch, Semaphore};
 
 use super::h1_server;
 use super::linger::ClientStream;
-use super::proxy::{Peer, Proxy, Scheme};
 use super::tls::TlsFront;
-
-/// hyper's own limit on the number of request headers (HTTP/1).
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+use crate::l7::limits::{Limits, MAX_HEADERS};
+use crate::l7::proxy::{Peer, Proxy, Scheme};
 
 /// On shutdown, how long an idle HTTP/1 connection still waits for a request (answered
 /// with `Connection: close`) before it is closed. Closing an idle keep-alive connection at
@@ -30,31 +28,6 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 /// client using its connection within the window gets its answer and the close instead.
 /// The lean loop (`h1_server`) and hyper's connections (here) both keep it.
 pub(super) const IDLE_DRAIN: Duration = Duration::from_secs(1);
-
-/// Resource bounds for client connections.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_connections: usize,
-    /// A client must send a request's head within this time (slowloris).
-    pub header_read_timeout: Duration,
-    /// Largest request head (HTTP/1) in bytes; HTTP/2 header lists are bounded the same.
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    /// On shutdown, open connections get this long to finish.
-    pub drain_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 20_000,
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
-            max_headers: HYPER_DEFAULT_MAX_HEADERS,
-            drain_grace: Duration::from_secs(10),
-        }
-    }
-}
 
 /// A listener and what it speaks.
 pub struct Listener {
@@ -177,8 +150,8 @@ pub async fn serve_connection<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        // Only when it differs: an explicit limit makes hyper fill two header arrays on
+    if limits.max_headers != MAX_HEADERS {
+        // Only when it differs from hyper's default (which `MAX_HEADERS` is): an explicit limit makes hyper fill two header arrays on
         // the heap for every request (about 1,700 instructions); its default is on the stack.
         builder.http1().max_headers(limits.max_headers);
     }

@@ -12,9 +12,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request;
 use hyper::{Method, Request, Uri, Version};
 
-/// Header lines the lean parser has room for; more go to hyper, which applies the
-/// configured limit.
-const MAX_HEADERS: usize = 100;
+use crate::l7::limits::MAX_HEADERS;
 
 /// What the head at the start of a buffer is.
 // Returned once per request and taken apart at once: boxing the parts would cost an
@@ -37,6 +35,7 @@ pub(super) enum Parsed {
 /// Parses the head at the start of `data`. `max_headers` is the configured header limit
 /// (a head with more is left to hyper, which answers 431).
 pub(super) fn parse(data: &Bytes, max_headers: usize) -> Parsed {
+    // Room for the default limit on the stack; a higher configured limit goes to hyper.
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let slots = &mut slots[..max_headers.min(MAX_HEADERS)];
     let mut req = httparse::Request::new(&mut []);

@@ -6,7 +6,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use hyper::StatusCode;
 
-use crate::l7::answer::Answer;
+use crate::l7::proxy::answer::Answer;
 
 /// How the body follows the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

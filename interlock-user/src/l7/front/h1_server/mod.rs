@@ -28,9 +28,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::linger::ClientStream;
-use super::proxy::{Peer, Proxy, Scheme};
 use super::rewind::Rewind;
-use super::server::{Limits, IDLE_DRAIN};
+use super::server::IDLE_DRAIN;
+use crate::l7::limits::Limits;
+use crate::l7::proxy::{Peer, Proxy, Scheme};
 use request::Parsed;
 use response::Framing;
 

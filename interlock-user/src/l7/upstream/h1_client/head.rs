@@ -10,12 +10,10 @@ use bytes::{Bytes, BytesMut};
 use hyper::StatusCode;
 
 use super::body::Framing;
-use super::{Conn, Failure, MAX_HEAD_BYTES};
+use super::{Conn, Failure};
 use crate::l7::headers;
+use crate::l7::limits::{MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::l7::raw_headers::RawHeaders;
-
-/// Header lines in a response head (hyper's default).
-const MAX_HEADERS: usize = 100;
 
 /// A parsed response head.
 pub(super) struct Head {

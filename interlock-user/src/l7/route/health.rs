@@ -5,17 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
-use super::proxy::Proxy;
+use crate::l7::proxy::Proxy;
+use crate::l7::upstream::{Outgoing, Upstream};
 use crate::model::SnapshotRx;
+
+/// A probe that has no answer (status line and headers) within this time fails.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Probes every backend of every checked route on its interval; runs until the channel closes.
 pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
+    // Probes have connections of their own: they must not take, or close, the proxy's.
+    let upstream = Arc::new(Upstream::new(PROBE_TIMEOUT, PROBE_TIMEOUT));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut next_due: HashMap<(SocketAddr, String), tokio::time::Instant> = HashMap::new();
     loop {
@@ -29,6 +31,7 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
             continue;
         }
         let states: HashMap<SocketAddr, _> = proxy.backend_states().into_iter().map(|b| (b.addr, b)).collect();
+        upstream.retain(|a| states.contains_key(a));
         let now = tokio::time::Instant::now();
         let mut live = Vec::new();
         for route in &snapshot.http {
@@ -44,9 +47,9 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
                 }
                 *due = now + Duration::from_millis(check.interval_ms);
                 if let Some(state) = states.get(&b.addr).cloned() {
-                    let path = check.path.clone();
+                    let (path, upstream) = (check.path.clone(), upstream.clone());
                     tokio::spawn(async move {
-                        let ok = probe(state.addr, &path).await;
+                        let ok = probe(&upstream, state.addr, &path).await;
                         if ok != state.is_healthy() {
                             tracing::info!(backend = %state.addr, healthy = ok, "health check changed");
                         }
@@ -59,21 +62,17 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
     }
 }
 
-async fn probe(addr: SocketAddr, path: &str) -> bool {
-    let attempt = async {
-        let stream = TcpStream::connect(addr).await.ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
-        tokio::spawn(conn);
-        let req = Request::get(path)
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .ok()?;
-        let resp = sender.send_request(req).await.ok()?;
-        Some(resp.status().is_success() || resp.status().is_redirection())
+/// One GET of `path` through the upstream layer (hyper's client: the probe is not
+/// forwarded for anyone, so it carries no forwarding headers); 2xx and 3xx pass.
+async fn probe(upstream: &Upstream, addr: SocketAddr, path: &str) -> bool {
+    let Ok(req) = Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(crate::l7::empty_body())
+    else {
+        return false;
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    match tokio::time::timeout(PROBE_TIMEOUT, upstream.send(addr, Outgoing::streamed(req))).await {
+        Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
+        Ok(Err(_)) | Err(_) => false,
+    }
 }

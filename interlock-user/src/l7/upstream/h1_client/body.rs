@@ -16,7 +16,8 @@ use std::future::Future;
 use tokio::io::AsyncReadExt;
 
 use super::head::Head;
-use super::{Conn, Pool, MAX_HEAD_BYTES, READ_CHUNK};
+use super::{Conn, Pool, READ_CHUNK};
+use crate::l7::limits::MAX_HEAD_BYTES;
 use crate::l7::raw_headers::RawHeaders;
 use crate::l7::BoxError;
 
@@ -52,14 +53,14 @@ pub struct H1Body {
     pending: Bytes,
     state: State,
     reusable: bool,
-    pool: Arc<Pool>,
+    pool: Arc<Pool<Conn>>,
     addr: SocketAddr,
     /// The response's header lines, until the proxy takes them.
     raw_headers: Option<RawHeaders>,
 }
 
 impl H1Body {
-    pub(super) fn new(mut conn: Conn, head: Head, pool: Arc<Pool>, addr: SocketAddr) -> H1Body {
+    pub(super) fn new(mut conn: Conn, head: Head, pool: Arc<Pool<Conn>>, addr: SocketAddr) -> H1Body {
         let mut pending = head.rest;
         if head.framing == Framing::Chunked {
             // The decoder works in the connection's buffer.

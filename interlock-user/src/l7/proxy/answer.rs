@@ -10,9 +10,9 @@ use std::time::Duration;
 use hyper::header::HeaderValue;
 use hyper::Response;
 
-use super::headers::{self, RequestId, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
-use super::raw_headers::{self, RawHeaders};
-use super::ProxyBody;
+use crate::l7::headers::{self, RequestId, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
+use crate::l7::raw_headers::{self, RawHeaders};
+use crate::l7::ProxyBody;
 
 pub struct Answer {
     /// The backend's response (hop-by-hop headers gone), or one the proxy made.

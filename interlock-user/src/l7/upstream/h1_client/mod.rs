@@ -10,11 +10,11 @@
 //! goes back to the pool. No task, no channel.
 //!
 //! Requests with a body and upgrades (websockets) still go through hyper's client
-//! (`upstream.rs`): streaming a request body while reading the response, and handing an
+//! (`hyper_client`): streaming a request body while reading the response, and handing an
 //! upgraded connection over, are what hyper's dispatcher is for.
 //!
-//! Pool semantics are those of `upstream.rs`: idle connections per backend address, at
-//! most `MAX_IDLE_PER_BACKEND`, dropped when a backend is no longer routed; a pooled
+//! The pool is `upstream::pool`'s, as for hyper's client: idle connections per backend
+//! address, bounded, dropped when a backend is no longer routed; a pooled
 //! connection the backend has closed is never used (checked before the request is
 //! written), and one found closed only once the request was written (nothing came back)
 //! hands the request back for a fresh connection when the method is idempotent.
@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -38,8 +38,10 @@ use tokio::time::Sleep;
 
 pub use body::H1Body;
 
-use super::error::ProxyError;
-use super::headers::{self, Forwarded};
+use super::attempt;
+use super::pool::{ConnState, Pool, Pooled};
+use crate::l7::error::ProxyError;
+use crate::l7::headers::{self, Forwarded};
 
 /// A body-less request for the lean client: its head (origin form, Host set) and the
 /// forwarding headers to add. Hop-by-hop headers a Connection header names must already
@@ -50,10 +52,6 @@ pub struct LeanRequest {
     pub forwarded: Forwarded,
 }
 
-/// Idle connections kept per backend.
-const MAX_IDLE_PER_BACKEND: usize = 256;
-/// A response head larger than this is refused (502); request heads have the same limit.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -93,42 +91,13 @@ impl Conn {
     }
 }
 
-/// Idle connections per backend address.
-#[derive(Default)]
-pub(crate) struct Pool {
-    /// foldhash: keys come from the snapshot, not from clients.
-    idle: Mutex<foldhash::HashMap<SocketAddr, Vec<Conn>>>,
-}
-
-impl Pool {
-    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
-        loop {
-            let conn = self
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&addr)?
-                .pop()?;
-            if conn.still_open() {
-                return Some(conn);
-            }
+impl Pooled for Conn {
+    fn state(&self) -> ConnState {
+        if self.still_open() {
+            ConnState::Ready
+        } else {
+            ConnState::Closed
         }
-    }
-
-    /// Takes back a connection whose response ended cleanly.
-    fn put(&self, addr: SocketAddr, conn: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(addr).or_default();
-        if conns.len() < MAX_IDLE_PER_BACKEND {
-            conns.push(conn);
-        }
-    }
-
-    fn retain(&self, live: &impl Fn(&SocketAddr) -> bool) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|a, _| live(a));
     }
 }
 
@@ -144,7 +113,7 @@ enum Failure {
 }
 
 pub struct H1Client {
-    pool: Arc<Pool>,
+    pool: Arc<Pool<Conn>>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -175,12 +144,10 @@ impl H1Client {
                 Err(e) => return Err((not_repeatable(e), None)),
             }
         }
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err((ProxyError::Connect { addr, source }, Some(req))),
-            Err(_) => return Err((ProxyError::ConnectTimeout { addr }, Some(req))),
+        let stream = match attempt::connect(addr, self.connect_timeout).await {
+            Ok(s) => s,
+            Err(e) => return Err((e, Some(req))),
         };
-        let _ = stream.set_nodelay(true);
         match self.exchange(addr, Conn::new(stream), &req).await {
             Ok(resp) => Ok(resp),
             // A fresh connection closed before answering: hand the request back only when

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
 use tokio::sync::watch;
 
@@ -65,9 +66,7 @@ pub fn take(http: SocketAddr) -> Result<Option<Received>> {
     let mut fds = Vec::new();
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            // SAFETY: the kernel installed these descriptors in this process just now; each
-            // is owned here once.
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(raw.into_iter().map(received));
         }
     }
     if fds.is_empty() {
@@ -157,8 +156,7 @@ fn hand_over(stream: &UnixStream, listeners: &[OwnedFd]) -> Result<i32> {
 /// The peer's pid, when it runs with this process's user id.
 fn same_user(stream: &UnixStream) -> Result<i32> {
     let peer = getsockopt(stream, sockopt::PeerCredentials).context("reading the peer's credentials")?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     if peer.uid() != me {
         bail!(
             "process {} runs as uid {}, not {me}: no listening sockets for it",
@@ -171,14 +169,18 @@ fn same_user(stream: &UnixStream) -> Result<i32> {
 
 /// Waits up to `timeout` for `unix` to have a connection to accept.
 fn readable(unix: &UnixListener, timeout: Duration) -> bool {
-    let mut fd = libc::pollfd {
-        fd: unix.as_fd().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one pollfd, valid for the call.
-    let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
-    n > 0 && fd.revents & libc::POLLIN != 0
+    let mut fds = [PollFd::new(unix.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0) && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
+}
+
+/// Takes ownership of a descriptor received in an SCM_RIGHTS message. nix 0.32 hands them
+/// over as raw numbers; this is the one place they become owned.
+#[allow(unsafe_code)]
+fn received(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed this descriptor in this process for this message just
+    // now; nothing else holds it, and each one is owned here once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The HTTPS front: peek at the ClientHello's SNI; splice passthrough routes to a backend
-//! untouched; terminate the rest with rustls, choosing the certificate by SNI from the
+//! The HTTPS front: peek at the ClientHello's SNI; hand passthrough routes to the proxy's
+//! splice (`Proxy::passthrough`); terminate the rest with rustls, choosing the certificate by SNI from the
 //! routes' PEM files (Docker secrets), reloaded when the files change.
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,15 +13,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::balance;
 use super::linger::ClientStream;
-use super::proxy::Proxy;
 use super::rewind::Rewind;
 use super::sni::{self, Hello};
+use crate::l7::proxy::Proxy;
 use crate::model::{Snapshot, TlsMode};
 
 /// How long a client may take to send its ClientHello.
@@ -163,7 +161,7 @@ impl TlsFront {
             if let Some(route) = live.table.passthrough_backends(name) {
                 let backends = live.backends_of(&route);
                 drop(live);
-                passthrough(stream, buf, &backends, peer).await;
+                proxy.passthrough(stream, buf, &backends, peer).await;
                 return None;
             }
         }
@@ -175,29 +173,6 @@ impl TlsFront {
             }
         }
     }
-}
-
-/// Splices a passthrough connection to a backend (trying up to three on connect failures).
-async fn passthrough(mut client: ClientStream, hello: Vec<u8>, backends: &[Arc<balance::Backend>], peer: SocketAddr) {
-    let mut tried = Vec::new();
-    while tried.len() < 3.min(backends.len()) {
-        let Some(backend) = balance::pick(backends, Some(balance::sticky_key(peer.ip())), &tried) else {
-            break;
-        };
-        tried.push(backend.addr);
-        let Ok(Ok(mut upstream)) = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(backend.addr)).await
-        else {
-            backend.record_connect_failure();
-            continue;
-        };
-        backend.record_success();
-        let _in_flight = backend.start();
-        if tokio::io::AsyncWriteExt::write_all(&mut upstream, &hello).await.is_ok() {
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        }
-        return;
-    }
-    tracing::warn!(%peer, "TLS passthrough: no backend reachable");
 }
 
 fn modified(path: &PathBuf) -> Option<SystemTime> {

@@ -1,0 +1,137 @@
+//! The request as the backend gets it and the response as the client gets it: origin-form
+//! URI, hop-by-hop headers out, forwarding headers in, bodies streamed through; the form
+//! each upstream client takes (the lean one for body-less requests, hyper's for the rest).
+use http_body_util::BodyExt;
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+
+use super::respond::error_response;
+use super::splice::splice_upgraded;
+use super::{Peer, Proxy, RequestBody, Scheme};
+use crate::l7::error::ProxyError;
+use crate::l7::headers;
+use crate::l7::raw_headers::RawHeaders;
+use crate::l7::route::balance;
+use crate::l7::route::table::{self as routes, Route};
+use crate::l7::upstream::h1_client::LeanRequest;
+use crate::l7::upstream::{Outgoing, UpstreamBody};
+use crate::l7::ProxyBody;
+
+impl Proxy {
+    /// The request as the backend sees it: origin-form URI (rewritten), HTTP/1.1, no
+    /// hop-by-hop headers, forwarding headers set; the body streamed through. Requests
+    /// without a body or upgrade go to the lean client, the rest to hyper's.
+    pub(super) fn upstream_request<B: RequestBody>(
+        &self,
+        req: Request<B>,
+        route: &Route,
+        peer: &Peer,
+        scheme: Scheme,
+        host: Option<&HeaderValue>,
+        upgrade: Option<&HeaderValue>,
+    ) -> Result<Outgoing, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        parts.uri = origin_form(&parts.uri, route)?;
+        parts.version = Version::HTTP_11;
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/2 carries the host in :authority.
+            if let Some(v) = host {
+                parts.headers.insert(HOST, v.clone());
+            }
+        }
+        if upgrade.is_none() && body.is_end_stream() {
+            // The lean client writes the forwarding headers itself and leaves the fixed
+            // hop-by-hop set out as it writes; only names a Connection header lists need
+            // removing here.
+            if parts.headers.contains_key(hyper::header::CONNECTION) {
+                headers::strip_hop_by_hop(&mut parts.headers);
+            }
+            let forwarded = headers::Forwarded {
+                client: peer.ip_value.clone(),
+                proto: scheme.as_str(),
+                host: host.cloned(),
+            };
+            return Ok(Outgoing::lean(LeanRequest { parts, forwarded }));
+        }
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = upgrade {
+            parts
+                .headers
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(hyper::header::UPGRADE, protocol.clone());
+        }
+        headers::set_forwarded(&mut parts.headers, &peer.ip_value, scheme.as_str(), host.cloned());
+        Ok(Outgoing::streamed(Request::from_parts(
+            parts,
+            body.map_err(Into::into).boxed(),
+        )))
+    }
+
+    /// The backend's response as the client gets it, and the backend's header lines when
+    /// the lean client kept them raw.
+    pub(super) fn downstream_response(
+        &self,
+        mut resp: Response<UpstreamBody>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        in_flight: balance::InFlight,
+    ) -> (Response<ProxyBody>, Option<RawHeaders>) {
+        // The lean client leaves hop-by-hop headers out as it parses.
+        let raw = resp.body_mut().take_raw_headers();
+        let (mut parts, body) = resp.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        let mut in_flight = Some(in_flight);
+        if switching {
+            match client_upgrade {
+                Some(client_upgrade) => {
+                    let backend_upgrade = hyper::upgrade::on(Response::from_parts(parts.clone(), ()));
+                    tokio::spawn(splice_upgraded(client_upgrade, backend_upgrade, in_flight.take()));
+                    return (Response::from_parts(parts, crate::l7::empty_body()), raw);
+                }
+                None => {
+                    let e = ProxyError::Internal("backend switched protocols unasked".into());
+                    return (error_response(&e), None);
+                }
+            }
+        }
+        if raw.is_none() {
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
+        // Count the request in flight until its body has been read.
+        let body = body.map_frame(move |f| {
+            let _ = &in_flight;
+            f
+        });
+        (Response::from_parts(parts, body.boxed()), raw)
+    }
+}
+
+/// The Host a request is for: the URI authority (HTTP/2, absolute-form) or the Host header.
+/// A header value: cloning the Host header shares its bytes, no copy per request.
+pub(super) fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
+    }
+}
+
+/// The origin-form URI sent to the backend: the prefix stripped when the route says so.
+/// Unchanged paths keep their bytes (no re-parse).
+fn origin_form(uri: &Uri, route: &Route) -> Result<Uri, ProxyError> {
+    let strip = route.strip_prefix && route.path_prefix != "/";
+    if !strip {
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            return Ok(uri.clone());
+        }
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        );
+        return Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("unparsable path"));
+    }
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    routes::rewrite_path(&route.path_prefix, true, path)
+        .parse::<Uri>()
+        .map_err(|_| ProxyError::BadRequest("unparsable path"))
+}

@@ -1,0 +1,105 @@
+//! The live route table: a snapshot's routes compiled, with each backend's live state and
+//! each route's metric handles, swapped in whole (`ArcSwap`) when a snapshot comes.
+//!
+//! Requests in flight keep the table (and backends) they started with.
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::Proxy;
+use crate::l7::metrics::{LimitLabels, RequestLabels, RouteLabels, RouteName};
+use crate::l7::route::balance::Backend;
+use crate::l7::route::table::{Route, RouteTable};
+use crate::model::assemble::{LIMIT_BACKENDS_PER_SERVICE, LIMIT_HTTP_ROUTES};
+use crate::model::Snapshot;
+
+/// A route table with the live state of every backend it names.
+pub struct LiveTable {
+    pub table: RouteTable,
+    /// Keyed by the route's address in memory: one lookup per request.
+    routes: foldhash::HashMap<usize, RouteState>,
+}
+
+/// What the proxy keeps per route of a live table: its backends' live state and its metric
+/// handles, taken from the metric families once per swap instead of looked up (hashing the
+/// labels, locking the family) per request.
+pub(super) struct RouteState {
+    backends: Arc<[Arc<Backend>]>,
+    pub(super) latency: Histogram,
+    /// Requests answered 200, the usual status; others go through the family.
+    pub(super) ok: Counter,
+}
+
+impl LiveTable {
+    pub(super) fn empty() -> LiveTable {
+        LiveTable {
+            table: RouteTable::default(),
+            routes: foldhash::HashMap::default(),
+        }
+    }
+
+    pub fn backends_of(&self, route: &Arc<Route>) -> Arc<[Arc<Backend>]> {
+        self.state_of(route)
+            .map(|s| s.backends.clone())
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    pub(super) fn state_of(&self, route: &Arc<Route>) -> Option<&RouteState> {
+        self.routes.get(&(Arc::as_ptr(route) as usize))
+    }
+}
+
+impl Proxy {
+    /// Compiles and swaps in the routes of `snapshot`.
+    pub fn apply(&self, snapshot: &Snapshot) {
+        for limit in [LIMIT_HTTP_ROUTES, LIMIT_BACKENDS_PER_SERVICE] {
+            let services = snapshot.limits_hit.get(limit).copied().unwrap_or(0);
+            self.metrics
+                .services_over_limit
+                .get_or_create(&LimitLabels { limit })
+                .set(i64::from(services));
+        }
+        let table = RouteTable::compile(snapshot);
+        let states = self
+            .registry
+            .sync(table.routes().flat_map(|r| r.backends.iter().copied()));
+        let routes = table
+            .routes()
+            .map(|r| {
+                let list: Vec<Arc<Backend>> = r.backends.iter().filter_map(|a| states.get(a).cloned()).collect();
+                let route = RouteName(r.name.clone());
+                let state = RouteState {
+                    backends: Arc::from(list),
+                    latency: self
+                        .metrics
+                        .latency
+                        .get_or_create(&RouteLabels { route: route.clone() })
+                        .clone(),
+                    ok: self
+                        .metrics
+                        .requests
+                        .get_or_create(&RequestLabels { route, status: 200 })
+                        .clone(),
+                };
+                (Arc::as_ptr(r) as usize, state)
+            })
+            .collect();
+        self.upstream.retain(|a| states.contains_key(a));
+        self.live.store(Arc::new(LiveTable { table, routes }));
+        self.metrics.route_swaps.inc();
+    }
+
+    pub fn table(&self) -> arc_swap::Guard<Arc<LiveTable>> {
+        self.live.load()
+    }
+
+    /// Every backend state currently routed to, for health checks and metrics.
+    pub fn backend_states(&self) -> Vec<Arc<Backend>> {
+        let live = self.live.load();
+        let mut all: Vec<Arc<Backend>> = live.routes.values().flat_map(|s| s.backends.iter().cloned()).collect();
+        all.sort_by_key(|b| b.addr);
+        all.dedup_by_key(|b| b.addr);
+        all
+    }
+}

@@ -1,0 +1,45 @@
+//! The proxy's own answers: errors mapped to a status and a short text, redirects.
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, LOCATION};
+use hyper::{Response, StatusCode};
+
+use crate::l7::error::{ProxyError, Side};
+use crate::l7::ProxyBody;
+
+fn text_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+pub(super) fn redirect(target: &str) -> Response<ProxyBody> {
+    let mut resp = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
+    if let Ok(v) = HeaderValue::from_str(target) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+pub(super) fn error_response(e: &ProxyError) -> Response<ProxyBody> {
+    let body = match e {
+        ProxyError::NoRoute { .. } => "no route for this host\n".to_string(),
+        ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
+        other => format!("{}\n", other.status().canonical_reason().unwrap_or("error")),
+    };
+    let mut resp = text_response(e.status(), &body);
+    if e.side() == Side::Client {
+        // After a malformed request the connection's framing cannot be trusted: close it.
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
