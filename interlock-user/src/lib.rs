@@ -14,6 +14,7 @@
 //! - `model`: the routing snapshot shared by the control plane and the data planes.
 //! - `log_format`: how log lines are written (cheap enough for one line per request);
 //!   `access_log`: the per-request line; `log_writer`: stderr through a bounded queue.
+//! - `pem`: reading certificates and keys (HTTPS front, snapshot stream).
 //! - `netns`: running code in another network namespace (the host's, from a container).
 //! - `runtime`: the tokio runtime (current-thread for one worker, else work-stealing).
 // `unsafe` only where the kernel is reached without a safe wrapper, each block with its
@@ -26,12 +27,11 @@ pub mod control;
 pub mod docker;
 pub mod http_get;
 pub mod l4;
-// handover.rs: SCM_RIGHTS; see there.
-#[allow(unsafe_code)]
 pub mod l7;
 pub mod log_format;
 pub mod log_writer;
 pub mod model;
 pub mod netns;
+pub mod pem;
 pub mod planes;
 pub mod runtime;

@@ -10,7 +10,8 @@ use aya::programs::XdpMode;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, MissedTickBehavior};
 
-use interlock::l4::pin::{self, DEFAULT_PIN_DIR};
+use interlock::config::defaults;
+use interlock::l4::pin;
 use interlock::l4::{L4Sync, LbMaps};
 use interlock::model::L4Service;
 
@@ -29,7 +30,7 @@ pub struct L4Args {
     #[arg(long)]
     pub default_vip: Option<Ipv4Addr>,
     /// bpffs directory for the pinned maps and links.
-    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    #[arg(long, default_value = defaults::BPFFS)]
     pub pin_dir: PathBuf,
     /// Attach in generic (skb) mode instead of native (driver) mode.
     #[arg(long)]

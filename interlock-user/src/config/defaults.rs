@@ -4,7 +4,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::args::{LogFormat, Role, XdpMode};
+
 // Control plane.
+pub const ROLE: Role = Role::Auto;
 /// Task poll interval (Docker emits no task events).
 pub const POLL_MS: u64 = 1000;
 /// Full re-read of the engine's state.
@@ -33,8 +36,10 @@ pub const FIRST_ROUTES_WAIT_S: u64 = 15;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 // L4 plane.
+pub const XDP_MODE: XdpMode = XdpMode::Skb;
 /// bpffs directory of the pinned maps and links.
 pub const BPFFS: &str = "/sys/fs/bpf/interlock";
 
 // The agent as a whole.
+pub const LOG_FORMAT: LogFormat = LogFormat::Text;
 pub const JOIN_NETWORKS: bool = false;

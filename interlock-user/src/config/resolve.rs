@@ -214,7 +214,7 @@ fn control(p: &mut Pick, a: ControlArgs, f: ControlArgs) -> Result<ControlConfig
         bail!("reconcile_s: 0: expected at least 1 (seconds)");
     }
     Ok(ControlConfig {
-        role: p.or("role", a.role, f.role, Role::Auto),
+        role: p.or("role", a.role, f.role, d::ROLE),
         leader: p.opt("leader", a.leader, f.leader),
         snapshot_listen: p.opt("snapshot_listen", a.snapshot_listen, f.snapshot_listen),
         stream_tls_dir: p.opt("stream_tls_dir", a.stream_tls_dir, f.stream_tls_dir),
@@ -285,7 +285,7 @@ fn l4(p: &mut Pick, a: L4Args, f: L4Args) -> L4Config {
         .collect();
     L4Config {
         interfaces,
-        mode: p.or("xdp_mode", a.xdp_mode, f.xdp_mode, XdpMode::Skb),
+        mode: p.or("xdp_mode", a.xdp_mode, f.xdp_mode, d::XDP_MODE),
         vip: p.opt("l4_vip", a.l4_vip, f.l4_vip),
         bpffs: p.or("bpffs", a.bpffs, f.bpffs, d::BPFFS.into()),
         host_netns: p.opt("host_netns", a.host_netns, f.host_netns),
@@ -296,7 +296,7 @@ fn agent(p: &mut Pick, a: AgentArgs, f: AgentArgs) -> AgentConfig {
     AgentConfig {
         docker_host: p.opt("docker_host", a.docker_host, f.docker_host),
         join_networks: p.or("join_networks", a.join_networks, f.join_networks, d::JOIN_NETWORKS),
-        log_format: p.or("log_format", a.log_format, f.log_format, LogFormat::Text),
+        log_format: p.or("log_format", a.log_format, f.log_format, d::LOG_FORMAT),
     }
 }
 

@@ -13,7 +13,7 @@ use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::l7::front::tls::{read_certs, read_key};
+use crate::pem::{read_certs, read_key};
 
 pub const CA_FILE: &str = "interlock-ca.pem";
 pub const CERT_FILE: &str = "interlock-cert.pem";

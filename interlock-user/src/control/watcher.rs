@@ -28,8 +28,8 @@ pub struct WatchConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
-            poll: Duration::from_secs(1),
-            reconcile: Duration::from_secs(30),
+            poll: Duration::from_millis(crate::config::defaults::POLL_MS),
+            reconcile: Duration::from_secs(crate::config::defaults::RECONCILE_S),
             debounce: Duration::from_millis(20),
         }
     }

@@ -20,8 +20,8 @@ use crate::model::SnapshotRx;
 /// there).
 const RECHECK: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_millis(250);
-/// Local task addresses are read again this often (tasks start and stop without a snapshot
-/// change on this node's side).
+/// Local task addresses are read again this often (a container's address on this node can
+/// change without a snapshot change).
 const GATEWAYS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the watcher reads and does.
@@ -34,57 +34,104 @@ pub struct NodeWatch {
 }
 
 /// Starts watching; the view changes as the engine's answers do. With nothing to watch the
-/// view stays the default (no gateways, networks not managed).
+/// view stays the default (no gateways, networks not managed). The gateway reads and the
+/// joins run as two tasks, so a slow join does not leave L4 on stale local tasks, nor a slow
+/// read hold the joins (and the first routes) back.
 pub fn start(snapshots: SnapshotRx, watch: NodeWatch) -> NodeRx {
     let initial = NodeView {
         joined: watch.join_as.as_ref().map(|_| BTreeSet::new()),
         ..NodeView::default()
     };
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(initial));
-    if watch.join_as.is_some() || watch.gateways {
-        tokio::spawn(run(snapshots, watch, tx));
+    let tx = Arc::new(tx);
+    if watch.gateways {
+        tokio::spawn(read_gateways(snapshots.clone(), tx.clone()));
+    }
+    if let Some(container) = watch.join_as {
+        tokio::spawn(keep_networks(snapshots, container, tx));
     }
     rx
 }
 
-/// Runs until the snapshot channel closes.
-async fn run(mut rx: SnapshotRx, watch: NodeWatch, tx: NodeTx) {
-    let mut node = Node {
-        source: None,
-        joiner: watch.join_as.map(|container| Joiner {
-            container,
-            joined: BTreeSet::new(),
-            pinned: None,
-            unneeded_since: HashMap::new(),
-        }),
-        reported: BTreeMap::new(),
+/// Whether `last` is `every` ago, or never happened.
+fn due(last: Option<Instant>, every: Duration) -> bool {
+    last.is_none_or(|t| t.elapsed() >= every)
+}
+
+/// Reads the local tasks' gateway addresses on each snapshot and every second, until the
+/// snapshot channel closes.
+async fn read_gateways(mut rx: SnapshotRx, tx: Arc<NodeTx>) {
+    let mut engine = Engine::default();
+    let mut tick = interval(GATEWAYS_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let version = rx.borrow_and_update().version;
+        let read = match engine.source().await {
+            Some(source) => source.local_gateway_addrs().await,
+            None => Err(anyhow::anyhow!("Docker unreachable")),
+        };
+        let gateways = match read {
+            Ok(g) => {
+                engine.reported.remove("gateways");
+                Some(g)
+            }
+            Err(e) => {
+                let message = format!("reading local task addresses, keeping the last ones: {e:#}");
+                report(&mut engine.reported, "gateways", message);
+                engine.source = None;
+                None
+            }
+        };
+        // Tried for this version either way: with Docker unreachable the last ones serve.
+        tx.send_if_modified(|v| {
+            let changed = v.gateways_for != version || gateways.as_ref().is_some_and(|g| *g != v.gateways);
+            if changed {
+                let v = Arc::make_mut(v);
+                v.gateways_for = version;
+                if let Some(g) = gateways {
+                    v.gateways = g;
+                }
+            }
+            changed
+        });
+    }
+}
+
+/// Keeps the container on the networks the snapshots name, until the channel closes.
+async fn keep_networks(mut rx: SnapshotRx, container: String, tx: Arc<NodeTx>) {
+    let mut engine = Engine::default();
+    let mut joiner = Joiner {
+        container,
+        joined: BTreeSet::new(),
+        pinned: None,
+        unneeded_since: HashMap::new(),
     };
     let mut tick = interval(RETRY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut last_joins, mut last_gateways): (Option<Instant>, Option<Instant>) = (None, None);
+    let mut last: Option<Instant> = None;
     loop {
         let changed = tokio::select! {
             changed = rx.changed() => if changed.is_err() { return } else { true },
             _ = tick.tick() => false,
         };
+        if !(changed || engine.retry_pending() || due(last, RECHECK)) {
+            continue;
+        }
+        last = Some(Instant::now());
         let snapshot = rx.borrow_and_update().clone();
-        let due = |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
-        if watch.gateways && (changed || due(last_gateways, GATEWAYS_EVERY)) {
-            last_gateways = Some(Instant::now());
-            node.read_gateways(&tx).await;
-        }
-        if node.joiner.is_some() && (changed || node.retry_pending() || due(last_joins, RECHECK)) {
-            last_joins = Some(Instant::now());
-            let wanted: BTreeSet<String> = snapshot.networks.iter().cloned().collect();
-            node.sync_networks(&wanted, &tx).await;
-            tx.send_if_modified(|v| {
-                let done = v.joins_for != snapshot.version;
-                if done {
-                    Arc::make_mut(v).joins_for = snapshot.version;
-                }
-                done
-            });
-        }
+        let wanted: BTreeSet<String> = snapshot.networks.iter().cloned().collect();
+        engine.sync_networks(&mut joiner, &wanted, &tx).await;
+        tx.send_if_modified(|v| {
+            let done = v.joins_for != snapshot.version;
+            if done {
+                Arc::make_mut(v).joins_for = snapshot.version;
+            }
+            done
+        });
     }
 }
 
@@ -97,16 +144,17 @@ struct Joiner {
     unneeded_since: HashMap<String, Instant>,
 }
 
-struct Node {
+/// One task's connection to the engine and what went wrong with it.
+#[derive(Default)]
+struct Engine {
     /// One connection, kept while it works (connecting negotiates the API version).
     source: Option<DockerSource>,
-    joiner: Option<Joiner>,
     /// Failures are logged when they first happen or change, not every recheck.
     reported: BTreeMap<String, String>,
 }
 
-impl Node {
-    /// A join failed: retry sooner than the full recheck.
+impl Engine {
+    /// A join or leave failed: retry sooner than the full recheck.
     fn retry_pending(&self) -> bool {
         self.reported.keys().any(|k| k != "docker" && k != "gateways")
     }
@@ -114,7 +162,10 @@ impl Node {
     async fn source(&mut self) -> Option<&DockerSource> {
         if self.source.is_none() {
             match DockerSource::connect().await {
-                Ok(s) => self.source = Some(s),
+                Ok(s) => {
+                    self.reported.remove("docker");
+                    self.source = Some(s);
+                }
                 Err(e) => {
                     report(&mut self.reported, "docker", format!("cannot reach Docker: {e:#}"));
                     return None;
@@ -124,36 +175,13 @@ impl Node {
         self.source.as_ref()
     }
 
-    async fn read_gateways(&mut self, tx: &NodeTx) {
-        let Some(source) = self.source().await else { return };
-        match source.local_gateway_addrs().await {
-            Ok(gateways) => {
-                self.reported.remove("gateways");
-                tx.send_if_modified(|v| {
-                    let changed = v.gateways != gateways;
-                    if changed {
-                        Arc::make_mut(v).gateways = gateways;
-                    }
-                    changed
-                });
-            }
-            Err(e) => {
-                let message = format!("reading local task addresses, keeping the last ones: {e:#}");
-                report(&mut self.reported, "gateways", message);
-                self.source = None;
-            }
-        }
-    }
-
     /// Joins the `wanted` networks and leaves unneeded ones, publishing the joined set as
-    /// read from Docker, then after each join (what is reachable goes out at once).
-    async fn sync_networks(&mut self, wanted: &BTreeSet<String>, tx: &NodeTx) {
+    /// read from Docker, then after each join or leave (what is reachable goes out at once).
+    async fn sync_networks(&mut self, j: &mut Joiner, wanted: &BTreeSet<String>, tx: &NodeTx) {
         if self.source().await.is_none() {
             return;
         }
-        let (Some(source), Some(j)) = (self.source.as_ref(), self.joiner.as_mut()) else {
-            return;
-        };
+        let Some(source) = self.source.as_ref() else { return };
         j.joined = match source.container_networks(&j.container).await {
             Ok(n) => n.into_keys().collect(),
             Err(e) => {
@@ -163,6 +191,10 @@ impl Node {
             }
         };
         self.reported.remove("docker");
+        // A failure about a network neither wanted nor joined any more is moot: it must not
+        // keep the quick retries going.
+        self.reported
+            .retain(|k, _| k == "docker" || wanted.contains(k) || j.joined.contains(k));
         publish_joined(tx, &j.joined);
         let pinned = j.pinned.get_or_insert_with(|| j.joined.clone());
         let plan = plan(wanted, &j.joined, pinned, &mut j.unneeded_since, Instant::now());
@@ -187,6 +219,7 @@ impl Node {
         for network in plan.leave {
             match source.disconnect_network(&network, &j.container).await {
                 Ok(()) => {
+                    self.reported.remove(&network);
                     tracing::info!(%network, "left network no route uses any more");
                     j.joined.remove(&network);
                     publish_joined(tx, &j.joined);

@@ -14,7 +14,6 @@ use aya::{Ebpf, EbpfLoader};
 use super::maps::{MapLayout, MAP_LAYOUTS};
 use crate::bpf::EBPF_OBJECT;
 
-pub const DEFAULT_PIN_DIR: &str = crate::config::defaults::BPFFS;
 /// Name of the balancer program in the object.
 pub const PROG_LB: &str = "interlock_lb";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

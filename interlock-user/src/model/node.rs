@@ -31,6 +31,10 @@ pub struct GatewayAddr {
 pub struct NodeView {
     /// Task id -> `docker_gwbridge` address, for the swarm tasks running on this node.
     pub gateways: HashMap<String, GatewayAddr>,
+    /// The snapshot version the gateways were last read (or tried) for: the L4 plane applies
+    /// a snapshot only with gateways read for it, so a task it names is not left out for a
+    /// second, nor every service emptied before the first read after a restart.
+    pub gateways_for: u64,
     /// The networks the agent's container is on; `None` when the agent joins none (not asked
     /// to, or not in a container).
     pub joined: Option<BTreeSet<String>>,

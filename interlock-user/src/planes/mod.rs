@@ -60,8 +60,11 @@ pub async fn run_agent(s: Settings) -> Result<()> {
 
     let status_rx = http_rx.clone();
     let l4_counters = l4_status.clone();
-    let status_fn: crate::l7::admin::StatusFn =
-        Arc::new(move |proxy: &Proxy| status::json(&status_rx.borrow(), proxy, &l4_status.load()));
+    let status_fn: crate::l7::admin::StatusFn = Arc::new(move |proxy: &Proxy| {
+        // Cloned out, so the combining task's next send does not wait for the JSON.
+        let snapshot = status_rx.borrow().clone();
+        status::json(&snapshot, proxy, &l4_status.load())
+    });
     let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
         vec![Box::new(l4::metrics::L4Collector(l4_counters))];
     // The planes start side by side: loading and attaching the XDP programs takes a few

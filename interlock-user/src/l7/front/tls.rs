@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::AsyncReadExt;
@@ -21,6 +19,7 @@ use super::rewind::Rewind;
 use super::sni::{self, Hello};
 use crate::l7::proxy::Proxy;
 use crate::model::{Snapshot, TlsMode};
+use crate::pem::{read_certs, read_key};
 
 /// How long a client may take to send its ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,23 +184,4 @@ fn load(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     let key = read_key(key)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key).context("unsupported private key type")?;
     Ok(CertifiedKey::new(chain, signing))
-}
-
-/// The certificates of a PEM file; an error names the file, also when it holds none.
-pub fn read_certs(path: &std::path::Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    use anyhow::Context;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    if chain.is_empty() {
-        anyhow::bail!("{} holds no certificate", path.display());
-    }
-    Ok(chain)
-}
-
-/// The private key of a PEM file.
-pub fn read_key(path: &std::path::Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    use anyhow::Context;
-    PrivateKeyDer::from_pem_file(path).with_context(|| format!("reading the private key {}", path.display()))
 }

@@ -101,7 +101,7 @@ impl Proxy {
     }
 
     /// Lets each backend serve at most `max` requests at once (default
-    /// `balance::DEFAULT_MAX_REQUESTS_PER_BACKEND`); more wait in line for a slot.
+    /// `config::defaults::MAX_BACKEND_REQUESTS`); more wait in line for a slot.
     pub fn with_backend_limit(mut self, max: usize) -> Proxy {
         self.registry = Registry::new(max);
         self

@@ -20,9 +20,6 @@ const EJECT_AFTER: u32 = 3;
 /// First ejection period; doubles with each further failure, up to `MAX_EJECTION`.
 const BASE_EJECTION: Duration = Duration::from_secs(1);
 const MAX_EJECTION: Duration = Duration::from_secs(30);
-/// Requests one backend serves at once unless the operator says otherwise: more wait in
-/// line. Each is an open HTTP/1 connection, and a task that accepts fewer refuses the rest.
-pub const DEFAULT_MAX_REQUESTS_PER_BACKEND: usize = crate::config::defaults::MAX_BACKEND_REQUESTS;
 
 /// Live state of one backend address.
 #[derive(Debug)]
@@ -162,7 +159,7 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(DEFAULT_MAX_REQUESTS_PER_BACKEND)
+        Registry::new(crate::config::defaults::MAX_BACKEND_REQUESTS)
     }
 }
 

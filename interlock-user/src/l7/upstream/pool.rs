@@ -18,6 +18,10 @@ pub(crate) enum ConnState {
 }
 
 pub(crate) trait Pooled {
+    /// Whether `state` is cheap enough to ask under the pool's lock (hyper's flags). When it
+    /// costs a system call (the lean client's peek), the connection is taken out first and
+    /// asked outside the lock, so requests to a hot backend do not queue behind the syscall.
+    const CHEAP_STATE: bool = true;
     fn state(&self) -> ConnState;
 }
 
@@ -39,6 +43,9 @@ impl<C: Pooled> Pool<C> {
     /// A connection to `addr` ready for a request, the most recently used first (warm, and
     /// the others may time out); closed ones met on the way leave the pool.
     pub(crate) fn checkout(&self, addr: SocketAddr) -> Option<C> {
+        if !C::CHEAP_STATE {
+            return self.checkout_then_ask(addr);
+        }
         loop {
             let closed = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -58,6 +65,27 @@ impl<C: Pooled> Pool<C> {
             };
             // Its socket is closed outside the lock.
             drop(closed);
+        }
+    }
+
+    /// The most recent connection, asked for its state outside the lock.
+    fn checkout_then_ask(&self, addr: SocketAddr) -> Option<C> {
+        loop {
+            let conn = self
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&addr)?
+                .pop()?;
+            match conn.state() {
+                ConnState::Ready => return Some(conn),
+                // Not ready yet: back it goes, and there is no other to try first.
+                ConnState::Busy => {
+                    self.put(addr, conn);
+                    return None;
+                }
+                ConnState::Closed => drop(conn),
+            }
         }
     }
 
@@ -119,5 +147,34 @@ mod tests {
             pool.put(addr, Fake(i as u8, ConnState::Ready));
         }
         assert_eq!(pool.idle.lock().unwrap()[&addr].len(), MAX_IDLE_PER_BACKEND);
+    }
+
+    /// A connection whose state costs a syscall: asked outside the lock, latest first.
+    struct Peeked(u8, bool);
+    impl Pooled for Peeked {
+        const CHEAP_STATE: bool = false;
+        fn state(&self) -> ConnState {
+            if self.1 {
+                ConnState::Ready
+            } else {
+                ConnState::Closed
+            }
+        }
+    }
+
+    #[test]
+    fn costly_states_are_asked_outside_the_lock_latest_first_closed_ones_dropped() {
+        let pool = Pool::default();
+        let addr = SocketAddr::from(([10, 0, 0, 1], 80));
+        pool.put(addr, Peeked(1, true));
+        pool.put(addr, Peeked(2, true));
+        pool.put(addr, Peeked(3, false));
+        assert_eq!(
+            pool.checkout(addr).map(|c| c.0),
+            Some(2),
+            "the closed latest one is dropped"
+        );
+        assert_eq!(pool.checkout(addr).map(|c| c.0), Some(1));
+        assert!(pool.checkout(addr).is_none());
     }
 }

@@ -160,7 +160,12 @@ async fn follow(mut a: Attached, mut rx: SnapshotRx, mut node: NodeRx, status: A
         if snapshot.version == 0 {
             continue;
         }
-        let services = localize(&snapshot.l4, &node.borrow_and_update().gateways);
+        let view = node.borrow_and_update().clone();
+        // Gateways not read for this snapshot yet: the watcher is on it (and wakes this loop).
+        if view.gateways_for < snapshot.version {
+            continue;
+        }
+        let services = localize(&snapshot.l4, &view.gateways);
         if applied.as_ref() != Some(&services) {
             match a.sync.apply(&services) {
                 Ok(r) => {

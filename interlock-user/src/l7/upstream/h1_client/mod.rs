@@ -92,6 +92,7 @@ impl Conn {
 }
 
 impl Pooled for Conn {
+    const CHEAP_STATE: bool = false;
     fn state(&self) -> ConnState {
         if self.still_open() {
             ConnState::Ready
