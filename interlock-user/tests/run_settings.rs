@@ -110,7 +110,7 @@ const SETTINGS: &[(&str, &str, &str, &str, &str)] = &[
 ];
 
 /// `interlock run --print-config` with nothing from this process's environment.
-fn print_config(configure: impl FnOnce(&mut Command)) -> String {
+fn run_print_config(configure: impl FnOnce(&mut Command)) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_interlock"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("INTERLOCK_") {
@@ -119,7 +119,12 @@ fn print_config(configure: impl FnOnce(&mut Command)) -> String {
     }
     cmd.args(["run", "--print-config"]);
     configure(&mut cmd);
-    let out = cmd.output().expect("running interlock");
+    cmd.output().expect("running interlock")
+}
+
+/// What a successful `--print-config` printed.
+fn print_config(configure: impl FnOnce(&mut Command)) -> String {
+    let out = run_print_config(configure);
     assert!(
         out.status.success(),
         "interlock run --print-config failed: {}",
@@ -210,21 +215,18 @@ fn a_bad_file_or_value_names_the_setting_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("interlock.toml");
     std::fs::write(&file, "max_conections = 3\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_interlock"))
-        .args(["run", "--print-config", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = run_print_config(|cmd| {
+        cmd.arg("--config").arg(&file);
+    });
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("max_conections") && err.contains("interlock.toml"),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_interlock"))
-        .args(["run", "--print-config", "--https", "443"])
-        .output()
-        .unwrap();
+    let out = run_print_config(|cmd| {
+        cmd.args(["--https", "443"]);
+    });
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("https"));
 }

@@ -49,11 +49,7 @@ impl Given {
         Given(given)
     }
 
-    /// Every key counted as a flag (for code that builds arguments itself, and tests).
-    pub fn all_flags() -> Given {
-        Given(BTreeMap::new())
-    }
-
+    /// A key clap did not report (arguments built by code, not parsed) counts as a flag.
     fn source(&self, key: &str) -> Source {
         self.0.get(key).copied().unwrap_or(Source::Flag)
     }
@@ -76,7 +72,14 @@ struct Pick<'a> {
     origins: Origins,
 }
 
-impl Pick<'_> {
+impl<'a> Pick<'a> {
+    fn new(given: &'a Given) -> Self {
+        Pick {
+            given,
+            origins: Origins::default(),
+        }
+    }
+
     fn opt<T>(&mut self, key: &'static str, arg: Option<T>, file: Option<T>) -> Option<T> {
         if arg.is_some() {
             self.origins.0.insert(key, self.given.source(key));
@@ -165,10 +168,7 @@ impl Settings {
 
     /// Command line first, then the file, then the default.
     pub fn resolve(a: RunArgs, f: RunArgs, given: &Given) -> Result<Settings> {
-        let mut pick = Pick {
-            given,
-            origins: Origins::default(),
-        };
+        let mut pick = Pick::new(given);
         let control = control(&mut pick, a.control, f.control)?;
         let http = http(&mut pick, a.http, f.http)?;
         let l4 = l4(&mut pick, a.l4, f.l4);
@@ -185,20 +185,12 @@ impl Settings {
 
 /// The control group alone (`interlock control`, `interlock proxy`: no file).
 pub fn control_config(args: ControlArgs, given: &Given) -> Result<ControlConfig> {
-    let mut pick = Pick {
-        given,
-        origins: Origins::default(),
-    };
-    control(&mut pick, args, ControlArgs::default())
+    control(&mut Pick::new(given), args, ControlArgs::default())
 }
 
 /// The HTTP group alone (`interlock proxy`: no file).
 pub fn http_config(args: HttpArgs, given: &Given) -> Result<HttpConfig> {
-    let mut pick = Pick {
-        given,
-        origins: Origins::default(),
-    };
-    http(&mut pick, args, HttpArgs::default())
+    http(&mut Pick::new(given), args, HttpArgs::default())
 }
 
 /// Task polls faster than this would load the managers for nothing.

@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use super::*;
 
 fn resolve(args: RunArgs, file: RunArgs) -> anyhow::Result<Settings> {
-    Settings::resolve(args, file, &Given::all_flags())
+    Settings::resolve(args, file, &Given::default())
 }
 
 #[test]
