@@ -383,7 +383,8 @@ async fn the_response_timer_outlives_idle_time_in_the_pool() {
             forwarded: Forwarded {
                 client: "192.0.2.1".parse().unwrap(),
                 proto: "http",
-                host: None,
+                host: "lean.test".parse().unwrap(),
+                request_id: interlock::l7::headers::RequestId::Fresh(*b"0123456789abcdef0123456789abcdef"),
             },
         }
     };

@@ -16,6 +16,9 @@ pub enum Side {
 pub enum ProxyError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A method a reverse proxy does not serve (`CONNECT`: it would make an open tunnel).
+    #[error("method {0} is not allowed")]
+    MethodNotAllowed(&'static str),
     #[error("no route for host {host:?}")]
     NoRoute { host: String },
     #[error("route {route} has no backend")]
@@ -61,7 +64,10 @@ impl ProxyError {
 
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::NoRoute { .. } | ProxyError::ClientBody { .. } => Side::Client,
+            ProxyError::BadRequest(_)
+            | ProxyError::MethodNotAllowed(_)
+            | ProxyError::NoRoute { .. }
+            | ProxyError::ClientBody { .. } => Side::Client,
             ProxyError::Internal(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -81,6 +87,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }

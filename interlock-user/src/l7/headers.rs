@@ -1,21 +1,21 @@
-//! Header rules of the proxy: hop-by-hop removal, forwarding headers, request ids, and the
-//! request checks that must fail before anything is forwarded.
+//! Header rules of the proxy: hop-by-hop removal, forwarding headers, request ids. The
+//! checks a request must pass before it is routed are in `l7::normalize`.
 use std::net::IpAddr;
 use std::time::Duration;
 
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-
-use super::error::ProxyError;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// h2c's upgrade settings (RFC 7540 3.2): meaningful on one connection only.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1). Static names:
 /// comparing and removing them costs no parsing per request.
-static HOP_BY_HOP: [&HeaderName; 9] = [
+static HOP_BY_HOP: [&HeaderName; 10] = [
     &CONNECTION,
     &KEEP_ALIVE,
     &PROXY_CONNECTION,
@@ -25,7 +25,12 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &TRAILER,
     &TRANSFER_ENCODING,
     &UPGRADE,
+    &HTTP2_SETTINGS,
 ];
+
+/// Headers a Connection option can never remove: the request's target and framing. (The
+/// headers the proxy sets are written after hop-by-hop removal, so no option reaches them.)
+static PROTECTED: [&HeaderName; 2] = [&HOST, &CONTENT_LENGTH];
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -34,16 +39,17 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_UPSTREAM_ADDR: HeaderName = HeaderName::from_static("x-upstream-addr");
 pub static X_UPSTREAM_RESPONSE_TIME: HeaderName = HeaderName::from_static("x-upstream-response-time");
 pub static X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// The upgrade protocol a request asks for (`websocket`), when it asks for one.
-pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let connection_upgrade = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade.then(|| headers.get(UPGRADE).cloned()).flatten()
+/// True for the request headers the proxy sets itself ([`set_forwarded`]): a client's are
+/// removed before routing, never passed on.
+pub fn is_proxy_set_request(name: &HeaderName) -> bool {
+    name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == X_REAL_IP
+        || name == X_REQUEST_ID
+        || name == FORWARDED
 }
 
 /// True for the hop-by-hop headers every message may carry (not those a Connection
@@ -81,7 +87,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             for token in value.split(',').map(str::trim) {
                 let known = token.eq_ignore_ascii_case("keep-alive")
                     || token.eq_ignore_ascii_case("close")
-                    || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()));
+                    || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
+                    || PROTECTED.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()));
                 if !known {
                     if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                         named.push(name);
@@ -98,42 +105,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(*name);
         }
     }
-}
-
-/// Checks a request before it is routed: framing that two parsers could read differently
-/// is refused (request smuggling), and the host must be a plausible authority.
-pub fn check_request(headers: &HeaderMap, host: Option<&str>) -> Result<(), ProxyError> {
-    // One walk over the names (standard names compare as enum values), not a hash lookup
-    // per rule.
-    let (mut lengths, mut codings, mut hosts) = (0, 0, 0);
-    for (name, _) in headers {
-        if name == CONTENT_LENGTH {
-            lengths += 1;
-        } else if name == TRANSFER_ENCODING {
-            codings += 1;
-        } else if name == HOST {
-            hosts += 1;
-        }
-    }
-    if codings > 0 && lengths > 0 {
-        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
-    }
-    if lengths > 1 {
-        return Err(ProxyError::BadRequest("several Content-Length headers"));
-    }
-    if hosts > 1 {
-        return Err(ProxyError::BadRequest("several Host headers"));
-    }
-    let host = host.ok_or(ProxyError::BadRequest("missing Host"))?;
-    let valid = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
-    if !valid {
-        return Err(ProxyError::BadRequest("invalid Host"));
-    }
-    Ok(())
 }
 
 /// A client address as a header value; made once per connection, not per request.
@@ -157,31 +128,44 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// What the forwarding headers say, for the lean client, which writes them straight into
-/// the request head (and leaves the client's own out) instead of setting them in the map.
+/// The headers the proxy tells a backend about the request with: X-Forwarded-For and
+/// X-Real-IP (the client's address), X-Forwarded-Proto, X-Forwarded-Host (the authority
+/// routed) and x-request-id (the id the access log and the client's answer carry).
+/// The lean client writes them straight into the request head; [`set_forwarded`] puts
+/// them in a map for hyper's. The client's own were removed by `normalize`.
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     /// From [`ip_value`].
     pub client: HeaderValue,
     pub proto: &'static str,
-    /// The Host the client asked for.
-    pub host: Option<HeaderValue>,
+    pub host: HeaderValue,
+    pub request_id: RequestId,
 }
 
-/// True for the headers [`set_forwarded`] sets (a client's are never passed on).
-pub fn is_forwarding(name: &HeaderName) -> bool {
-    name == X_FORWARDED_FOR || name == X_FORWARDED_PROTO || name == X_FORWARDED_HOST
+impl Forwarded {
+    /// The header lines, for the lean client.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in [
+            (&b"x-forwarded-for: "[..], self.client.as_bytes()),
+            (b"\r\nx-real-ip: ", self.client.as_bytes()),
+            (b"\r\nx-forwarded-proto: ", self.proto.as_bytes()),
+            (b"\r\nx-forwarded-host: ", self.host.as_bytes()),
+            (b"\r\nx-request-id: ", self.request_id.as_bytes()),
+        ] {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
-/// Sets the forwarding headers; incoming ones are replaced, since clients are not trusted.
-/// `client` comes from [`ip_value`]; `host` is the Host the client asked for.
-pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'static str, host: Option<HeaderValue>) {
-    headers.insert(X_FORWARDED_FOR.clone(), client.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    match host {
-        Some(v) => headers.insert(X_FORWARDED_HOST.clone(), v),
-        None => headers.remove(&X_FORWARDED_HOST),
-    };
+/// Sets the forwarding headers in `headers` (hyper's client).
+pub fn set_forwarded(headers: &mut HeaderMap, forwarded: Forwarded) {
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded.client.clone());
+    headers.insert(X_REAL_IP.clone(), forwarded.client);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(forwarded.proto));
+    headers.insert(X_FORWARDED_HOST.clone(), forwarded.host);
+    headers.insert(X_REQUEST_ID.clone(), forwarded.request_id.into_value());
 }
 
 /// A request's id: the client's `x-request-id` when it is a sane token, else 32 random hex
@@ -296,30 +280,46 @@ mod tests {
     }
 
     #[test]
-    fn smuggling_shapes_are_refused() {
-        let both = headers(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
-        assert!(check_request(&both, Some("a.example")).is_err());
-        let two = headers(&[("content-length", "5"), ("content-length", "6")]);
-        assert!(check_request(&two, Some("a.example")).is_err());
-        assert!(check_request(&HeaderMap::new(), None).is_err());
-        assert!(check_request(&HeaderMap::new(), Some("a b")).is_err());
-        assert!(check_request(&HeaderMap::new(), Some("a.example:8080")).is_ok());
+    fn a_connection_option_never_removes_host_or_content_length() {
+        let mut h = headers(&[
+            ("connection", "host, Content-Length, x-secret"),
+            ("host", "a.example"),
+            ("content-length", "3"),
+            ("x-secret", "1"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["content-length", "host"]);
     }
 
     #[test]
     fn forwarded_headers_replace_the_clients() {
-        let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example")]);
         assert_eq!(ip_value("10.0.255.7".parse().unwrap()), "10.0.255.7");
         assert_eq!(ip_value("0.0.0.0".parse().unwrap()), "0.0.0.0");
-        let client = ip_value("192.0.2.1".parse().unwrap());
-        set_forwarded(&mut h, &client, "https", Some(HeaderValue::from_static("a.example")));
+        assert_eq!(ip_value("2001:db8::1".parse().unwrap()), "2001:db8::1");
+        let forwarded = Forwarded {
+            client: ip_value("192.0.2.1".parse().unwrap()),
+            proto: "https",
+            host: HeaderValue::from_static("a.example"),
+            request_id: RequestId::Client(HeaderValue::from_static("abc-1")),
+        };
+        let mut lines = Vec::new();
+        forwarded.write(&mut lines);
+        assert_eq!(
+            String::from_utf8(lines).unwrap(),
+            "x-forwarded-for: 192.0.2.1\r\nx-real-ip: 192.0.2.1\r\nx-forwarded-proto: https\r\n\
+             x-forwarded-host: a.example\r\nx-request-id: abc-1\r\n"
+        );
+        let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example")]);
+        set_forwarded(&mut h, forwarded);
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["x-real-ip"], "192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.example");
-        set_forwarded(&mut h, &ip_value("2001:db8::1".parse().unwrap()), "http", None);
-        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
-        assert!(!h.contains_key("x-forwarded-host"));
+        assert_eq!(h["x-request-id"], "abc-1");
     }
 
     #[test]
@@ -353,6 +353,5 @@ mod tests {
         assert_eq!(cookie(&h, "SESSION"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
-        assert!(upgrade_requested(&headers(&[("connection", "Upgrade"), ("upgrade", "websocket")])).is_some());
     }
 }

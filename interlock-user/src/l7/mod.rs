@@ -6,11 +6,13 @@
 //!   `linger` (closing without a reset), `tls` + `sni` + `rewind` (HTTPS front, passthrough).
 //! - `route`: where a request goes. `table` (snapshot -> route table: host, wildcard,
 //!   longest prefix; pure), `balance` (backend choice, per-backend live state), `health`.
+//! - `normalize`: the one step every request takes before routing (framing, authority,
+//!   path, upgrade policy, the client's copies of proxy-set headers); pure.
 //! - `proxy`: the request path (`Proxy::handle`), with the live table, request and response
 //!   forwarding, splices, and the proxy's own answers.
 //! - `upstream`: backends. One `send` over the lean HTTP/1.1 client (`h1_client`) and
 //!   hyper's, one pool type, one connect and retry rule (`attempt`).
-//! - Shared: `headers` (hop-by-hop, forwarding, request checks), `raw_headers` (a backend's
+//! - Shared: `headers` (hop-by-hop, forwarding, request ids), `raw_headers` (a backend's
 //!   header lines kept as bytes between the lean client and server), `limits`, `error`
 //!   (typed failures), `metrics`, `admin` (observability).
 pub mod admin;
@@ -19,6 +21,7 @@ pub mod front;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+pub mod normalize;
 pub mod proxy;
 pub mod raw_headers;
 pub mod route;

@@ -2,12 +2,12 @@
 //! URI, hop-by-hop headers out, forwarding headers in, bodies streamed through; the form
 //! each upstream client takes (the lean one for body-less requests, hyper's for the rest).
 use http_body_util::BodyExt;
-use hyper::header::{HeaderValue, HOST};
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use super::respond::error_response;
 use super::splice::splice_upgraded;
-use super::{Peer, Proxy, RequestBody, Scheme};
+use super::{Proxy, RequestBody};
 use crate::l7::error::ProxyError;
 use crate::l7::headers;
 use crate::l7::raw_headers::RawHeaders;
@@ -18,27 +18,22 @@ use crate::l7::upstream::{Outgoing, UpstreamBody};
 use crate::l7::ProxyBody;
 
 impl Proxy {
-    /// The request as the backend sees it: origin-form URI (rewritten), HTTP/1.1, no
-    /// hop-by-hop headers, forwarding headers set; the body streamed through. Requests
-    /// without a body or upgrade go to the lean client, the rest to hyper's.
+    /// The request as the backend sees it: the normalised request (`normalize`: origin
+    /// form, Host the routed authority) with the route's rewrite, HTTP/1.1, no hop-by-hop
+    /// headers, forwarding headers set; the body streamed through. Requests without a body
+    /// or upgrade go to the lean client, the rest to hyper's.
     pub(super) fn upstream_request<B: RequestBody>(
         &self,
         req: Request<B>,
         route: &Route,
-        peer: &Peer,
-        scheme: Scheme,
-        host: Option<&HeaderValue>,
+        forwarded: headers::Forwarded,
         upgrade: Option<&HeaderValue>,
     ) -> Result<Outgoing, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        parts.uri = origin_form(&parts.uri, route)?;
-        parts.version = Version::HTTP_11;
-        if !parts.headers.contains_key(HOST) {
-            // HTTP/2 carries the host in :authority.
-            if let Some(v) = host {
-                parts.headers.insert(HOST, v.clone());
-            }
+        if let Some(uri) = rewritten(&parts.uri, route)? {
+            parts.uri = uri;
         }
+        parts.version = Version::HTTP_11;
         if upgrade.is_none() && body.is_end_stream() {
             // The lean client writes the forwarding headers itself and leaves the fixed
             // hop-by-hop set out as it writes; only names a Connection header lists need
@@ -46,11 +41,6 @@ impl Proxy {
             if parts.headers.contains_key(hyper::header::CONNECTION) {
                 headers::strip_hop_by_hop(&mut parts.headers);
             }
-            let forwarded = headers::Forwarded {
-                client: peer.ip_value.clone(),
-                proto: scheme.as_str(),
-                host: host.cloned(),
-            };
             return Ok(Outgoing::lean(LeanRequest { parts, forwarded }));
         }
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -60,7 +50,7 @@ impl Proxy {
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(hyper::header::UPGRADE, protocol.clone());
         }
-        headers::set_forwarded(&mut parts.headers, &peer.ip_value, scheme.as_str(), host.cloned());
+        headers::set_forwarded(&mut parts.headers, forwarded);
         Ok(Outgoing::streamed(Request::from_parts(
             parts,
             body.map_err(Into::into).boxed(),
@@ -105,33 +95,15 @@ impl Proxy {
     }
 }
 
-/// The Host a request is for: the URI authority (HTTP/2, absolute-form) or the Host header.
-/// A header value: cloning the Host header shares its bytes, no copy per request.
-pub(super) fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(HOST).cloned(),
-    }
-}
-
-/// The origin-form URI sent to the backend: the prefix stripped when the route says so.
-/// Unchanged paths keep their bytes (no re-parse).
-fn origin_form(uri: &Uri, route: &Route) -> Result<Uri, ProxyError> {
-    let strip = route.strip_prefix && route.path_prefix != "/";
-    if !strip {
-        if uri.scheme().is_none() && uri.authority().is_none() {
-            return Ok(uri.clone());
-        }
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.path_and_query = Some(
-            uri.path_and_query()
-                .cloned()
-                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
-        );
-        return Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("unparsable path"));
+/// The target with the route's prefix stripped, when the route strips one (`normalize`
+/// made it origin-form already).
+fn rewritten(uri: &Uri, route: &Route) -> Result<Option<Uri>, ProxyError> {
+    if !route.strip_prefix || route.path_prefix == "/" {
+        return Ok(None);
     }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     routes::rewrite_path(&route.path_prefix, true, path)
         .parse::<Uri>()
+        .map(Some)
         .map_err(|_| ProxyError::BadRequest("unparsable path"))
 }

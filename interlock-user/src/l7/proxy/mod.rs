@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response};
 
 use crate::access_log;
 use crate::l7::error::ProxyError;
@@ -28,8 +28,8 @@ use crate::l7::upstream::attempt::Attempts;
 use crate::l7::upstream::Upstream;
 use crate::l7::{BoxError, ProxyBody};
 use crate::model::Stickiness;
+use crate::l7::normalize::{self, Normalized};
 use answer::Answer;
-use forward::request_host;
 pub use live::LiveTable;
 use respond::{error_response, redirect};
 
@@ -108,19 +108,29 @@ impl Proxy {
     }
     /// Handles one request; never fails: errors become responses. `B` is hyper's body for
     /// requests hyper's server read, an empty one for those of the lean server (`h1_server`).
-    pub async fn handle<B: RequestBody>(self: Arc<Self>, req: Request<B>, peer: Peer, scheme: Scheme) -> Answer {
+    pub async fn handle<B: RequestBody>(self: Arc<Self>, mut req: Request<B>, peer: Peer, scheme: Scheme) -> Answer {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        // One cheap clone (shared bytes) serves routing and the access log.
+        // Every path, h2 and TLS included, routes what this step leaves (see `normalize`).
+        let normalized = normalize::request(&mut req);
+        // One cheap clone (shared bytes) serves routing and the access log: the target as
+        // routed, or as it came when it was refused.
         let uri = req.uri().clone();
-        let host = request_host(&req);
+        let host = match &normalized {
+            Ok(n) => Some(n.authority.clone()),
+            Err(_) => req.headers().get(hyper::header::HOST).cloned(),
+        };
         // One table for the whole request: routing, backends, metric handles.
         let live = self.live.load_full();
-        let (route, response, upstream) = match self
-            .route_and_forward(&live, req, &uri, &peer, scheme, host.as_ref())
-            .await
-        {
+        let forwarded = match normalized {
+            Ok(normalized) => {
+                self.route_and_forward(&live, req, &peer, scheme, normalized, &request_id)
+                    .await
+            }
+            Err(e) => Err((None, e)),
+        };
+        let (route, response, upstream) = match forwarded {
             Ok((route, resp, upstream)) => (route, resp, upstream),
             Err((route, e)) => {
                 if !matches!(e, ProxyError::NoRoute { .. }) {
@@ -184,14 +194,14 @@ impl Proxy {
         &self,
         live: &LiveTable,
         req: Request<B>,
-        uri: &Uri,
         peer: &Peer,
         scheme: Scheme,
-        host_value: Option<&HeaderValue>,
+        normalized: Normalized,
+        request_id: &headers::RequestId,
     ) -> Result<(Option<Arc<Route>>, Response<ProxyBody>, Option<Upstreamed>), (Option<Arc<Route>>, ProxyError)> {
-        let host = host_value.and_then(|h| h.to_str().ok());
-        headers::check_request(req.headers(), host).map_err(|e| (None, e))?;
-        let host = host.unwrap_or_default();
+        // Checked by `normalize`: ASCII.
+        let host = normalized.authority.to_str().unwrap_or_default();
+        let uri = req.uri();
         let path = uri.path();
         let route = match live.table.lookup(scheme.as_str(), host, path) {
             Lookup::Route(route) => route,
@@ -214,7 +224,7 @@ impl Proxy {
             );
             return Ok((name, redirect(&target), None));
         }
-        let upgrade = headers::upgrade_requested(req.headers());
+        let upgrade = normalized.upgrade;
         if upgrade.is_some()
             && !route.websocket_endpoints.is_empty()
             && !route
@@ -238,8 +248,14 @@ impl Proxy {
                 },
             ));
         }
+        let forwarded = headers::Forwarded {
+            client: peer.ip_value.clone(),
+            proto: scheme.as_str(),
+            host: normalized.authority,
+            request_id: request_id.clone(),
+        };
         let mut req = self
-            .upstream_request(req, &route, peer, scheme, host_value, upgrade.as_ref())
+            .upstream_request(req, &route, forwarded, upgrade.as_ref())
             .map_err(|e| (name.clone(), e))?;
         let client_upgrade = if upgrade.is_some() { req.on_upgrade() } else { None };
         let mut attempts = Attempts::new(&backends, sticky);

@@ -33,9 +33,17 @@ pub(super) fn error_response(e: &ProxyError) -> Response<ProxyBody> {
     let body = match e {
         ProxyError::NoRoute { .. } => "no route for this host\n".to_string(),
         ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
+        ProxyError::MethodNotAllowed(method) => format!("{method} is not served by this proxy\n"),
         other => format!("{}\n", other.status().canonical_reason().unwrap_or("error")),
     };
     let mut resp = text_response(e.status(), &body);
+    if matches!(e, ProxyError::MethodNotAllowed(_)) {
+        // RFC 9110 15.5.6: a 405 lists what is allowed (CONNECT is all that is not).
+        resp.headers_mut().insert(
+            hyper::header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+        );
+    }
     if e.side() == Side::Client {
         // After a malformed request the connection's framing cannot be trusted: close it.
         resp.headers_mut()

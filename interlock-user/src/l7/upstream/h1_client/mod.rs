@@ -234,7 +234,8 @@ async fn write_head(conn: &mut Conn, req: &LeanRequest) -> Result<(), Failure> {
     buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        if headers::is_hop_by_hop(name) || headers::is_forwarding(name) {
+        // The client's forwarding headers were removed by `normalize`.
+        if headers::is_hop_by_hop(name) {
             continue;
         }
         buf.extend_from_slice(name.as_str().as_bytes());
@@ -242,14 +243,7 @@ async fn write_head(conn: &mut Conn, req: &LeanRequest) -> Result<(), Failure> {
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
-    buf.extend_from_slice(b"x-forwarded-for: ");
-    buf.extend_from_slice(forwarded.client.as_bytes());
-    buf.extend_from_slice(b"\r\nx-forwarded-proto: ");
-    buf.extend_from_slice(forwarded.proto.as_bytes());
-    if let Some(host) = &forwarded.host {
-        buf.extend_from_slice(b"\r\nx-forwarded-host: ");
-        buf.extend_from_slice(host.as_bytes());
-    }
-    buf.extend_from_slice(b"\r\n\r\n");
+    forwarded.write(buf);
+    buf.extend_from_slice(b"\r\n");
     conn.stream.write_all(&conn.write).await.map_err(|_| Failure::Closed)
 }
