@@ -184,6 +184,19 @@ static BASELINE: &[Case] = &[
         Served(200, &[Line("GET /g HTTP/1.1"), Body(b"hello")]),
     ),
     case(
+        "a GET whose body is a request (CL.0)",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 43\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        Served(
+            200,
+            &[Line("GET / HTTP/1.1"), Header("content-length", &["43"]), Body(b"GET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n")],
+        ),
+    ),
+    case(
+        "a chunked GET whose body is a request",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n2b\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n\r\n0\r\n\r\n",
+        Served(200, &[Line("GET / HTTP/1.1"), Body(b"GET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n")]),
+    ),
+    case(
         "GET with Content-Length: 0",
         b"GET /g HTTP/1.1\r\nHost: a.example\r\nContent-Length: 0\r\n\r\n",
         Served(200, &[Line("GET /g HTTP/1.1"), Body(b"")]),
@@ -238,7 +251,7 @@ static FRAMING: &[Case] = &[
    ),
     case(
         "two different Content-Lengths",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!GET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400]),
    ),
     case(
@@ -248,7 +261,7 @@ static FRAMING: &[Case] = &[
    ),
     case(
         "Content-Length: 5, 6",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5, 6\r\n\r\nhello!",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5, 6\r\n\r\nhello!GET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400]),
    ),
     case(
@@ -283,7 +296,7 @@ static FRAMING: &[Case] = &[
    ),
     case(
         "Transfer-Encoding: chunked, identity",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400, 501]),
    ),
     case(
@@ -293,7 +306,7 @@ static FRAMING: &[Case] = &[
    ),
     case(
         "Transfer-Encoding: xchunked",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400, 501]),
    ),
     case(
@@ -318,12 +331,12 @@ static FRAMING: &[Case] = &[
    ),
     case(
         "Transfer-Encoding: <VT>chunked",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: \x0bchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: \x0bchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400, 501]),
    ),
     case(
         "Transfer-Encoding : chunked (space before colon)",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding : chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding : chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400]),
    ),
     case(
@@ -369,7 +382,7 @@ static FRAMING: &[Case] = &[
    ),
     case(
         "chunk data without its CRLF",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         BodyError,
    ),
     case(
@@ -402,7 +415,7 @@ static SYNTAX: &[Case] = &[
     ),
     case(
         "obs-fold of Transfer-Encoding",
-        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: identity\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: identity\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.example\r\n\r\n",
         Refused(&[400]),
     ),
     case(
@@ -1393,6 +1406,31 @@ async fn each_path_is_the_server_it_names() {
             "{via:?}: {:?}",
             resp.headers
         );
+    }
+}
+
+/// Requests sent together are answered in order, each reaching the backend once, on both
+/// plain paths (the lean loop keeps what it read past a head; a body-less request after
+/// one with a body is hyper's).
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let env = Env::start(Reply::default()).await;
+    let bytes: &[u8] = b"GET /one HTTP/1.1\r\nHost: a.example\r\n\r\nPOST /two HTTP/1.1\r\nHost: a.example\r\n\
+        Content-Length: 5\r\n\r\nhelloGET /three HTTP/1.1\r\nHost: a.example\r\n\r\n";
+    for via in [Via::Lean, Via::Hyper, Via::Tls] {
+        let mut client = env.connect(via).await.unwrap();
+        client.send(bytes).await;
+        for n in 0..3 {
+            let resp = client.response(false, WAIT).await;
+            assert_eq!(resp.map(|r| r.status), Some(200), "{via:?}: answer {n}");
+        }
+        let lines: Vec<_> = env.a.requests().iter().map(Recorded::request_line).collect();
+        assert_eq!(
+            lines,
+            ["GET /one HTTP/1.1", "POST /two HTTP/1.1", "GET /three HTTP/1.1"],
+            "{via:?}"
+        );
+        assert_eq!(env.a.requests()[1].body(), b"hello", "{via:?}");
     }
 }
 
