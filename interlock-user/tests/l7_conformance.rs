@@ -9,10 +9,11 @@
 //! - tls: TLS with ALPN http/1.1 (hyper's server).
 //!
 //! A row with `pending` names a finding of issue 27 someone is fixing: it states the
-//! behaviour after the fix, and its result is reported without failing the test. Every
-//! other row must pass (`cargo test --test l7_conformance -- --nocapture` prints the pending
-//! rows; with `CONFORMANCE_VERBOSE=1`, every row). The backend is `common::recording`: `200 ok` to everything, `101`
-//! and an echo to a request carrying `Upgrade`.
+//! behaviour after the fix, and its result is reported without failing the test (remove
+//! the `.pending(..)` once the fix is in). Every other row must pass. `cargo test --test
+//! l7_conformance -- --nocapture` prints the pending rows; with `CONFORMANCE_VERBOSE=1`,
+//! every row and the status it got. The backend is `common::recording`: `200 ok` to
+//! everything, `101` and an echo to a request carrying `Upgrade`.
 mod common;
 
 use std::net::SocketAddr;
@@ -1491,6 +1492,51 @@ async fn the_proxys_response_headers_replace_the_backends() {
     assert!(
         wrong.is_empty(),
         "the backend's own values reached the client:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A backend's hop-by-hop response headers, and those its Connection header names, stay
+/// behind on every path and upstream client; its other headers reach the client once.
+#[tokio::test]
+async fn a_backends_hop_by_hop_response_headers_stay_behind() {
+    let reply = Reply::default()
+        .with_header("Connection: keep-alive, X-Backend-Secret")
+        .with_header("X-Backend-Secret: 1")
+        .with_header("Keep-Alive: timeout=5")
+        .with_header("Proxy-Connection: keep-alive")
+        .with_header("Upgrade: h2c")
+        .with_header("X-Kept: yes");
+    let env = Env::start(reply).await;
+    let requests: [(&str, &[u8]); 2] = [
+        ("GET", b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+        (
+            "POST",
+            b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 1\r\n\r\nx",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for via in [Via::Lean, Via::Hyper, Via::Tls] {
+        for (what, bytes) in requests {
+            let mut client = env.connect(via).await.unwrap();
+            client.send(bytes).await;
+            let resp = client.response(false, WAIT).await.expect("an answer");
+            assert_eq!(resp.status, 200, "{via:?} {what}");
+            let leaked = ["x-backend-secret", "keep-alive", "proxy-connection", "upgrade"]
+                .iter()
+                .any(|name| !resp.headers(name).is_empty());
+            let connection_ok = resp
+                .headers("connection")
+                .iter()
+                .all(|v| v.eq_ignore_ascii_case("close"));
+            if leaked || !connection_ok || resp.headers("x-kept") != ["yes"] || resp.body != b"ok" {
+                wrong.push(format!("{via:?} {what}: {:?}", resp.headers));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "hop-by-hop headers reached the client:\n{}",
         wrong.join("\n")
     );
 }
