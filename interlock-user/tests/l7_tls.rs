@@ -2,71 +2,23 @@
 //! reload when the files change, and SNI passthrough to a backend that terminates TLS itself.
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::tls::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use interlock::model::TlsMode;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-struct Cert {
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn make_cert(host: &str) -> Cert {
-    let c = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
-    Cert {
-        der: c.cert.der().clone(),
-        cert_pem: c.cert.pem(),
-        key_pem: c.key_pair.serialize_pem(),
-    }
-}
-
-/// Writes a cert and key as "Docker secrets" in a temp dir; returns their paths.
-fn write_secret(dir: &Path, name: &str, cert: &Cert) -> (PathBuf, PathBuf) {
-    let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
-    std::fs::write(&c, &cert.cert_pem).unwrap();
-    std::fs::write(&k, &cert.key_pem).unwrap();
-    (c, k)
-}
-
-fn connector(trusted: &[&Cert], alpn: &[&[u8]]) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in trusted {
-        roots.add(c.der.clone()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
-}
-
 /// One HTTPS GET through `addr` with SNI `host`, over HTTP/1.1 or h2 as ALPN decides.
-/// A TLS connection to `addr`, asking for `host` by SNI.
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    host: &str,
-    tls: &TlsConnector,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    tls.connect(ServerName::try_from(host.to_string()).unwrap(), tcp).await
-}
-
 async fn https_get(
     addr: std::net::SocketAddr,
     host: &str,

@@ -52,6 +52,20 @@ pub fn is_proxy_set_request(name: &HeaderName) -> bool {
         || name == FORWARDED
 }
 
+/// The response headers the proxy sets on every answer. A backend's own are dropped on every
+/// path (the lean client leaves their lines out, hyper's map loses them) and the client sees
+/// the proxy's once. For `x-request-id` the proxy's id wins: the client's own when it is a
+/// valid id (see [`request_id`]), else a fresh one, the id the access log carries.
+pub static PROXY_SET_RESPONSE: [&HeaderName; 4] =
+    [&X_REQUEST_ID, &X_UPSTREAM_ADDR, &X_UPSTREAM_RESPONSE_TIME, &X_PROXY_ID];
+
+/// True for a name of [`PROXY_SET_RESPONSE`] as received (any case).
+pub fn is_proxy_set_response(name: &[u8]) -> bool {
+    PROXY_SET_RESPONSE
+        .iter()
+        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// True for the hop-by-hop headers every message may carry (not those a Connection
 /// header names).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {

@@ -2,6 +2,9 @@
 //! served in-process on port 0, and a client.
 #![allow(dead_code)]
 
+pub mod recording;
+pub mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

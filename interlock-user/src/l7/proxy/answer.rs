@@ -27,7 +27,10 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The response with every header in its map, for hyper's server.
+    /// The response with every header in its map, for hyper's server. The backend's
+    /// headers hold none of `headers::PROXY_SET_RESPONSE` (left out by the lean client,
+    /// removed from hyper's map by `forward`); inserting replaces any all the same, so the
+    /// client gets each once, the proxy's, as the lean server writes them.
     pub fn into_response(self) -> Response<ProxyBody> {
         let mut resp = self.response;
         if let Some(raw) = self.raw {
@@ -95,5 +98,29 @@ mod tests {
         assert_eq!(h["x-upstream-response-time"], "1.042");
         assert_eq!(h["x-request-id"], "0123456789abcdef0123456789abcdef");
         assert_eq!(h["x-proxy-id"], "p1");
+        for name in headers::PROXY_SET_RESPONSE {
+            assert_eq!(h.get_all(name).iter().count(), 1, "{name}: the list is what is added");
+        }
+    }
+
+    #[test]
+    fn the_proxys_headers_replace_a_backends_in_the_map() {
+        let mut response = Response::new(Empty::<Bytes>::new().map_err(|n| match n {}).boxed());
+        for name in headers::PROXY_SET_RESPONSE {
+            response.headers_mut().append(name, HeaderValue::from_static("backend"));
+        }
+        let resp = Answer {
+            response,
+            raw: None,
+            request_id: RequestId::Client(HeaderValue::from_static("abc-123")),
+            upstream: Some((HeaderValue::from_static("10.0.0.2:80"), Duration::from_millis(1))),
+            proxy_id: HeaderValue::from_static("p1"),
+        }
+        .into_response();
+        for name in headers::PROXY_SET_RESPONSE {
+            let values: Vec<_> = resp.headers().get_all(name).iter().collect();
+            assert_eq!(values.len(), 1, "{name}");
+            assert_ne!(values[0], "backend", "{name}");
+        }
     }
 }

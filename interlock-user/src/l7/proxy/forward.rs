@@ -65,9 +65,16 @@ impl Proxy {
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         in_flight: balance::InFlight,
     ) -> (Response<ProxyBody>, Option<RawHeaders>) {
-        // The lean client leaves hop-by-hop headers out as it parses.
+        // The lean client leaves hop-by-hop and proxy-set headers out as it parses.
         let raw = resp.body_mut().take_raw_headers();
         let (mut parts, body) = resp.into_parts();
+        if raw.is_none() {
+            // The proxy sets these (`Answer`): the backend's own never reach the client, on
+            // either server path.
+            for name in headers::PROXY_SET_RESPONSE {
+                parts.headers.remove(name);
+            }
+        }
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         let mut in_flight = Some(in_flight);
         if switching {

@@ -19,6 +19,24 @@ use super::pool::{ConnState, Pool, Pooled};
 use crate::l7::error::ProxyError;
 use crate::l7::ProxyBody;
 
+/// hyper's client sends a GET, HEAD or CONNECT whose body has no known length (a chunked
+/// request body, its Transfer-Encoding removed as hop-by-hop) as if it had none: the body
+/// would be dropped. Saying `chunked` explicitly makes hyper send it (other methods get
+/// chunked from hyper itself).
+fn say_chunked(req: &mut Request<ProxyBody>) {
+    use hyper::body::Body;
+    use hyper::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+    use hyper::Method;
+    let unknown_length = !req.body().is_end_stream() && req.body().size_hint().exact().is_none();
+    if unknown_length
+        && matches!(*req.method(), Method::GET | Method::HEAD | Method::CONNECT)
+        && !req.headers().contains_key(CONTENT_LENGTH)
+    {
+        req.headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+}
+
 impl Pooled for SendRequest<ProxyBody> {
     fn state(&self) -> ConnState {
         if self.is_closed() {
@@ -53,6 +71,7 @@ impl HyperClient {
         addr: SocketAddr,
         mut req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, (ProxyError, Option<Request<ProxyBody>>)> {
+        say_chunked(&mut req);
         // Pooled connections first; one found closed hands the request back untouched.
         while let Some(mut sender) = self.pool.checkout(addr) {
             match sender.try_send_request(req).await {

@@ -2,8 +2,8 @@
 //!
 //! The head is parsed where it was read, the kept header lines copied into one buffer as
 //! they are (`RawHeaders`: no map, no allocation per header), hop-by-hop headers left out
-//! as they are met (the proxy would strip them anyway) and the body's framing decided in
-//! the same pass.
+//! as they are met (the proxy would strip them anyway), the headers the proxy sets itself
+//! too (`headers::PROXY_SET_RESPONSE`), and the body's framing decided in the same pass.
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
@@ -134,7 +134,8 @@ fn parse_head(data: &Bytes, head_request: bool) -> Result<Option<(usize, Head)>,
                 date = true;
                 true
             }
-            Special::HopByHop => false,
+            // The proxy sets these itself (`headers::PROXY_SET_RESPONSE`): the backend's go.
+            Special::HopByHop | Special::ProxySet => false,
             Special::None => !named.iter().any(|n| n.eq_ignore_ascii_case(name)),
         };
         let crlf = end >= 2 && data[end - 2] == b'\r';
@@ -201,6 +202,8 @@ enum Special {
     TransferEncoding,
     Date,
     HopByHop,
+    /// A header the proxy sets on its answers.
+    ProxySet,
     None,
 }
 
@@ -210,6 +213,7 @@ fn special(name: &[u8]) -> Special {
         4 if is(b"date") => Special::Date,
         14 if is(b"content-length") => Special::ContentLength,
         17 if is(b"transfer-encoding") => Special::TransferEncoding,
+        10 | 12 | 15 | 24 if headers::is_proxy_set_response(name) => Special::ProxySet,
         2 | 7 | 10 | 16 | 18 | 19 if headers::is_hop_by_hop_name(name) => Special::HopByHop,
         _ => Special::None,
     }
@@ -321,5 +325,16 @@ mod tests {
             !parsed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().reusable,
             "read until close"
         );
+    }
+
+    #[test]
+    fn headers_the_proxy_sets_are_left_out() {
+        let head = parsed(
+            b"HTTP/1.1 200 OK\r\nX-Request-Id: backend\r\nx-proxy-id: backend\r\nX-Upstream-Addr: 1.2.3.4:5\r\n\
+              x-upstream-response-time: 9.999\r\nX-Proxy-Idx: kept\r\nConnection: keep-alive\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(head.headers.lines, "X-Proxy-Idx: kept\r\nContent-Length: 0\r\n");
     }
 }
