@@ -19,6 +19,10 @@ pub enum ProxyError {
     /// A method a reverse proxy does not serve (`CONNECT`: it would make an open tunnel).
     #[error("method {0} is not allowed")]
     MethodNotAllowed(&'static str),
+    /// Something the request needs that the proxy does not do (a transfer coding it cannot
+    /// undo: forwarding the body re-chunked would lose the coding).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     #[error("no route for host {host:?}")]
     NoRoute { host: String },
     #[error("route {route} has no backend")]
@@ -66,6 +70,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::MethodNotAllowed(_)
+            | ProxyError::NotImplemented(_)
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. } => Side::Client,
             ProxyError::Internal(_) => Side::Internal,
@@ -88,6 +93,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }

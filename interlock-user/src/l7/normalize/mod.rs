@@ -3,7 +3,8 @@
 //! the backend gets, and what two parsers could read differently is refused.
 //!
 //! - Framing: several Content-Length or Host headers, or Content-Length beside
-//!   Transfer-Encoding, are 400 (request smuggling).
+//!   Transfer-Encoding, are 400 (request smuggling); a Transfer-Encoding other than
+//!   `chunked` alone is 501.
 //! - Authority (`authority`): an absolute-form target's authority (RFC 9112 3.2.2) or h2's
 //!   `:authority` (RFC 9113 8.3.1) is what is routed and replaces Host; an h2 `host` header
 //!   naming something else, authority-form and asterisk-form targets, and an invalid
@@ -89,6 +90,11 @@ pub fn request<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
     if seen.hosts > 1 {
         return Err(ProxyError::BadRequest("several Host headers"));
     }
+    if seen.codings > 0 && !only_chunked(req.headers()) {
+        // The body is forwarded re-chunked, without Transfer-Encoding (hop-by-hop): a
+        // coding before `chunked` would be lost (RFC 9112 6.1: 501, as nginx answers).
+        return Err(ProxyError::NotImplemented("a transfer coding other than chunked"));
+    }
     let authority = authority_of(req, seen.hosts == 1)?;
     let normalized_path = origin_form(req.uri())?;
     if let Some(uri) = normalized_path {
@@ -107,6 +113,15 @@ pub fn request<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
         headers.remove(FORWARDED);
     }
     Ok(Normalized { authority, upgrade })
+}
+
+/// True when Transfer-Encoding is exactly `chunked`, once.
+fn only_chunked(headers: &hyper::HeaderMap) -> bool {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"),
+        _ => false,
+    }
 }
 
 /// The authority to route by, with Host set to it when it came from the target.

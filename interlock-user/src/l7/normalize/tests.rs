@@ -69,6 +69,12 @@ fn framing_that_could_be_read_two_ways_is_refused() {
     assert!(refused(both).contains("both"));
     let two = h1("/", &[("host", "a"), ("content-length", "5"), ("content-length", "6")]);
     assert!(refused(two).contains("several Content-Length"));
+    for coding in ["gzip, chunked", "chunked, chunked", "identity"] {
+        let mut r = h1("/", &[("host", "a"), ("transfer-encoding", coding)]);
+        assert!(matches!(request(&mut r), Err(ProxyError::NotImplemented(_))), "{coding}");
+    }
+    let mut r = h1("/", &[("host", "a"), ("transfer-encoding", "Chunked")]);
+    assert!(request(&mut r).is_ok());
 }
 
 #[test]

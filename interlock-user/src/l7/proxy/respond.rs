@@ -34,6 +34,7 @@ pub(super) fn error_response(e: &ProxyError) -> Response<ProxyBody> {
         ProxyError::NoRoute { .. } => "no route for this host\n".to_string(),
         ProxyError::BadRequest(why) => format!("bad request: {why}\n"),
         ProxyError::MethodNotAllowed(method) => format!("{method} is not served by this proxy\n"),
+        ProxyError::NotImplemented(what) => format!("not implemented: {what}\n"),
         other => format!("{}\n", other.status().canonical_reason().unwrap_or("error")),
     };
     let mut resp = text_response(e.status(), &body);
