@@ -187,3 +187,43 @@ async fn requests_over_a_backends_limit_wait_in_line_and_time_out_as_503() {
     );
     assert_eq!(stuck.peak.load(Ordering::SeqCst), 2);
 }
+
+/// Reads one response whose body ends with `end` (or until `wait` runs out).
+async fn read_response(s: &mut TcpStream, end: &[u8], wait: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut chunk = [0u8; 4096];
+        while !out.ends_with(end) {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_request_line_is_431_on_the_lean_path_and_on_hypers() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestBackend::start("app").await;
+    let proxy = TestProxy::start(&snapshot(1, vec![route("app", &["app.test"], "/", &[&app])])).await;
+    let long = format!("GET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n", "a".repeat(64 * 1024));
+
+    // A fresh connection: the lean loop reads the head first.
+    let lean = raw_within(proxy.http, long.as_bytes(), Duration::from_secs(3)).await;
+    assert!(lean.starts_with("HTTP/1.1 431"), "lean path: {lean:.60}");
+
+    // A request with a body first: hyper serves the rest of the connection.
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1\r\n\r\nx")
+        .await
+        .unwrap();
+    let warm = read_response(&mut s, b"\r\n\r\nx", Duration::from_secs(3)).await;
+    assert!(warm.starts_with("HTTP/1.1 200"), "warm-up: {warm:.60}");
+    let _ = s.write_all(long.as_bytes()).await;
+    let hyper = read_response(&mut s, b"\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(hyper.starts_with("HTTP/1.1 431"), "hyper's path: {hyper:.60}");
+}
