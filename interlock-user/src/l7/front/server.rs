@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::body_timeout::BodyTimeout;
 use super::h1_server;
 use super::linger::ClientStream;
 use super::protocol::{self, Opening, Protocol};
@@ -198,8 +199,10 @@ where
     let proxy_metrics = proxy.metrics.clone();
     let proxy = proxy.clone();
     let (peer, scheme) = (Peer::new(client.peer), client.scheme);
+    let body_timeout = limits.client_body_timeout;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (proxy, peer) = (proxy.clone(), peer.clone());
+        let req = req.map(|body| BodyTimeout::new(body, body_timeout, proxy.metrics.clone()));
         // Only HTTP/1 answers can end their connection this way (h2 has GOAWAY).
         let stop = (req.version() < Version::HTTP_2).then(|| stop.clone());
         async move {
