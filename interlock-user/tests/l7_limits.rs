@@ -187,3 +187,192 @@ async fn requests_over_a_backends_limit_wait_in_line_and_time_out_as_503() {
     );
     assert_eq!(stuck.peak.load(Ordering::SeqCst), 2);
 }
+
+/// Reads one response whose body ends with `end` (or until `wait` runs out).
+async fn read_response(s: &mut TcpStream, end: &[u8], wait: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut chunk = [0u8; 4096];
+        while !out.ends_with(end) {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_request_line_is_431_on_the_lean_path_and_on_hypers() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestBackend::start("app").await;
+    let proxy = TestProxy::start(&snapshot(1, vec![route("app", &["app.test"], "/", &[&app])])).await;
+    let long = format!("GET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n", "a".repeat(64 * 1024));
+
+    // A fresh connection: the lean loop reads the head first.
+    let lean = raw_within(proxy.http, long.as_bytes(), Duration::from_secs(3)).await;
+    assert!(lean.starts_with("HTTP/1.1 431"), "lean path: {lean:.60}");
+
+    // A request with a body first: hyper serves the rest of the connection.
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1\r\n\r\nx")
+        .await
+        .unwrap();
+    let warm = read_response(&mut s, b"\r\n\r\nx", Duration::from_secs(3)).await;
+    assert!(warm.starts_with("HTTP/1.1 200"), "warm-up: {warm:.60}");
+    let _ = s.write_all(long.as_bytes()).await;
+    let hyper = read_response(&mut s, b"\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(hyper.starts_with("HTTP/1.1 431"), "hyper's path: {hyper:.60}");
+}
+
+/// What a backend got of each request body: its length, or `None` when it broke off.
+type Bodies = Arc<std::sync::Mutex<Vec<Option<usize>>>>;
+
+/// A backend reading each request's body whole (after `pause`) and answering its length.
+async fn body_backend(pause: Duration) -> (SocketAddr, Bodies) {
+    use http_body_util::BodyExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies: Bodies = Arc::default();
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    tokio::time::sleep(pause).await;
+                    let len = req.into_body().collect().await.ok().map(|b| b.to_bytes().len());
+                    seen.lock().unwrap().push(len);
+                    let text = format!("got {}", len.unwrap_or(0));
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    (addr, bodies)
+}
+
+fn body_route(addr: SocketAddr) -> HttpRoute {
+    let mut r = route("up", &["up.test"], "/", &[]);
+    r.backends = vec![Backend {
+        addr,
+        weight: 1,
+        id: "up".into(),
+    }];
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_coming_is_408_and_never_reaches_the_backend_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (backend, bodies) = body_backend(Duration::ZERO).await;
+    let limits = Limits {
+        client_body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let proxy = TestProxy::start_with(&snapshot(1, vec![body_route(backend)]), limits).await;
+    let count = |limit: &'static str| proxy.proxy.metrics.limits.get_or_create(&LimitLabels { limit }).get();
+
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: 100\r\n\r\nx")
+        .await
+        .unwrap();
+    // Then silence: the proxy ends it (the upstream timeout, 10 s here, is not what does).
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(read.is_ok(), "no answer within 5 s: {text:.60}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:.60}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert_eq!(count("client_body_timeout"), 1);
+
+    // The same over h2c: the stream is answered 408.
+    let tcp = TcpStream::connect(proxy.http).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, Infallible>>(1);
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"x")))).await.unwrap();
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let req = hyper::Request::post("http://up.test/upload")
+        .header("content-length", "100")
+        .body(body)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), h2.send_request(req))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(count("client_body_timeout"), 2);
+    drop(tx);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !bodies.lock().unwrap().contains(&Some(100)),
+        "the backend got a whole body: {:?}",
+        bodies.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_body_or_a_backend_not_reading_is_no_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        client_body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    // One byte every 300 ms under a 1 s timeout: the timeout is between reads, not for all.
+    let (backend, bodies) = body_backend(Duration::ZERO).await;
+    let proxy = TestProxy::start_with(&snapshot(1, vec![body_route(backend)]), limits.clone()).await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: 8\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.write_all(b"x").await.unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("got 8"), "{text:.200}");
+    assert_eq!(*bodies.lock().unwrap(), vec![Some(8)]);
+
+    // A backend that reads nothing for 2.5 s: the proxy stops asking the client for more
+    // (backpressure) and that pause is not the client's.
+    let (backend, bodies) = body_backend(Duration::from_millis(2500)).await;
+    let proxy = TestProxy::start_with(&snapshot(1, vec![body_route(backend)]), limits).await;
+    let big = 32 << 20;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let head = format!("POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: {big}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let sent = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..big / chunk.len() {
+            w.write_all(&chunk).await.unwrap();
+        }
+        // Kept open: hyper closes a connection whose client half-closed.
+        (started.elapsed(), w)
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with(&format!("got {big}")),
+        "{text:.200}"
+    );
+    assert!(
+        sent.await.unwrap().0 > Duration::from_secs(1),
+        "the client was held back longer than the timeout"
+    );
+    assert_eq!(*bodies.lock().unwrap(), vec![Some(big)]);
+}

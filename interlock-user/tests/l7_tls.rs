@@ -220,3 +220,110 @@ async fn at_shutdown_idle_tls_connections_get_a_last_answer_or_close_without_hol
         .expect("drained well within the grace period")
         .unwrap();
 }
+
+/// A terminated TLS route for `host` (its certificate in `dir`) to `backend`.
+fn tls_route(dir: &Path, host: &str, backend: &TestBackend) -> (Cert, interlock::model::HttpRoute) {
+    let cert = make_cert(host);
+    let (crt, key) = write_secret(dir, host, &cert);
+    let mut r = route(host, &[host], "/", &[backend]);
+    r.tls = TlsMode::Terminate { cert: crt, key };
+    (cert, r)
+}
+
+/// HTTP/2 frames in `bytes` as (type, payload); stops at a truncated frame.
+fn h2_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        if bytes.len() < 9 + len {
+            break;
+        }
+        frames.push((bytes[3], bytes[9..9 + len].to_vec()));
+        bytes = &bytes[9 + len..];
+    }
+    frames
+}
+
+#[tokio::test]
+async fn an_invalid_preface_after_alpn_h2_is_answered_with_goaway_not_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = TestBackend::start("backend-a").await;
+    let (cert, r) = tls_route(dir.path(), "a.example", &backend);
+    let proxy = TestProxy::start(&snapshot(1, vec![r])).await;
+    let h2 = connector(&[&cert], &[b"h2"]);
+    let mut stream = tls_connect(proxy.https, "a.example", &h2).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // h2spec 3.5/2.
+    stream.write_all(b"INVALID CONNECTION PREFACE\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut out)).await;
+    assert!(
+        !out.starts_with(b"HTTP/"),
+        "an HTTP/1 answer on an h2 connection: {:.60}",
+        String::from_utf8_lossy(&out)
+    );
+    let goaway = h2_frames(&out).into_iter().find(|(kind, _)| *kind == 0x7);
+    let (_, payload) = goaway.unwrap_or_else(|| panic!("no GOAWAY in {out:?}"));
+    assert_eq!(&payload[4..8], &[0, 0, 0, 1], "PROTOCOL_ERROR");
+}
+
+#[tokio::test]
+async fn a_long_request_line_over_tls_is_431() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = TestBackend::start("backend-a").await;
+    let (cert, r) = tls_route(dir.path(), "a.example", &backend);
+    let proxy = TestProxy::start(&snapshot(1, vec![r])).await;
+    let long = format!("GET /{} HTTP/1.1\r\nHost: a.example\r\n\r\n", "a".repeat(64 * 1024));
+    // ALPN http/1.1, and none (the server tells HTTP/1 from h2 by the first bytes).
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let tls = connector(&[&cert], alpn);
+        let mut stream = tls_connect(proxy.https, "a.example", &tls).await.unwrap();
+        let _ = stream.write_all(long.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 431"), "ALPN {alpn:?}: {text:.60}");
+    }
+}
+
+#[tokio::test]
+async fn at_shutdown_idle_h2_connections_get_goaway_without_holding_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = TestBackend::start("backend-a").await;
+    let (cert, r) = tls_route(dir.path(), "a.example", &backend);
+    let mut proxy = TestProxy::start(&snapshot(1, vec![r])).await;
+    let h2 = connector(&[&cert], &[b"h2"]);
+    let tls = tls_connect(proxy.https, "a.example", &h2).await.unwrap();
+    let plain = TcpStream::connect(proxy.http).await.unwrap();
+    let mut conns = Vec::new();
+    // ALPN h2 on TLS, h2c with prior knowledge on the plain listener.
+    for io in [Box::new(tls) as Box<dyn Io>, Box::new(plain)] {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = Request::get("https://a.example/")
+            .header("host", "a.example")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+        resp.into_body().collect().await.unwrap();
+        conns.push((send, conn));
+    }
+    proxy.shutdown();
+    for (_send, conn) in conns {
+        tokio::time::timeout(Duration::from_secs(3), conn)
+            .await
+            .expect("the server ended the idle h2 connection")
+            .unwrap()
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(3), proxy.serving.take().unwrap())
+        .await
+        .expect("drained well within the grace period")
+        .unwrap();
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}

@@ -96,6 +96,9 @@ pub struct HttpArgs {
     /// Seconds a client has to send a request head [default: 10].
     #[arg(long, env = "INTERLOCK_HEADER_READ_TIMEOUT_S")]
     pub header_read_timeout_s: Option<u64>,
+    /// Seconds a client may pause while sending a request body (between two reads) [default: 30].
+    #[arg(long, env = "INTERLOCK_CLIENT_BODY_TIMEOUT_S")]
+    pub client_body_timeout_s: Option<u64>,
     /// Seconds a backend has to answer with a response head [default: 60].
     #[arg(long, env = "INTERLOCK_UPSTREAM_TIMEOUT_S")]
     pub upstream_timeout_s: Option<u64>,

@@ -26,6 +26,11 @@ pub const MAX_CONNECTIONS: usize = 20_000;
 pub const MAX_BACKEND_REQUESTS: usize = 1024;
 /// A client has this long to send a request head (slowloris); also the keep-alive idle limit.
 pub const HEADER_READ_TIMEOUT_S: u64 = 10;
+/// A client sending a request body may pause this long between two reads of it (nginx's
+/// `client_body_timeout`, 60 s there). Half the upstream timeout, so that a stalled upload
+/// is the client's 408 and frees its backend connection before a 504 would blame the
+/// backend; still three times the header timeout, as a body may be large and its link slow.
+pub const CLIENT_BODY_TIMEOUT_S: u64 = 30;
 /// A backend has this long to answer with a response head.
 pub const UPSTREAM_TIMEOUT_S: u64 = 60;
 /// On SIGTERM, open connections get this long to finish.

@@ -66,6 +66,11 @@ impl Settings {
                 Some(h.header_read_timeout.as_secs().to_string()),
             ),
             e(
+                "client_body_timeout_s",
+                "http",
+                Some(h.client_body_timeout.as_secs().to_string()),
+            ),
+            e(
                 "upstream_timeout_s",
                 "http",
                 Some(h.upstream_timeout.as_secs().to_string()),

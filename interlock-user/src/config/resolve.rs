@@ -122,6 +122,7 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub max_backend_requests: usize,
     pub header_read_timeout: Duration,
+    pub client_body_timeout: Duration,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
@@ -225,6 +226,16 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
                 .with_context(|| format!("https: {s:?} is not an address (ip:port) or \"off\""))?,
         ),
     };
+    let client_body_timeout_s = p.or(
+        "client_body_timeout_s",
+        a.client_body_timeout_s,
+        f.client_body_timeout_s,
+        d::CLIENT_BODY_TIMEOUT_S,
+    );
+    if client_body_timeout_s == 0 {
+        // Every body not in with its head would fail at once.
+        bail!("client_body_timeout_s: 0: expected at least 1 (seconds)");
+    }
     let secs = Duration::from_secs;
     Ok(HttpConfig {
         http: p.or("http", a.http, f.http, d::HTTP_LISTEN),
@@ -251,6 +262,7 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             f.header_read_timeout_s,
             d::HEADER_READ_TIMEOUT_S,
         )),
+        client_body_timeout: secs(client_body_timeout_s),
         upstream_timeout: secs(p.or(
             "upstream_timeout_s",
             a.upstream_timeout_s,

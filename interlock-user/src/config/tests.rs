@@ -61,6 +61,9 @@ fn bad_values_name_the_setting() {
     args.control.poll_ms = Some(5);
     let e = resolve(args, RunArgs::default()).unwrap_err();
     assert!(format!("{e:#}").contains("poll_ms"), "{e:#}");
+    let zero = parse_file("client_body_timeout_s = 0").unwrap();
+    let e = resolve(RunArgs::default(), zero).unwrap_err();
+    assert!(format!("{e:#}").contains("client_body_timeout_s"), "{e:#}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Proxy errors that say where the failure came from and whether a retry on another backend
 //! is safe (nothing reached the backend).
+use std::error::Error;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use hyper::StatusCode;
 
@@ -49,18 +51,32 @@ pub enum ProxyError {
     /// being forwarded: the client's fault, not the backend's.
     #[error("the client's request body failed while going to {addr}: {source}")]
     ClientBody { addr: SocketAddr, source: hyper::Error },
+    /// The client paused its request body longer than the body timeout allows.
+    #[error("the client's request body to {addr} stalled for {after:?}")]
+    ClientBodyTimeout { addr: SocketAddr, after: Duration },
     #[error("upstream {addr} did not answer in time")]
     UpstreamTimeout { addr: SocketAddr },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// A client's request body paused longer than allowed (`front::body_timeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("no request body bytes from the client for {0:?}")]
+pub struct BodyTimedOut(pub Duration);
+
 impl ProxyError {
     /// A failed exchange with `addr`: hyper calls errors of the body we were streaming to
     /// it "user" errors, and that body is the client's.
     pub fn exchange(addr: SocketAddr, source: hyper::Error) -> ProxyError {
         if source.is_user() {
-            ProxyError::ClientBody { addr, source }
+            // hyper keeps the body's error as its source.
+            let timed_out = std::iter::successors(source.source(), |&e| e.source())
+                .find_map(|e| e.downcast_ref::<BodyTimedOut>());
+            match timed_out {
+                Some(t) => ProxyError::ClientBodyTimeout { addr, after: t.0 },
+                None => ProxyError::ClientBody { addr, source },
+            }
         } else {
             ProxyError::Upstream { addr, source }
         }
@@ -72,7 +88,8 @@ impl ProxyError {
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::NotImplemented(_)
             | ProxyError::NoRoute { .. }
-            | ProxyError::ClientBody { .. } => Side::Client,
+            | ProxyError::ClientBody { .. }
+            | ProxyError::ClientBodyTimeout { .. } => Side::Client,
             ProxyError::Internal(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -94,6 +111,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }

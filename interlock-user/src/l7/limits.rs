@@ -18,6 +18,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// A client must send a request's head within this time (slowloris).
     pub header_read_timeout: Duration,
+    /// A client sending a request body may pause this long between two reads of it (not
+    /// the time for the whole body), while the proxy is asking for more.
+    pub client_body_timeout: Duration,
     /// Largest request head (HTTP/1) in bytes; HTTP/2 header lists are bounded the same.
     pub max_header_bytes: usize,
     pub max_headers: usize,
@@ -30,6 +33,7 @@ impl Default for Limits {
         Limits {
             max_connections: defaults::MAX_CONNECTIONS,
             header_read_timeout: Duration::from_secs(defaults::HEADER_READ_TIMEOUT_S),
+            client_body_timeout: Duration::from_secs(defaults::CLIENT_BODY_TIMEOUT_S),
             max_header_bytes: MAX_HEAD_BYTES,
             max_headers: MAX_HEADERS,
             drain_grace: Duration::from_secs(defaults::DRAIN_GRACE_S),

@@ -121,6 +121,7 @@ pub async fn serve(
     let limits = l7::limits::Limits {
         max_connections: opts.max_connections,
         header_read_timeout: opts.header_read_timeout,
+        client_body_timeout: opts.client_body_timeout,
         drain_grace: opts.drain_grace,
         ..l7::limits::Limits::default()
     };

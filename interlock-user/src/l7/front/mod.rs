@@ -1,10 +1,13 @@
 //! The client-facing side: where listening sockets come from (`listeners`, `handover`),
-//! accepting and serving connections (`server`, the lean HTTP/1.1 loop `h1_server`), closing
-//! them without a reset (`linger`), and the HTTPS front (`tls`, `sni`, `rewind`).
+//! accepting and serving connections (`server`, the lean HTTP/1.1 loop `h1_server`, which
+//! HTTP a connection speaks: `protocol`, request bodies' read timeout: `body_timeout`),
+//! closing them without a reset (`linger`), and the HTTPS front (`tls`, `sni`, `rewind`).
+pub mod body_timeout;
 pub mod h1_server;
 pub mod handover;
 pub mod linger;
 pub mod listeners;
+pub mod protocol;
 pub mod rewind;
 pub mod server;
 pub mod sni;

@@ -1,23 +1,26 @@
-//! Client-facing listeners: accept with a connection limit, serve HTTP/1.1 and HTTP/2 (h2c
-//! prior knowledge on plain listeners, ALPN on TLS ones) with hyper-util's auto builder
-//! (body-less HTTP/1.1 requests on plain listeners with the lean loop in `h1_server`), and
-//! drain gracefully on shutdown.
+//! Client-facing listeners: accept with a connection limit, serve HTTP/1.1 and HTTP/2 (the
+//! protocol chosen per connection: ALPN on TLS, the first bytes otherwise, `protocol`) with
+//! hyper's servers (body-less HTTP/1.1 requests on plain listeners with the lean loop in
+//! `h1_server`), and drain gracefully on shutdown.
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
+use hyper::server::conn::{http1, http2};
 use hyper::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::body_timeout::BodyTimeout;
 use super::h1_server;
 use super::linger::ClientStream;
+use super::protocol::{self, Opening, Protocol};
 use super::tls::TlsFront;
 use crate::l7::limits::{Limits, MAX_HEADERS};
 use crate::l7::proxy::{Peer, Proxy, Scheme};
@@ -36,22 +39,26 @@ pub struct Listener {
     pub tls: Option<Arc<TlsFront>>,
 }
 
+/// The shutdown as a connection sees it. Each connection holds one from accept to close:
+/// the drain waits until none is left, whether hyper or the lean loop serves it.
+struct Shutdown {
+    /// True from the start of the shutdown: HTTP/1 answers end their connection.
+    stop: watch::Receiver<bool>,
+    /// True once the idle window is over: hyper's connections finish (`drive`).
+    closing: watch::Receiver<bool>,
+}
+
 /// Serves `listeners` until `shutdown` turns true, then drains for `limits.drain_grace`.
 pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, mut shutdown: watch::Receiver<bool>) {
-    // Accept loops share it; connections hold only a `Watcher` each, from accept to close,
-    // so once the accept loops are gone `shutdown()` waits for every connection, whether
-    // hyper or the lean loop serves it.
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Not hyper-util's `GracefulShutdown`: its watcher takes only the connection types its
+    // sealed trait lists, and HTTP/1 with upgrades is not one of them (hyper-util 0.1.21).
+    // The same thing by hand: a receiver per connection, counted and waited for.
+    let (closing, closing_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut accept_tasks = Vec::new();
     for listener in listeners {
-        let (proxy, limits, graceful, permits, mut stop) = (
-            proxy.clone(),
-            limits.clone(),
-            graceful.clone(),
-            permits.clone(),
-            shutdown.clone(),
-        );
+        let (proxy, limits, permits, mut stop) = (proxy.clone(), limits.clone(), permits.clone(), shutdown.clone());
+        let closing = closing_rx.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -72,13 +79,11 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     drop(stream);
                     continue;
                 };
-                let (proxy, limits, watcher, tls, mut stop) = (
-                    proxy.clone(),
-                    limits.clone(),
-                    graceful.watcher(),
-                    listener.tls.clone(),
-                    stop.clone(),
-                );
+                let (proxy, limits, tls) = (proxy.clone(), limits.clone(), listener.tls.clone());
+                let mut shutdown = Shutdown {
+                    stop: stop.clone(),
+                    closing: closing.clone(),
+                };
                 let stream = ClientStream::new(stream);
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
@@ -89,17 +94,26 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                         None => {
                             // Body-less HTTP/1.1 requests take the lean loop; the first
                             // other request hands the connection to hyper.
-                            let lean = Box::pin(h1_server::serve(stream, peer, &proxy, &limits, &mut stop)).await;
+                            let lean =
+                                Box::pin(h1_server::serve(stream, peer, &proxy, &limits, &mut shutdown.stop)).await;
                             if let h1_server::Outcome::Handover(stream) = lean {
-                                let conn = serve_connection(stream, peer, Scheme::Http, &proxy, &limits, watcher, stop);
+                                // h2c with prior knowledge, or HTTP/1 from here on.
+                                let conn = serve_connection(
+                                    stream,
+                                    Client::new(peer, Scheme::Http, Protocol::Sniff),
+                                    &proxy,
+                                    &limits,
+                                    shutdown,
+                                );
                                 Box::pin(conn).await
                             }
                         }
                         Some(tls) => {
                             let _ = stream.set_nodelay(true);
                             if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
-                                let conn =
-                                    serve_connection(stream, peer, Scheme::Https, &proxy, &limits, watcher, stop);
+                                let protocol = Protocol::of_alpn(stream.get_ref().1.alpn_protocol());
+                                let client = Client::new(peer, Scheme::Https, protocol);
+                                let conn = serve_connection(stream, client, &proxy, &limits, shutdown);
                                 Box::pin(conn).await;
                             }
                         }
@@ -114,58 +128,81 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
     for task in accept_tasks {
         let _ = task.await;
     }
-    // The accept loops held the other references; should one have panicked, a new
-    // (empty) handle only skips the wait.
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    // The accept loops' receivers are gone with them: only connections hold one now.
+    drop(closing_rx);
     tracing::info!("draining client connections (up to {:?})", limits.drain_grace);
     let deadline = tokio::time::Instant::now() + limits.drain_grace;
     // hyper closes an idle HTTP/1 connection as soon as it is told to shut down, so it is
     // told only after the idle window; until then its HTTP/1 answers say `Connection:
     // close` (`serve_connection`). Connections that end sooner end the wait sooner.
     let window = tokio::time::Instant::now() + limits.drain_grace.min(IDLE_DRAIN);
-    while graceful.count() > 0 && tokio::time::Instant::now() < window {
+    while closing.receiver_count() > 0 && tokio::time::Instant::now() < window {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+    closing.send_replace(true);
+    if tokio::time::timeout_at(deadline, closing.closed()).await.is_err() {
         tracing::warn!("drain grace period over; closing the remaining connections");
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on one connection, with the limits applied. Once `stop`
-/// turns true, HTTP/1 answers end their connection (`Connection: close`).
-pub async fn serve_connection<S>(
-    stream: S,
+/// Who a connection serves and how.
+struct Client {
     peer: SocketAddr,
     scheme: Scheme,
-    proxy: &Arc<Proxy>,
-    limits: &Limits,
-    watcher: Watcher,
-    stop: watch::Receiver<bool>,
-) where
+    protocol: Protocol,
+}
+
+impl Client {
+    fn new(peer: SocketAddr, scheme: Scheme, protocol: Protocol) -> Client {
+        Client { peer, scheme, protocol }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection, as `client.protocol` says, with the limits
+/// applied. Once `shutdown.stop` turns true, HTTP/1 answers end their connection
+/// (`Connection: close`); once `shutdown.closing` does, hyper finishes the connection.
+async fn serve_connection<S>(stream: S, client: Client, proxy: &Arc<Proxy>, limits: &Limits, shutdown: Shutdown)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    if limits.max_headers != MAX_HEADERS {
-        // Only when it differs from hyper's default (which `MAX_HEADERS` is): an explicit limit makes hyper fill two header arrays on
-        // the heap for every request (about 1,700 instructions); its default is on the stack.
-        builder.http1().max_headers(limits.max_headers);
-    }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(256);
+    let Shutdown { stop, mut closing } = shutdown;
+    let peer_addr = client.peer;
+    // Every arm serves a `Rewind` (empty when nothing was read): one instance of each of
+    // hyper's connections per stream type.
+    let (http2, stream) = match client.protocol {
+        Protocol::Http1 => (false, super::rewind::Rewind::new(Vec::new(), stream)),
+        Protocol::Http2 | Protocol::Sniff => {
+            let read = protocol::opening(stream, limits.header_read_timeout);
+            let (opening, mut stream) = tokio::select! {
+                read = read => read,
+                // Nothing asked yet: nothing to finish.
+                _ = closing.wait_for(|c| *c) => return,
+            };
+            match opening {
+                Opening::Preface => (true, stream),
+                Opening::Other if client.protocol == Protocol::Sniff => (false, stream),
+                Opening::Other => {
+                    tracing::debug!(peer = %peer_addr, "h2 connection without the preface");
+                    protocol::refuse_bad_preface(&mut stream).await;
+                    return;
+                }
+                Opening::TimedOut { partial } => {
+                    if partial {
+                        proxy.metrics.limit_reached("header_read_timeout");
+                    }
+                    return;
+                }
+                Opening::Closed => return,
+            }
+        }
+    };
     let proxy_metrics = proxy.metrics.clone();
     let proxy = proxy.clone();
-    let peer_addr = peer;
-    let peer = Peer::new(peer);
+    let (peer, scheme) = (Peer::new(client.peer), client.scheme);
+    let body_timeout = limits.client_body_timeout;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (proxy, peer) = (proxy.clone(), peer.clone());
+        let req = req.map(|body| BodyTimeout::new(body, body_timeout, proxy.metrics.clone()));
         // Only HTTP/1 answers can end their connection this way (h2 has GOAWAY).
         let stop = (req.version() < Version::HTTP_2).then(|| stop.clone());
         async move {
@@ -180,17 +217,60 @@ pub async fn serve_connection<S>(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let io = TokioIo::new(stream);
+    let served = if http2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(256);
+        let conn = builder.serve_connection(io, service);
+        drive(conn, http2::Connection::graceful_shutdown, &mut closing).await
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            // The whole head, request line included: a long URI is 431 like a long
+            // header (as on the lean path), not 414.
+            .max_header_size(limits.max_header_bytes)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        if limits.max_headers != MAX_HEADERS {
+            // Only when it differs from hyper's default (which `MAX_HEADERS` is): an explicit limit makes hyper fill two header arrays on
+            // the heap for every request (about 1,700 instructions); its default is on the stack.
+            builder.max_headers(limits.max_headers);
+        }
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        drive(conn, http1::UpgradeableConnection::graceful_shutdown, &mut closing).await
+    };
+    if let Err(e) = served {
         // Header size, header count and the header read timeout are enforced by hyper,
         // which ends the connection with an error saying which.
-        match e.downcast_ref::<hyper::Error>() {
-            Some(h) if h.is_parse_too_large() => proxy_metrics.limit_reached("request_head_size"),
-            Some(h) if h.is_timeout() => proxy_metrics.limit_reached("header_read_timeout"),
-            _ => {}
+        if e.is_parse_too_large() {
+            proxy_metrics.limit_reached("request_head_size");
+        } else if e.is_timeout() {
+            proxy_metrics.limit_reached("header_read_timeout");
         }
         tracing::debug!(peer = %peer_addr, "client connection ended: {e}");
     }
+}
+
+/// Runs one of hyper's connections to its end; once `closing` turns true, tells it to
+/// finish (`graceful_shutdown`: GOAWAY on h2; on HTTP/1 the response in progress, then close).
+async fn drive<C>(
+    conn: C,
+    graceful_shutdown: fn(Pin<&mut C>),
+    closing: &mut watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => return done,
+        // `Err`: the drain is over and gone; the connection just runs on.
+        Ok(_) = closing.wait_for(|c| *c) => {}
+    }
+    graceful_shutdown(conn.as_mut());
+    conn.await
 }
