@@ -2,6 +2,7 @@
 //! reload when the files change, and SNI passthrough to a backend that terminates TLS itself.
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 

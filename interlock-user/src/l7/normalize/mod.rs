@@ -11,6 +11,7 @@
 //!   host or port are 400; `CONNECT` is 405.
 //! - Path (`path`): dot segments, encoded dots and repeated slashes normalised, ambiguous
 //!   escapes refused; the target becomes origin-form with that path.
+//! - HTTP/2 fields: a value with surrounding whitespace is 400; cookie crumbs are joined.
 //! - Upgrades: only `websocket`, on an HTTP/1.1 GET. Any other (h2c, unknown tokens, any
 //!   on HTTP/1.0) is not an upgrade: its headers are hop-by-hop, so they are removed on
 //!   the way and the request is served as a plain one.
@@ -21,9 +22,7 @@ pub mod path;
 
 use std::borrow::Cow;
 
-use hyper::header::{
-    HeaderValue, CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, TRANSFER_ENCODING, UPGRADE,
-};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, FORWARDED, HOST, TRANSFER_ENCODING, UPGRADE};
 use hyper::http::uri::{PathAndQuery, Uri};
 use hyper::{Method, Request, Version};
 
@@ -95,6 +94,9 @@ pub fn request<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
         // coding before `chunked` would be lost (RFC 9112 6.1: 501, as nginx answers).
         return Err(ProxyError::NotImplemented("a transfer coding other than chunked"));
     }
+    if req.version() >= Version::HTTP_2 {
+        h2_fields(req.headers_mut())?;
+    }
     let authority = authority_of(req, seen.hosts == 1)?;
     let normalized_path = origin_form(req.uri())?;
     if let Some(uri) = normalized_path {
@@ -113,6 +115,30 @@ pub fn request<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
         headers.remove(FORWARDED);
     }
     Ok(Normalized { authority, upgrade })
+}
+
+/// What HTTP/2 asks of fields before an HTTP/1.1 hop: no value starts or ends with
+/// whitespace (RFC 9113 8.2.1: malformed, never forwarded; h2 does not check), and cookie
+/// crumbs are joined into one Cookie header with `; ` (8.2.3).
+fn h2_fields(headers: &mut hyper::HeaderMap) -> Result<(), ProxyError> {
+    let mut cookies = 0;
+    for (name, value) in headers.iter() {
+        if let (Some(first), Some(last)) = (value.as_bytes().first(), value.as_bytes().last()) {
+            if matches!(first, b' ' | b'\t') || matches!(last, b' ' | b'\t') {
+                return Err(ProxyError::BadRequest("a field value with surrounding whitespace"));
+            }
+        }
+        if name == COOKIE {
+            cookies += 1;
+        }
+    }
+    if cookies > 1 {
+        let crumbs: Vec<&[u8]> = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes).collect();
+        let joined = HeaderValue::from_bytes(&crumbs.join(&b"; "[..]))
+            .map_err(|_| ProxyError::BadRequest("an invalid cookie"))?;
+        headers.insert(COOKIE, joined);
+    }
+    Ok(())
 }
 
 /// True when Transfer-Encoding is exactly `chunked`, once.

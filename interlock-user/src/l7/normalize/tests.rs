@@ -133,3 +133,23 @@ fn headers_the_proxy_sets_are_removed_from_the_clients_request() {
     left.sort();
     assert_eq!(left, ["accept", "host"]);
 }
+
+#[test]
+fn h2_fields_are_made_fit_for_http11() {
+    let mut r = req(
+        Version::HTTP_2,
+        "GET",
+        "https://a.example/",
+        &[("cookie", "a=1"), ("accept", "*/*"), ("cookie", "b=2")],
+    );
+    request(&mut r).unwrap();
+    assert_eq!(r.headers().get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+    for value in [" a", "a\t"] {
+        let r = req(Version::HTTP_2, "GET", "https://a.example/", &[("x-ws", value)]);
+        assert!(refused(r).contains("whitespace"), "{value:?}");
+    }
+    // HTTP/1.1 values are trimmed by the parsers; several Cookie lines are the client's own.
+    let mut r = h1("/", &[("host", "a"), ("cookie", "a=1"), ("cookie", "b=2")]);
+    request(&mut r).unwrap();
+    assert_eq!(r.headers().get_all("cookie").iter().count(), 2);
+}
