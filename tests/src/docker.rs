@@ -72,8 +72,13 @@ impl Service {
 
     /// A backend whose page `/` answers `text` (busybox httpd on port 80).
     pub fn page(extra: &[&str], text: &str) -> Result<Service> {
+        // `/cgi-bin/env` answers the page's text, then the request as busybox httpd's CGI
+        // saw it (`REQUEST_URI`, one `HTTP_<NAME>` per header): what the proxy forwarded.
         let script = format!(
-            "/busybox mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec /busybox httpd -f -p 80 -h /tmp/www"
+            "/busybox mkdir -p /tmp/www/cgi-bin && echo {text} > /tmp/www/index.html && \
+             printf '#!/busybox sh\\necho Content-Type: text/plain\\necho\\n/busybox cat /tmp/www/index.html\\n/busybox env\\n' \
+             > /tmp/www/cgi-bin/env && /busybox chmod +x /tmp/www/cgi-bin/env && \
+             exec /busybox httpd -f -p 80 -h /tmp/www"
         );
         let mut args = extra.to_vec();
         args.extend_from_slice(&["--entrypoint", "/busybox"]);

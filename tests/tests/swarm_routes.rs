@@ -1,14 +1,14 @@
 //! The interlock stack on a real swarm: labelled services answer through the proxy by host
 //! and by path within 2 s of their tasks running, on a network the agent joins by itself;
 //! its health check passes; after dockerd restarts, routes serve again and later changes are
-//! picked up.
+//! picked up; requests reach the tasks normalised (`l7::normalize`), as a backend sees them.
 //! Its own test binary: it restarts the engine under every other Docker test.
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
 use interlock_tests::docker::{docker, ensure_backend_image, unique, Network, Service};
 use interlock_tests::engine::{start_dockerd, stop_dockerd, wait_engine, EngineGuard};
-use interlock_tests::stack::{get, Stack};
+use interlock_tests::stack::{get, send, Stack};
 use interlock_tests::{report, require_root, wait_until};
 
 fn now_ns() -> i64 {
@@ -32,6 +32,51 @@ fn wait_answer(host: &str, path: &str, body: &str, timeout: Duration) -> Result<
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// What the page's `/cgi-bin/env` (busybox httpd's CGI) saw of one request, through the
+/// stack's proxy: the page's name, then `NAME=value` lines.
+fn env_of(request: &str) -> (u16, String) {
+    send(request).unwrap_or_else(|e| panic!("{e:#}: {request:?}"))
+}
+
+/// The request a task gets is the one that was routed: the absolute-form authority is the
+/// Host, dot segments are gone before routing (`/api/../` is not the api service), only
+/// websocket upgrades pass, the proxy's own forwarding headers replace the client's, and
+/// CONNECT is refused (README, "What the proxy normalises and refuses").
+fn backends_get_the_request_as_routed(host: &str) {
+    let absolute = format!(
+        "GET http://{host}/cgi-bin/env HTTP/1.1\r\nHost: junk.invalid\r\nX-Real-IP: 6.6.6.6\r\n\
+         Forwarded: for=6.6.6.6\r\nx-request-id: swarm-routes-1\r\nConnection: close\r\n\r\n"
+    );
+    let (status, env) = env_of(&absolute);
+    assert_eq!(status, 200, "{env}");
+    for line in [
+        "web".to_string(),
+        format!("HTTP_HOST={host}"),
+        format!("HTTP_X_FORWARDED_HOST={host}"),
+        "HTTP_X_REAL_IP=127.0.0.1".into(),
+        "HTTP_X_REQUEST_ID=swarm-routes-1".into(),
+    ] {
+        assert!(env.lines().any(|l| l == line), "the task saw no {line:?}:\n{env}");
+    }
+    assert!(!env.contains("HTTP_FORWARDED="), "the client's Forwarded was passed on:\n{env}");
+    let dotted = format!(
+        "GET /api/%2e%2e/cgi-bin/env HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade, close\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    );
+    let (status, env) = env_of(&dotted);
+    assert_eq!(status, 200, "{env}");
+    assert_eq!(env.lines().next(), Some("web"), "/api/../ was routed to the api service:\n{env}");
+    assert!(env.lines().any(|l| l == "REQUEST_URI=/cgi-bin/env"), "{env}");
+    assert!(
+        !env.contains("HTTP_UPGRADE=") && !env.contains("HTTP_HTTP2_SETTINGS="),
+        "an h2c upgrade was passed on:\n{env}"
+    );
+    let (status, _) = env_of(&format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n"));
+    assert_eq!(status, 405, "CONNECT");
+    let (status, _) = env_of(&format!("GET /a%2fb HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(status, 400, "an encoded slash");
 }
 
 #[test]
@@ -69,6 +114,7 @@ fn labelled_services_answer_by_host_and_path_and_survive_a_dockerd_restart() {
     );
     let (status, _) = get("nobody.invalid", "/").unwrap();
     assert_eq!(status, 404, "a host no service claims is not forwarded");
+    backends_get_the_request_as_routed(&host);
     let table = stack.status().unwrap();
     assert!(
         table.contains(&host) && table.contains("/api"),

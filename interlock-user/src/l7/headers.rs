@@ -59,24 +59,15 @@ pub fn is_proxy_set_request(name: &HeaderName) -> bool {
 pub static PROXY_SET_RESPONSE: [&HeaderName; 4] =
     [&X_REQUEST_ID, &X_UPSTREAM_ADDR, &X_UPSTREAM_RESPONSE_TIME, &X_PROXY_ID];
 
-/// True for a name of [`PROXY_SET_RESPONSE`] as received (any case).
-pub fn is_proxy_set_response(name: &[u8]) -> bool {
-    PROXY_SET_RESPONSE
-        .iter()
-        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
-}
-
 /// True for the hop-by-hop headers every message may carry (not those a Connection
 /// header names).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
-/// [`is_hop_by_hop`] for a name as received (any case).
-pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+/// The hop-by-hop names (for checks of matchers that know them by heart).
+pub fn hop_by_hop_names() -> impl Iterator<Item = &'static str> {
+    HOP_BY_HOP.iter().map(|h| h.as_str())
 }
 
 /// Removes hop-by-hop headers, including those the Connection header names.
