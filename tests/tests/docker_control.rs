@@ -215,12 +215,14 @@ fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
     let on_leader = leader
         .wait_for("the service on the leader", WAIT, |s| backend_ips(s, &name).len() == 1)
         .unwrap();
-    let on_follower = follower
-        .wait_for("the same snapshot on the follower", WAIT, |s| {
-            s.version == on_leader.version
+    // The leader may publish again before the follower has caught up (a reconcile, another
+    // change on the engine): the follower mirrors the latest, not each version.
+    let on_leader = follower
+        .wait_for("a snapshot of the leader's on the follower", WAIT, |s| {
+            s.version >= on_leader.version && leader.snapshots().contains(s)
         })
         .unwrap();
-    assert_eq!(on_follower, on_leader);
+    assert_eq!(backend_ips(&on_leader, &name).len(), 1, "{on_leader:?}");
 
     leader.process.kill();
     follower
@@ -228,7 +230,10 @@ fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
         .wait_for_line("keeping snapshot version", WAIT)
         .unwrap();
     let last = follower.snapshots().pop().unwrap();
-    assert_eq!(last, on_leader, "the follower keeps the last good snapshot");
+    assert!(
+        last.version >= on_leader.version && leader.snapshots().contains(&last),
+        "the follower keeps the last good snapshot: {last:?}"
+    );
     report(&format!(
         "docker_control: follower mirrored leader snapshot v{}",
         on_leader.version
