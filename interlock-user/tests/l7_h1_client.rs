@@ -384,6 +384,8 @@ async fn the_response_timer_outlives_idle_time_in_the_pool() {
                 client: "192.0.2.1".parse().unwrap(),
                 proto: "http",
                 host: "lean.test".parse().unwrap(),
+                port: 80,
+                relayed: None,
                 request_id: interlock::l7::headers::RequestId::Fresh(*b"0123456789abcdef0123456789abcdef"),
             },
         }

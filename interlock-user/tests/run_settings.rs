@@ -77,6 +77,13 @@ const SETTINGS: &[(&str, &str, &str, &str, &str)] = &[
     ("drain_grace_s", "http", "4", "4", "4"),
     ("first_routes_wait_s", "http", "2", "2", "2"),
     (
+        "trusted_proxies",
+        "http",
+        "10.0.0.0/8,192.0.2.7",
+        "[\"10.0.0.0/8\", \"192.0.2.7\"]",
+        "[\"10.0.0.0/8\", \"192.0.2.7/32\"]",
+    ),
+    (
         "xdp_interfaces",
         "l4",
         "eth0,eth1",

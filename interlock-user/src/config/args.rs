@@ -99,6 +99,10 @@ pub struct HttpArgs {
     /// Seconds a client may pause while sending a request body (between two reads) [default: 30].
     #[arg(long, env = "INTERLOCK_CLIENT_BODY_TIMEOUT_S")]
     pub client_body_timeout_s: Option<u64>,
+    /// Balancers in front whose PROXY header and X-Forwarded-* are taken: comma-separated
+    /// addresses or CIDRs [default: none].
+    #[arg(long, env = "INTERLOCK_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Seconds a backend has to answer with a response head [default: 60].
     #[arg(long, env = "INTERLOCK_UPSTREAM_TIMEOUT_S")]
     pub upstream_timeout_s: Option<u64>,

@@ -77,6 +77,14 @@ impl Settings {
             ),
             e("drain_grace_s", "http", Some(h.drain_grace.as_secs().to_string())),
             e(
+                "trusted_proxies",
+                "http",
+                Some(format!(
+                    "[{}]",
+                    h.trusted_proxies.entries().map(|n| quoted(&n)).collect::<Vec<_>>().join(", ")
+                )),
+            ),
+            e(
                 "first_routes_wait_s",
                 "http",
                 Some(h.first_routes_wait.as_secs().to_string()),

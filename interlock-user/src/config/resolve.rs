@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::args::{AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
 use super::defaults as d;
+use crate::l7::front::trust::TrustedProxies;
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,7 @@ pub struct HttpConfig {
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The XDP fast path's settings (`interlock run` with interfaces).
@@ -236,8 +238,13 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
         // Every body not in with its head would fail at once.
         bail!("client_body_timeout_s: 0: expected at least 1 (seconds)");
     }
+    let trusted = p
+        .opt("trusted_proxies", a.trusted_proxies, f.trusted_proxies)
+        .unwrap_or_default();
+    let trusted_proxies = TrustedProxies::parse(&trusted).map_err(anyhow::Error::msg)?;
     let secs = Duration::from_secs;
     Ok(HttpConfig {
+        trusted_proxies,
         http: p.or("http", a.http, f.http, d::HTTP_LISTEN),
         https,
         admin: p.or("admin", a.admin, f.admin, d::ADMIN_LISTEN),

@@ -40,6 +40,8 @@ pub static X_UPSTREAM_ADDR: HeaderName = HeaderName::from_static("x-upstream-add
 pub static X_UPSTREAM_RESPONSE_TIME: HeaderName = HeaderName::from_static("x-upstream-response-time");
 pub static X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_SERVER_INFO: HeaderName = HeaderName::from_static("x-server-info");
 
 /// True for the request headers the proxy sets itself ([`set_forwarded`]): a client's are
 /// removed before routing, never passed on.
@@ -47,6 +49,7 @@ pub fn is_proxy_set_request(name: &HeaderName) -> bool {
     name == X_FORWARDED_FOR
         || name == X_FORWARDED_PROTO
         || name == X_FORWARDED_HOST
+        || name == X_FORWARDED_PORT
         || name == X_REAL_IP
         || name == X_REQUEST_ID
         || name == FORWARDED
@@ -56,8 +59,13 @@ pub fn is_proxy_set_request(name: &HeaderName) -> bool {
 /// path (the lean client leaves their lines out, hyper's map loses them) and the client sees
 /// the proxy's once. For `x-request-id` the proxy's id wins: the client's own when it is a
 /// valid id (see [`request_id`]), else a fresh one, the id the access log carries.
-pub static PROXY_SET_RESPONSE: [&HeaderName; 4] =
-    [&X_REQUEST_ID, &X_UPSTREAM_ADDR, &X_UPSTREAM_RESPONSE_TIME, &X_PROXY_ID];
+pub static PROXY_SET_RESPONSE: [&HeaderName; 5] = [
+    &X_REQUEST_ID,
+    &X_UPSTREAM_ADDR,
+    &X_UPSTREAM_RESPONSE_TIME,
+    &X_PROXY_ID,
+    &X_SERVER_INFO,
+];
 
 /// True for the hop-by-hop headers every message may carry (not those a Connection
 /// header names).
@@ -135,41 +143,108 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 
 /// The headers the proxy tells a backend about the request with: X-Forwarded-For and
 /// X-Real-IP (the client's address), X-Forwarded-Proto, X-Forwarded-Host (the authority
-/// routed) and x-request-id (the id the access log and the client's answer carry).
-/// The lean client writes them straight into the request head; [`set_forwarded`] puts
-/// them in a map for hyper's. The client's own were removed by `normalize`.
+/// routed), X-Forwarded-Port (the port the client connected to) and x-request-id (the id
+/// the access log and the client's answer carry). The lean client writes them straight
+/// into the request head; [`set_forwarded`] puts them in a map for hyper's. The client's
+/// own were removed by `normalize`, or kept in `relayed` when the peer is trusted.
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     /// From [`ip_value`].
     pub client: HeaderValue,
     pub proto: &'static str,
     pub host: HeaderValue,
+    pub port: u16,
     pub request_id: RequestId,
+    /// What a trusted proxy in front said (boxed: absent on almost every request).
+    pub relayed: Option<Box<Relayed>>,
+}
+
+/// The X-Forwarded-* and X-Real-IP headers of a trusted proxy in front (`--trusted-proxies`).
+/// X-Forwarded-For gets the peer appended; the others are passed on as the proxy sent them.
+#[derive(Debug, Clone, Default)]
+pub struct Relayed {
+    pub xff: Option<HeaderValue>,
+    pub real_ip: Option<HeaderValue>,
+    pub proto: Option<HeaderValue>,
+    pub host: Option<HeaderValue>,
+    pub port: Option<HeaderValue>,
+}
+
+impl Relayed {
+    /// X-Real-IP: the trusted proxy's own, else the last address of its X-Forwarded-For
+    /// (the one it saw: nginx's `real_ip_header X-Forwarded-For` without recursion).
+    fn real_ip(&self) -> Option<&[u8]> {
+        if let Some(ip) = &self.real_ip {
+            return Some(ip.as_bytes());
+        }
+        let xff = self.xff.as_ref()?.as_bytes();
+        let last = xff.rsplit(|b| *b == b',').next()?.trim_ascii();
+        (!last.is_empty()).then_some(last)
+    }
 }
 
 impl Forwarded {
     /// The header lines, for the lean client.
     pub fn write(&self, out: &mut Vec<u8>) {
-        for (name, value) in [
-            (&b"x-forwarded-for: "[..], self.client.as_bytes()),
-            (b"\r\nx-real-ip: ", self.client.as_bytes()),
-            (b"\r\nx-forwarded-proto: ", self.proto.as_bytes()),
-            (b"\r\nx-forwarded-host: ", self.host.as_bytes()),
-            (b"\r\nx-request-id: ", self.request_id.as_bytes()),
-        ] {
-            out.extend_from_slice(name);
-            out.extend_from_slice(value);
+        let relayed = self.relayed.as_deref();
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(xff) = relayed.and_then(|r| r.xff.as_ref()) {
+            out.extend_from_slice(xff.as_bytes());
+            out.extend_from_slice(b", ");
         }
+        out.extend_from_slice(self.client.as_bytes());
+        out.extend_from_slice(b"\r\nx-real-ip: ");
+        out.extend_from_slice(relayed.and_then(Relayed::real_ip).unwrap_or(self.client.as_bytes()));
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(match relayed.and_then(|r| r.proto.as_ref()) {
+            Some(proto) => proto.as_bytes(),
+            None => self.proto.as_bytes(),
+        });
+        out.extend_from_slice(b"\r\nx-forwarded-host: ");
+        out.extend_from_slice(relayed.and_then(|r| r.host.as_ref()).unwrap_or(&self.host).as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-port: ");
+        match relayed.and_then(|r| r.port.as_ref()) {
+            Some(port) => out.extend_from_slice(port.as_bytes()),
+            None => out.extend_from_slice(itoa::Buffer::new().format(self.port).as_bytes()),
+        }
+        out.extend_from_slice(b"\r\nx-request-id: ");
+        out.extend_from_slice(self.request_id.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// X-Forwarded-For's value (the trusted proxy's chain, then the peer).
+    fn xff(&self) -> HeaderValue {
+        match self.relayed.as_deref().and_then(|r| r.xff.as_ref()) {
+            Some(xff) => {
+                let mut chain = xff.as_bytes().to_vec();
+                chain.extend_from_slice(b", ");
+                chain.extend_from_slice(self.client.as_bytes());
+                HeaderValue::from_bytes(&chain).unwrap_or_else(|_| self.client.clone())
+            }
+            None => self.client.clone(),
+        }
     }
 }
 
-/// Sets the forwarding headers in `headers` (hyper's client).
+/// Sets the forwarding headers in `headers` (hyper's client): the same values as
+/// [`Forwarded::write`].
 pub fn set_forwarded(headers: &mut HeaderMap, forwarded: Forwarded) {
-    headers.insert(X_FORWARDED_FOR.clone(), forwarded.client.clone());
-    headers.insert(X_REAL_IP.clone(), forwarded.client);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(forwarded.proto));
-    headers.insert(X_FORWARDED_HOST.clone(), forwarded.host);
+    let relayed = forwarded.relayed.as_deref().cloned().unwrap_or_default();
+    let real_ip = relayed
+        .real_ip()
+        .and_then(|ip| HeaderValue::from_bytes(ip).ok())
+        .unwrap_or_else(|| forwarded.client.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded.xff());
+    headers.insert(X_REAL_IP.clone(), real_ip);
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        relayed.proto.unwrap_or(HeaderValue::from_static(forwarded.proto)),
+    );
+    headers.insert(X_FORWARDED_HOST.clone(), relayed.host.unwrap_or(forwarded.host));
+    headers.insert(
+        X_FORWARDED_PORT.clone(),
+        relayed.port.unwrap_or_else(|| HeaderValue::from(forwarded.port)),
+    );
     headers.insert(X_REQUEST_ID.clone(), forwarded.request_id.into_value());
 }
 
@@ -308,15 +383,37 @@ mod tests {
             client: ip_value("192.0.2.1".parse().unwrap()),
             proto: "https",
             host: HeaderValue::from_static("a.example"),
+            port: 443,
             request_id: RequestId::Client(HeaderValue::from_static("abc-1")),
+            relayed: None,
         };
         let mut lines = Vec::new();
         forwarded.write(&mut lines);
         assert_eq!(
             String::from_utf8(lines).unwrap(),
             "x-forwarded-for: 192.0.2.1\r\nx-real-ip: 192.0.2.1\r\nx-forwarded-proto: https\r\n\
-             x-forwarded-host: a.example\r\nx-request-id: abc-1\r\n"
+             x-forwarded-host: a.example\r\nx-forwarded-port: 443\r\nx-request-id: abc-1\r\n"
         );
+        // Behind a trusted proxy: its chain extended, its proto and host kept.
+        let behind = Forwarded {
+            relayed: Some(Box::new(Relayed {
+                xff: Some(HeaderValue::from_static("203.0.113.5, 198.51.100.9")),
+                proto: Some(HeaderValue::from_static("https")),
+                ..Relayed::default()
+            })),
+            proto: "http",
+            ..forwarded.clone()
+        };
+        let mut lines = Vec::new();
+        behind.write(&mut lines);
+        let text = String::from_utf8(lines).unwrap();
+        assert!(text.starts_with("x-forwarded-for: 203.0.113.5, 198.51.100.9, 192.0.2.1\r\nx-real-ip: 198.51.100.9\r\nx-forwarded-proto: https\r\n"), "{text}");
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, behind);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.5, 198.51.100.9, 192.0.2.1");
+        assert_eq!(h["x-real-ip"], "198.51.100.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "443");
         let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example")]);
         set_forwarded(&mut h, forwarded);
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);

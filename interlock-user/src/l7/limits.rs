@@ -1,6 +1,9 @@
 //! The size limits on HTTP heads, defined once for both directions and both stacks (hyper's
 //! server, the lean server and client), and the bounds put on client connections.
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::front::trust::TrustedProxies;
 
 use crate::config::defaults;
 
@@ -26,6 +29,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// On shutdown, open connections get this long to finish.
     pub drain_grace: Duration,
+    /// Peers whose PROXY header and X-Forwarded-* are taken (not a bound, but the other
+    /// thing every client connection is accepted with).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Default for Limits {
@@ -37,6 +43,7 @@ impl Default for Limits {
             max_header_bytes: MAX_HEAD_BYTES,
             max_headers: MAX_HEADERS,
             drain_grace: Duration::from_secs(defaults::DRAIN_GRACE_S),
+            trusted_proxies: Arc::default(),
         }
     }
 }

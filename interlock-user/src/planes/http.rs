@@ -123,6 +123,7 @@ pub async fn serve(
         header_read_timeout: opts.header_read_timeout,
         client_body_timeout: opts.client_body_timeout,
         drain_grace: opts.drain_grace,
+        trusted_proxies: std::sync::Arc::new(opts.trusted_proxies.clone()),
         ..l7::limits::Limits::default()
     };
     let serving = tokio::spawn(server::serve(listeners, proxy, limits, stop_rx));

@@ -21,6 +21,7 @@ use super::body_timeout::BodyTimeout;
 use super::h1_server;
 use super::linger::ClientStream;
 use super::protocol::{self, Opening, Protocol};
+use super::proxy_protocol::{self, Front};
 use super::tls::TlsFront;
 use crate::l7::limits::{Limits, MAX_HEADERS};
 use crate::l7::proxy::{Peer, Proxy, Scheme};
@@ -84,9 +85,17 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                     stop: stop.clone(),
                     closing: closing.clone(),
                 };
-                let stream = ClientStream::new(stream);
+                let local_port = stream.local_addr().map_or(0, |a| a.port());
+                let mut stream = ClientStream::new(stream);
                 tokio::spawn(async move {
                     proxy.metrics.connections.inc();
+                    let peer = match peer_of(&mut stream, peer, local_port, &limits).await {
+                        Some(peer) => peer,
+                        None => {
+                            proxy.metrics.connections.dec();
+                            return;
+                        }
+                    };
                     // The connection futures are boxed: the spawned task stays small, so
                     // spawning and finishing it copy a few bytes instead of hyper's whole
                     // connection state (several KiB per accepted connection).
@@ -94,13 +103,13 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                         None => {
                             // Body-less HTTP/1.1 requests take the lean loop; the first
                             // other request hands the connection to hyper.
-                            let lean =
-                                Box::pin(h1_server::serve(stream, peer, &proxy, &limits, &mut shutdown.stop)).await;
+                            let lean = h1_server::serve(stream, peer.clone(), &proxy, &limits, &mut shutdown.stop);
+                            let lean = Box::pin(lean).await;
                             if let h1_server::Outcome::Handover(stream) = lean {
                                 // h2c with prior knowledge, or HTTP/1 from here on.
                                 let conn = serve_connection(
                                     stream,
-                                    Client::new(peer, Scheme::Http, Protocol::Sniff),
+                                    Client::new(peer.clone(), Scheme::Http, Protocol::Sniff),
                                     &proxy,
                                     &limits,
                                     shutdown,
@@ -110,7 +119,7 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
                         }
                         Some(tls) => {
                             let _ = stream.set_nodelay(true);
-                            if let Some(stream) = Box::pin(tls.accept(stream, peer, &proxy)).await {
+                            if let Some(stream) = Box::pin(tls.accept(stream, peer.addr, &proxy)).await {
                                 let protocol = Protocol::of_alpn(stream.get_ref().1.alpn_protocol());
                                 let client = Client::new(peer, Scheme::Https, protocol);
                                 let conn = serve_connection(stream, client, &proxy, &limits, shutdown);
@@ -145,15 +154,35 @@ pub async fn serve(listeners: Vec<Listener>, proxy: Arc<Proxy>, limits: Limits, 
     }
 }
 
+/// The client of a new connection: its peer, or whom a trusted balancer's PROXY header names
+/// (`proxy_protocol`). `None`: the connection is to be closed (a bad or late header).
+async fn peer_of(stream: &mut ClientStream, addr: SocketAddr, local_port: u16, limits: &Limits) -> Option<Peer> {
+    if limits.trusted_proxies.is_empty() || !limits.trusted_proxies.contains(addr.ip()) {
+        return Some(Peer::new(addr, local_port));
+    }
+    match proxy_protocol::read(stream, limits.header_read_timeout).await {
+        Ok(Front::Plain) => Some(Peer::new(addr, local_port).trusted()),
+        // The balancer's client is not trusted itself: its headers are replaced.
+        Ok(Front::Header { client, local_port: port }) => match client {
+            Some(client) => Some(Peer::new(client, port.unwrap_or(local_port))),
+            None => Some(Peer::new(addr, local_port).trusted()),
+        },
+        Err(why) => {
+            tracing::debug!(peer = %addr, "closing a trusted proxy's connection: {why}");
+            None
+        }
+    }
+}
+
 /// Who a connection serves and how.
 struct Client {
-    peer: SocketAddr,
+    peer: Peer,
     scheme: Scheme,
     protocol: Protocol,
 }
 
 impl Client {
-    fn new(peer: SocketAddr, scheme: Scheme, protocol: Protocol) -> Client {
+    fn new(peer: Peer, scheme: Scheme, protocol: Protocol) -> Client {
         Client { peer, scheme, protocol }
     }
 }
@@ -166,7 +195,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Shutdown { stop, mut closing } = shutdown;
-    let peer_addr = client.peer;
+    let peer_addr = client.peer.addr;
     // Every arm serves a `Rewind` (empty when nothing was read): one instance of each of
     // hyper's connections per stream type.
     let (http2, stream) = match client.protocol {
@@ -198,7 +227,7 @@ where
     };
     let proxy_metrics = proxy.metrics.clone();
     let proxy = proxy.clone();
-    let (peer, scheme) = (Peer::new(client.peer), client.scheme);
+    let (peer, scheme) = (client.peer, client.scheme);
     let body_timeout = limits.client_body_timeout;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (proxy, peer) = (proxy.clone(), peer.clone());

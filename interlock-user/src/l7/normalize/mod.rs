@@ -27,7 +27,9 @@ use hyper::http::uri::{PathAndQuery, Uri};
 use hyper::{Method, Request, Version};
 
 use crate::l7::error::ProxyError;
-use crate::l7::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID};
+use crate::l7::headers::{
+    self, Relayed, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+};
 
 /// What normalising a request found.
 #[derive(Debug)]
@@ -37,6 +39,9 @@ pub struct Normalized {
     pub authority: HeaderValue,
     /// The `Upgrade` value of a websocket upgrade; `None` for every other request.
     pub upgrade: Option<HeaderValue>,
+    /// A trusted peer's X-Forwarded-* and X-Real-IP (`--trusted-proxies`), taken out of
+    /// the request to be passed on (`headers::Forwarded`).
+    pub relayed: Option<Box<Relayed>>,
 }
 
 /// What one walk over the header names saw.
@@ -75,7 +80,8 @@ fn walk(headers: &hyper::HeaderMap) -> Seen {
 
 /// Normalises `req` in place (its URI, Host and proxy-set headers) or says why it is
 /// refused. Cheap on the usual request: one walk over the names, one scan of the path.
-pub fn request<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
+/// `trusted`: the peer is a trusted proxy, whose forwarding headers are kept (`relayed`).
+pub fn request<B>(req: &mut Request<B>, trusted: bool) -> Result<Normalized, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed("CONNECT"));
     }
@@ -108,13 +114,51 @@ pub fn request<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
         None
     };
     let headers = req.headers_mut();
+    let mut relayed = None;
     if seen.proxy_set {
-        for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST, &X_REAL_IP, &X_REQUEST_ID] {
+        if trusted {
+            relayed = Some(Box::new(Relayed {
+                xff: joined(headers, &X_FORWARDED_FOR),
+                real_ip: headers.remove(&X_REAL_IP),
+                proto: headers.remove(&X_FORWARDED_PROTO),
+                host: headers.remove(&X_FORWARDED_HOST),
+                port: headers.remove(&X_FORWARDED_PORT),
+            }));
+        }
+        for name in [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PORT,
+            &X_REAL_IP,
+            &X_REQUEST_ID,
+        ] {
             headers.remove(name);
         }
         headers.remove(FORWARDED);
     }
-    Ok(Normalized { authority, upgrade })
+    Ok(Normalized {
+        authority,
+        upgrade,
+        relayed,
+    })
+}
+
+/// All of a header's values as one comma-separated list (several X-Forwarded-For lines
+/// are one list, RFC 9110 5.3).
+fn joined(headers: &hyper::HeaderMap, name: &hyper::header::HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let rest: Vec<&HeaderValue> = values.collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let mut list = first.as_bytes().to_vec();
+    for v in rest {
+        list.extend_from_slice(b", ");
+        list.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&list).ok()
 }
 
 /// What HTTP/2 asks of fields before an HTTP/1.1 hop: no value starts or ends with

@@ -1,5 +1,10 @@
 use super::*;
 
+/// The step for an untrusted peer.
+fn request_<B>(req: &mut Request<B>) -> Result<Normalized, ProxyError> {
+    request(req, false)
+}
+
 fn req(version: Version, method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
     let mut b = Request::builder().version(version).method(method).uri(target);
     for (k, v) in headers {
@@ -13,7 +18,7 @@ fn h1(target: &str, headers: &[(&str, &str)]) -> Request<()> {
 }
 
 fn refused(mut r: Request<()>) -> String {
-    match request(&mut r) {
+    match request_(&mut r) {
         Err(e) => e.to_string(),
         Ok(n) => panic!("accepted: {n:?} {r:?}"),
     }
@@ -22,7 +27,7 @@ fn refused(mut r: Request<()>) -> String {
 #[test]
 fn a_plain_request_is_left_as_it_came() {
     let mut r = h1("/a?b=1", &[("host", "A.example:8080"), ("accept", "*/*")]);
-    let n = request(&mut r).unwrap();
+    let n = request_(&mut r).unwrap();
     assert_eq!(n.authority, "A.example:8080");
     assert!(n.upgrade.is_none());
     assert_eq!(r.uri(), "/a?b=1");
@@ -32,16 +37,16 @@ fn a_plain_request_is_left_as_it_came() {
 #[test]
 fn the_target_authority_replaces_host() {
     let mut r = h1("http://a.example/x?q", &[("host", "x\"><script>")]);
-    let n = request(&mut r).unwrap();
+    let n = request_(&mut r).unwrap();
     assert_eq!(n.authority, "a.example");
     assert_eq!(r.uri(), "/x?q");
     assert_eq!(r.headers().get_all("host").iter().collect::<Vec<_>>(), ["a.example"]);
     // h2: :authority is routed and sent as Host; a host header naming another is refused.
     let mut r = req(Version::HTTP_2, "GET", "https://a.example/", &[]);
-    assert_eq!(request(&mut r).unwrap().authority, "a.example");
+    assert_eq!(request_(&mut r).unwrap().authority, "a.example");
     assert_eq!(r.headers()["host"], "a.example");
     let mut r = req(Version::HTTP_2, "GET", "https://a.example/", &[("host", "A.EXAMPLE")]);
-    assert!(request(&mut r).is_ok());
+    assert!(request_(&mut r).is_ok());
     let r = req(Version::HTTP_2, "GET", "https://a.example/", &[("host", "admin.internal")]);
     assert!(refused(r).contains("other than :authority"));
 }
@@ -57,7 +62,7 @@ fn bad_targets_and_hosts_are_refused() {
     assert!(refused(h1("http://user@a.example/", &[("host", "a.example")])).contains("Host"));
     let connect = req(Version::HTTP_11, "CONNECT", "a.example:443", &[("host", "a.example")]);
     let mut connect2 = req(Version::HTTP_11, "CONNECT", "a.example:443", &[("host", "a.example")]);
-    assert!(matches!(request(&mut connect2), Err(ProxyError::MethodNotAllowed(_))));
+    assert!(matches!(request_(&mut connect2), Err(ProxyError::MethodNotAllowed(_))));
     assert!(refused(connect).contains("CONNECT"));
     // HTTP/1.0 may leave Host out, but the proxy routes by it.
     assert!(refused(req(Version::HTTP_10, "GET", "/", &[])).contains("missing Host"));
@@ -71,19 +76,19 @@ fn framing_that_could_be_read_two_ways_is_refused() {
     assert!(refused(two).contains("several Content-Length"));
     for coding in ["gzip, chunked", "chunked, chunked", "identity"] {
         let mut r = h1("/", &[("host", "a"), ("transfer-encoding", coding)]);
-        assert!(matches!(request(&mut r), Err(ProxyError::NotImplemented(_))), "{coding}");
+        assert!(matches!(request_(&mut r), Err(ProxyError::NotImplemented(_))), "{coding}");
     }
     let mut r = h1("/", &[("host", "a"), ("transfer-encoding", "Chunked")]);
-    assert!(request(&mut r).is_ok());
+    assert!(request_(&mut r).is_ok());
 }
 
 #[test]
 fn paths_are_normalised_before_routing() {
     let mut r = h1("/ws/../other?x=/../", &[("host", "a")]);
-    request(&mut r).unwrap();
+    request_(&mut r).unwrap();
     assert_eq!(r.uri(), "/other?x=/../", "the query is left alone");
     let mut r = h1("http://a/%2e%2e//admin", &[("host", "a")]);
-    request(&mut r).unwrap();
+    request_(&mut r).unwrap();
     assert_eq!(r.uri(), "/admin");
     assert!(refused(h1("/a%2fb", &[("host", "a")])).contains("encoded"));
 }
@@ -92,7 +97,7 @@ fn paths_are_normalised_before_routing() {
 fn only_websocket_upgrades_on_http11_gets() {
     let ws = [("host", "a"), ("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")];
     let mut r = h1("/ws", &ws);
-    assert_eq!(request(&mut r).unwrap().upgrade.unwrap(), "WebSocket");
+    assert_eq!(request_(&mut r).unwrap().upgrade.unwrap(), "WebSocket");
     for (version, method, upgrade) in [
         (Version::HTTP_11, "GET", "h2c"),
         (Version::HTTP_11, "GET", "x-raw-tcp"),
@@ -106,11 +111,11 @@ fn only_websocket_upgrades_on_http11_gets() {
             "/ws",
             &[("host", "a"), ("connection", "upgrade"), ("upgrade", upgrade)],
         );
-        assert!(request(&mut r).unwrap().upgrade.is_none(), "{version:?} {method} {upgrade}");
+        assert!(request_(&mut r).unwrap().upgrade.is_none(), "{version:?} {method} {upgrade}");
     }
     // No `upgrade` token in Connection: not an upgrade.
     let mut r = h1("/ws", &[("host", "a"), ("connection", "keep-alive"), ("upgrade", "websocket")]);
-    assert!(request(&mut r).unwrap().upgrade.is_none());
+    assert!(request_(&mut r).unwrap().upgrade.is_none());
 }
 
 #[test]
@@ -128,7 +133,7 @@ fn headers_the_proxy_sets_are_removed_from_the_clients_request() {
             ("accept", "*/*"),
         ],
     );
-    request(&mut r).unwrap();
+    request_(&mut r).unwrap();
     let mut left: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
     left.sort();
     assert_eq!(left, ["accept", "host"]);
@@ -142,7 +147,7 @@ fn h2_fields_are_made_fit_for_http11() {
         "https://a.example/",
         &[("cookie", "a=1"), ("accept", "*/*"), ("cookie", "b=2")],
     );
-    request(&mut r).unwrap();
+    request_(&mut r).unwrap();
     assert_eq!(r.headers().get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
     for value in [" a", "a\t"] {
         let r = req(Version::HTTP_2, "GET", "https://a.example/", &[("x-ws", value)]);
@@ -150,6 +155,27 @@ fn h2_fields_are_made_fit_for_http11() {
     }
     // HTTP/1.1 values are trimmed by the parsers; several Cookie lines are the client's own.
     let mut r = h1("/", &[("host", "a"), ("cookie", "a=1"), ("cookie", "b=2")]);
-    request(&mut r).unwrap();
+    request_(&mut r).unwrap();
     assert_eq!(r.headers().get_all("cookie").iter().count(), 2);
+}
+
+#[test]
+fn a_trusted_peers_forwarding_headers_are_kept_aside() {
+    let mut r = h1(
+        "/",
+        &[
+            ("host", "a"),
+            ("x-forwarded-for", "203.0.113.5"),
+            ("x-forwarded-for", "198.51.100.9"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=6.6.6.6"),
+        ],
+    );
+    let relayed = request(&mut r, true).unwrap().relayed.unwrap();
+    assert_eq!(relayed.xff.unwrap(), "203.0.113.5, 198.51.100.9");
+    assert_eq!(relayed.proto.unwrap(), "https");
+    assert!(relayed.host.is_none());
+    assert_eq!(r.headers().len(), 1, "{:?}", r.headers());
+    let mut r = h1("/", &[("host", "a"), ("x-forwarded-for", "203.0.113.5")]);
+    assert!(request(&mut r, false).unwrap().relayed.is_none());
 }

@@ -10,7 +10,12 @@ use std::time::Duration;
 use hyper::header::HeaderValue;
 use hyper::Response;
 
-use crate::l7::headers::{self, RequestId, X_PROXY_ID, X_REQUEST_ID, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME};
+use crate::l7::headers::{
+    self, RequestId, X_PROXY_ID, X_REQUEST_ID, X_SERVER_INFO, X_UPSTREAM_ADDR, X_UPSTREAM_RESPONSE_TIME,
+};
+
+/// `x-server-info`, as Interlock's proxies answer it: what is serving, and which version.
+pub const SERVER_INFO: &str = concat!("interlock/", env!("CARGO_PKG_VERSION"));
 use crate::l7::raw_headers::{self, RawHeaders};
 use crate::l7::ProxyBody;
 
@@ -43,6 +48,7 @@ impl Answer {
         }
         map.insert(X_REQUEST_ID.clone(), self.request_id.into_value());
         map.insert(X_PROXY_ID.clone(), self.proxy_id);
+        map.insert(X_SERVER_INFO.clone(), HeaderValue::from_static(SERVER_INFO));
         resp
     }
 
@@ -60,6 +66,8 @@ impl Answer {
         out.extend_from_slice(self.request_id.as_bytes());
         out.extend_from_slice(b"\r\nx-proxy-id: ");
         out.extend_from_slice(self.proxy_id.as_bytes());
+        out.extend_from_slice(b"\r\nx-server-info: ");
+        out.extend_from_slice(SERVER_INFO.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -87,12 +95,13 @@ mod tests {
         answer().write_added_headers(&mut lines);
         assert_eq!(
             String::from_utf8(lines).unwrap(),
-            "x-upstream-addr: 10.0.0.2:80\r\nx-upstream-response-time: 1.042\r\n\
-             x-request-id: 0123456789abcdef0123456789abcdef\r\nx-proxy-id: p1\r\n"
+            format!("x-upstream-addr: 10.0.0.2:80\r\nx-upstream-response-time: 1.042\r\n\
+             x-request-id: 0123456789abcdef0123456789abcdef\r\nx-proxy-id: p1\r\nx-server-info: {SERVER_INFO}\r\n")
         );
         let resp = answer().into_response();
         let h = resp.headers();
-        assert_eq!(h.len(), 5);
+        assert_eq!(h.len(), 6);
+        assert!(h["x-server-info"].to_str().unwrap().starts_with("interlock/"));
         assert_eq!(h["content-type"], "text/plain");
         assert_eq!(h["x-upstream-addr"], "10.0.0.2:80");
         assert_eq!(h["x-upstream-response-time"], "1.042");

@@ -40,17 +40,30 @@ impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + '
 /// The client end of a connection, with what every request on it reuses.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// The client: the TCP peer, or whom a trusted balancer's PROXY header named.
     pub addr: SocketAddr,
     /// The client IP as X-Forwarded-For carries it: formatted once per connection.
     ip_value: HeaderValue,
+    /// The port the client connected to (X-Forwarded-Port).
+    local_port: u16,
+    /// The peer is a trusted proxy (`--trusted-proxies`): its X-Forwarded-* are kept.
+    trusted: bool,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Peer {
+    /// An untrusted client connected to `local_port`.
+    pub fn new(addr: SocketAddr, local_port: u16) -> Peer {
         Peer {
             addr,
             ip_value: headers::ip_value(addr.ip()),
+            local_port,
+            trusted: false,
         }
+    }
+
+    /// A peer whose X-Forwarded-* headers are taken as they are (a balancer in front).
+    pub fn trusted(self) -> Peer {
+        Peer { trusted: true, ..self }
     }
 
     fn ip_str(&self) -> &str {
@@ -113,7 +126,7 @@ impl Proxy {
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
         // Every path, h2 and TLS included, routes what this step leaves (see `normalize`).
-        let normalized = normalize::request(&mut req);
+        let normalized = normalize::request(&mut req, peer.trusted);
         // One cheap clone (shared bytes) serves routing and the access log: the target as
         // routed, or as it came when it was refused.
         let uri = req.uri().clone();
@@ -252,7 +265,9 @@ impl Proxy {
             client: peer.ip_value.clone(),
             proto: scheme.as_str(),
             host: normalized.authority,
+            port: peer.local_port,
             request_id: request_id.clone(),
+            relayed: normalized.relayed,
         };
         let mut req = self
             .upstream_request(req, &route, forwarded, upgrade.as_ref())

@@ -15,7 +15,6 @@
 mod request;
 mod response;
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -54,12 +53,11 @@ pub enum Outcome {
 /// needs hyper. `stop` turning true ends the connection after the response in progress.
 pub async fn serve(
     mut stream: ClientStream,
-    peer: SocketAddr,
+    peer: Peer,
     proxy: &Arc<Proxy>,
     limits: &Limits,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
-    let peer = Peer::new(peer);
     let mut input = BytesMut::new();
     // A typical response head fits: no regrowth on the first response.
     let mut out = Vec::with_capacity(1024);

@@ -220,6 +220,7 @@ fn special(name: &[u8]) -> Special {
         10 if is(b"connection") || is(b"keep-alive") => Special::HopByHop,
         10 if is(b"x-proxy-id") => Special::ProxySet,
         12 if is(b"x-request-id") => Special::ProxySet,
+        13 if is(b"x-server-info") => Special::ProxySet,
         14 if is(b"content-length") => Special::ContentLength,
         14 if is(b"http2-settings") => Special::HopByHop,
         15 if is(b"x-upstream-addr") => Special::ProxySet,
