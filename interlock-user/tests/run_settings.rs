@@ -73,6 +73,7 @@ const SETTINGS: &[(&str, &str, &str, &str, &str)] = &[
     ("max_backend_requests", "http", "17", "17", "17"),
     ("header_read_timeout_s", "http", "7", "7", "7"),
     ("client_body_timeout_s", "http", "12", "12", "12"),
+    ("max_request_body_bytes", "http", "1048576", "1048576", "1048576"),
     ("upstream_timeout_s", "http", "33", "33", "33"),
     ("drain_grace_s", "http", "4", "4", "4"),
     ("first_routes_wait_s", "http", "2", "2", "2"),

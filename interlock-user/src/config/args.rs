@@ -99,6 +99,9 @@ pub struct HttpArgs {
     /// Seconds a client may pause while sending a request body (between two reads) [default: 30].
     #[arg(long, env = "INTERLOCK_CLIENT_BODY_TIMEOUT_S")]
     pub client_body_timeout_s: Option<u64>,
+    /// Largest request body in bytes, larger ones are answered 413; 0: no limit [default: 0].
+    #[arg(long, env = "INTERLOCK_MAX_REQUEST_BODY_BYTES")]
+    pub max_request_body_bytes: Option<u64>,
     /// Seconds a backend has to answer with a response head [default: 60].
     #[arg(long, env = "INTERLOCK_UPSTREAM_TIMEOUT_S")]
     pub upstream_timeout_s: Option<u64>,

@@ -31,6 +31,10 @@ pub const HEADER_READ_TIMEOUT_S: u64 = 10;
 /// is the client's 408 and frees its backend connection before a 504 would blame the
 /// backend; still three times the header timeout, as a body may be large and its link slow.
 pub const CLIENT_BODY_TIMEOUT_S: u64 = 30;
+/// The largest request body forwarded, in bytes; 0: no limit. Off by default: this proxy
+/// has never limited bodies, and a limit switched on by an upgrade would turn uploads that
+/// worked into 413s (nginx's 1 MiB default is the usual surprise). Set it to have one.
+pub const MAX_REQUEST_BODY_BYTES: u64 = 0;
 /// A backend has this long to answer with a response head.
 pub const UPSTREAM_TIMEOUT_S: u64 = 60;
 /// On SIGTERM, open connections get this long to finish.

@@ -71,6 +71,11 @@ impl Settings {
                 Some(h.client_body_timeout.as_secs().to_string()),
             ),
             e(
+                "max_request_body_bytes",
+                "http",
+                Some(h.max_request_body.unwrap_or(0).to_string()),
+            ),
+            e(
                 "upstream_timeout_s",
                 "http",
                 Some(h.upstream_timeout.as_secs().to_string()),

@@ -123,6 +123,8 @@ pub struct HttpConfig {
     pub max_backend_requests: usize,
     pub header_read_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// The largest request body forwarded (`None`: no limit).
+    pub max_request_body: Option<u64>,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
@@ -263,6 +265,13 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             d::HEADER_READ_TIMEOUT_S,
         )),
         client_body_timeout: secs(client_body_timeout_s),
+        max_request_body: Some(p.or(
+            "max_request_body_bytes",
+            a.max_request_body_bytes,
+            f.max_request_body_bytes,
+            d::MAX_REQUEST_BODY_BYTES,
+        ))
+        .filter(|max| *max > 0),
         upstream_timeout: secs(p.or(
             "upstream_timeout_s",
             a.upstream_timeout_s,

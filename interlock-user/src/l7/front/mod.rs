@@ -1,7 +1,8 @@
 //! The client-facing side: where listening sockets come from (`listeners`, `handover`),
 //! accepting and serving connections (`server`, the lean HTTP/1.1 loop `h1_server`, which
-//! HTTP a connection speaks: `protocol`, request bodies' read timeout: `body_timeout`),
+//! HTTP a connection speaks: `protocol`, request bodies' read timeout and size limit: `body_timeout`, `body_limit`),
 //! closing them without a reset (`linger`), and the HTTPS front (`tls`, `sni`, `rewind`).
+pub mod body_limit;
 pub mod body_timeout;
 pub mod h1_server;
 pub mod handover;

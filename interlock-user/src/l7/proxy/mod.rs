@@ -69,6 +69,8 @@ pub struct Proxy {
     queue_timeout: Duration,
     pub metrics: Arc<Metrics>,
     proxy_id: HeaderValue,
+    /// The largest request body forwarded (`None`: no limit).
+    max_request_body: Option<u64>,
 }
 
 /// Whether the request came in over TLS.
@@ -97,6 +99,7 @@ impl Proxy {
             queue_timeout: connect_timeout,
             metrics,
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
+            max_request_body: None,
         }
     }
 
@@ -106,6 +109,19 @@ impl Proxy {
         self.registry = Registry::new(max);
         self
     }
+    /// Refuses request bodies over `max` bytes with `413` (`None`, the default: no limit):
+    /// by Content-Length before anything is sent, or once a streamed body passes it (the
+    /// client's server wraps bodies in `front::body_limit` with [`Proxy::max_request_body`]).
+    pub fn with_max_request_body(mut self, max: Option<u64>) -> Proxy {
+        self.max_request_body = max;
+        self
+    }
+
+    /// The request body size limit (`None`: none).
+    pub fn max_request_body(&self) -> Option<u64> {
+        self.max_request_body
+    }
+
     /// Handles one request; never fails: errors become responses. `B` is hyper's body for
     /// requests hyper's server read, an empty one for those of the lean server (`h1_server`).
     pub async fn handle<B: RequestBody>(self: Arc<Self>, mut req: Request<B>, peer: Peer, scheme: Scheme) -> Answer {
@@ -239,6 +255,14 @@ impl Proxy {
             Stickiness::Cookie(cookie) => headers::cookie(req.headers(), cookie).map(balance::sticky_key),
             Stickiness::ClientIp => Some(balance::sticky_key(peer.addr.ip())),
         };
+        if let Some(limit) = self.max_request_body {
+            // An announced length over the limit: refused before anything is sent (and
+            // before `Expect: 100-continue` is answered, which waits for the body's first read).
+            if hyper::body::Body::size_hint(req.body()).lower() > limit {
+                self.metrics.limit_reached("request_body_size");
+                return Err((name, ProxyError::BodyTooLarge { addr: None, limit }));
+            }
+        }
         let backends = live.backends_of(&route);
         if backends.is_empty() {
             return Err((
