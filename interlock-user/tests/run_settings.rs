@@ -78,6 +78,14 @@ const SETTINGS: &[(&str, &str, &str, &str, &str)] = &[
     ("drain_grace_s", "http", "4", "4", "4"),
     ("first_routes_wait_s", "http", "2", "2", "2"),
     (
+        "access_log",
+        "http",
+        "/var/log/interlock-access.log",
+        "\"/var/log/interlock-access.log\"",
+        "\"/var/log/interlock-access.log\"",
+    ),
+    ("access_log_format", "http", "combined", "\"combined\"", "\"combined\""),
+    (
         "xdp_interfaces",
         "l4",
         "eth0,eth1",

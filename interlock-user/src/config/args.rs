@@ -35,6 +35,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// `name=value` fields, as the agent's text log lines.
+    Text,
+    /// One JSON object per line, as the agent's JSON log lines.
+    Json,
+    /// Apache's and nginx's combined log format.
+    Combined,
+}
+
 /// The control plane: where snapshots come from.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 pub struct ControlArgs {
@@ -111,6 +123,12 @@ pub struct HttpArgs {
     /// Seconds the HTTP(S) ports stay closed at start while no routes have come [default: 15].
     #[arg(long, env = "INTERLOCK_FIRST_ROUTES_WAIT_S")]
     pub first_routes_wait_s: Option<u64>,
+    /// Where access-log lines go: stderr, off, or a file path (appended to) [default: stderr].
+    #[arg(long, env = "INTERLOCK_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Access-log line format: text, json or combined [default: the --log-format, else text].
+    #[arg(long, value_enum, env = "INTERLOCK_ACCESS_LOG_FORMAT")]
+    pub access_log_format: Option<AccessLogFormat>,
 }
 
 /// The XDP fast path of `interlock run`.

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::args::{LogFormat, Role, XdpMode};
+use super::args::{AccessLogFormat, LogFormat, Role, XdpMode};
 
 // Control plane.
 pub const ROLE: Role = Role::Auto;
@@ -41,6 +41,10 @@ pub const UPSTREAM_TIMEOUT_S: u64 = 60;
 pub const DRAIN_GRACE_S: u64 = 10;
 /// The HTTP(S) ports stay closed at most this long waiting for the first routes.
 pub const FIRST_ROUTES_WAIT_S: u64 = 15;
+/// Where access-log lines go: with the agent's own log lines.
+pub const ACCESS_LOG: &str = "stderr";
+/// The access log's format when `--log-format` is text (with `json`, JSON lines too).
+pub const ACCESS_LOG_FORMAT: AccessLogFormat = AccessLogFormat::Text;
 /// Connecting to a backend (not a setting: a connect that takes longer is retried elsewhere).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

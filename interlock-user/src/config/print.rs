@@ -7,6 +7,7 @@ use std::path::Path;
 use clap::ValueEnum;
 
 use super::resolve::Settings;
+use crate::access_log::Destination;
 
 /// One effective setting: its key, the plane it configures and its value (`None`: unset).
 pub struct Entry {
@@ -86,6 +87,16 @@ impl Settings {
                 "http",
                 Some(h.first_routes_wait.as_secs().to_string()),
             ),
+            e(
+                "access_log",
+                "http",
+                Some(quoted(match &h.access_log {
+                    Destination::Stderr => "stderr",
+                    Destination::Off => "off",
+                    Destination::File(p) => p.to_str().unwrap_or_default(),
+                })),
+            ),
+            e("access_log_format", "http", Some(name(h.access_log_format))),
             e(
                 "xdp_interfaces",
                 "l4",

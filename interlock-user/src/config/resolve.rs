@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
+use super::args::{AccessLogFormat, AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
 use super::defaults as d;
 
 /// Where a setting's value came from.
@@ -128,6 +128,8 @@ pub struct HttpConfig {
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
+    pub access_log: crate::access_log::Destination,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// The XDP fast path's settings (`interlock run` with interfaces).
@@ -176,6 +178,11 @@ impl Settings {
         let http = http(&mut pick, a.http, f.http)?;
         let l4 = l4(&mut pick, a.l4, f.l4);
         let agent = agent(&mut pick, a.agent, f.agent);
+        let mut http = http;
+        if pick.origins.of("access_log_format") == Source::Default && agent.log_format == LogFormat::Json {
+            // Access lines in the shape of the agent's other lines unless told otherwise.
+            http.access_log_format = AccessLogFormat::Json;
+        }
         Ok(Settings {
             control,
             http,
@@ -285,6 +292,16 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             f.first_routes_wait_s,
             d::FIRST_ROUTES_WAIT_S,
         )),
+        access_log: crate::access_log::destination(
+            p.or("access_log", a.access_log, f.access_log, d::ACCESS_LOG.into())
+                .trim(),
+        ),
+        access_log_format: p.or(
+            "access_log_format",
+            a.access_log_format,
+            f.access_log_format,
+            d::ACCESS_LOG_FORMAT,
+        ),
     })
 }
 

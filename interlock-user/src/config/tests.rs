@@ -141,3 +141,28 @@ fn readme_settings_table_matches() {
         "README's settings table and interlock run's settings differ"
     );
 }
+
+#[test]
+fn access_log_settings() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.access_log, crate::access_log::Destination::Stderr);
+    assert_eq!(s.http.access_log_format, AccessLogFormat::Text);
+    assert_eq!(s.http.max_request_body, None, "no body limit by default");
+    // JSON logs: JSON access lines, unless a format is given.
+    let json = parse_file("log_format = \"json\"\naccess_log = \"off\"\nmax_request_body_bytes = 1024\n").unwrap();
+    let s = resolve(RunArgs::default(), json.clone()).unwrap();
+    assert_eq!(s.http.access_log_format, AccessLogFormat::Json);
+    assert_eq!(s.http.access_log, crate::access_log::Destination::Off);
+    assert_eq!(s.http.max_request_body, Some(1024));
+    let mut args = RunArgs::default();
+    args.http.access_log_format = Some(AccessLogFormat::Combined);
+    args.http.access_log = Some("/var/log/a.log".into());
+    let s = resolve(args, json).unwrap();
+    assert_eq!(s.http.access_log_format, AccessLogFormat::Combined);
+    assert_eq!(
+        s.http.access_log,
+        crate::access_log::Destination::File("/var/log/a.log".into())
+    );
+    let bad = parse_file("access_log_format = \"xml\"").unwrap_err();
+    assert!(format!("{bad:#}").contains("access_log_format"), "{bad:#}");
+}

@@ -26,6 +26,9 @@ pub async fn serve(
     status: Option<l7::admin::StatusFn>,
     collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
 ) -> Result<()> {
+    // Held to the end: dropping it writes the access lines still queued for a file.
+    let _access_log = crate::access_log::configure(opts.access_log_format, &opts.access_log)
+        .with_context(|| format!("access_log: opening {:?}", opts.access_log))?;
     let mut registry = prometheus_client::registry::Registry::default();
     for c in collectors {
         registry.register_collector(c);

@@ -128,6 +128,17 @@ impl Proxy {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
+        let version = req.version();
+        // Only when a line will be written: two header lookups (shared bytes, no copy).
+        let (user_agent, referer) = if access_log::wanted() {
+            let h = req.headers();
+            (
+                h.get(hyper::header::USER_AGENT).cloned(),
+                h.get(hyper::header::REFERER).cloned(),
+            )
+        } else {
+            (None, None)
+        };
         // Every path, h2 and TLS included, routes what this step leaves (see `normalize`).
         let normalized = normalize::request(&mut req);
         // One cheap clone (shared bytes) serves routing and the access log: the target as
@@ -162,11 +173,15 @@ impl Proxy {
             method: method.as_str(),
             host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            protocol: protocol_name(version),
             route: route.as_ref().map_or("-", |r| &*r.name),
             upstream: upstream.as_ref().and_then(|u| u.addr.to_str().ok()).unwrap_or("-"),
             status,
+            bytes: body_length(&method, &response, upstream.as_ref()),
             micros: elapsed.as_micros() as u64,
             request_id: request_id.as_str(),
+            user_agent: user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            referer: referer.as_ref().and_then(|v| v.to_str().ok()),
         });
         self.record(&live, route.as_ref(), status, elapsed);
         let (raw, upstream) = match upstream {
@@ -301,11 +316,14 @@ impl Proxy {
                 Ok(resp) => {
                     attempts.succeeded(&backend);
                     let took = sent_at.elapsed();
+                    // Read now: the body handed on does not say its length (`map_frame`).
+                    let length = hyper::body::Body::size_hint(resp.body()).exact();
                     let (resp, raw) = self.downstream_response(resp, client_upgrade, in_flight);
                     let upstream = Upstreamed {
                         addr: backend.addr_value.clone(),
                         took,
                         raw,
+                        length,
                     };
                     return Ok((name, resp, Some(upstream)));
                 }
@@ -327,6 +345,32 @@ impl Proxy {
     }
 }
 
+/// The request line's protocol as access logs write it.
+fn protocol_name(version: hyper::Version) -> &'static str {
+    match version {
+        hyper::Version::HTTP_09 => "HTTP/0.9",
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        hyper::Version::HTTP_11 => "HTTP/1.1",
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        hyper::Version::HTTP_3 => "HTTP/3.0",
+        _ => "-",
+    }
+}
+
+/// The response body's length when the head says it (a HEAD's answer and a 204/304 carry
+/// none); `None` for a body streamed without a length.
+fn body_length(method: &hyper::Method, response: &Response<ProxyBody>, upstream: Option<&Upstreamed>) -> Option<u64> {
+    let status = response.status();
+    if method == hyper::Method::HEAD || status.is_informational() || status == 204 || status == 304 {
+        return Some(0);
+    }
+    match upstream {
+        Some(u) => u.length,
+        // The proxy's own answers (errors, redirects) are whole.
+        None => hyper::body::Body::size_hint(response.body()).exact(),
+    }
+}
+
 /// The backend that answered a request.
 struct Upstreamed {
     /// Its `x-upstream-addr` value.
@@ -334,4 +378,6 @@ struct Upstreamed {
     took: Duration,
     /// Its header lines, when the lean client kept them raw.
     raw: Option<RawHeaders>,
+    /// Its body's length, when its head said.
+    length: Option<u64>,
 }
