@@ -77,6 +77,14 @@ const SETTINGS: &[(&str, &str, &str, &str, &str)] = &[
     ("upstream_timeout_s", "http", "33", "33", "33"),
     ("drain_grace_s", "http", "4", "4", "4"),
     ("first_routes_wait_s", "http", "2", "2", "2"),
+    ("tls_min_version", "http", "1.3", "\"1.3\"", "\"1.3\""),
+    (
+        "tls_ciphers",
+        "http",
+        "TLS13_AES_256_GCM_SHA384,tls13_chacha20_poly1305_sha256",
+        "[\"TLS13_AES_256_GCM_SHA384\", \"tls13_chacha20_poly1305_sha256\"]",
+        "[\"TLS13_AES_256_GCM_SHA384\", \"TLS13_CHACHA20_POLY1305_SHA256\"]",
+    ),
     (
         "access_log",
         "http",

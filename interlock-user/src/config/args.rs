@@ -123,6 +123,13 @@ pub struct HttpArgs {
     /// Seconds the HTTP(S) ports stay closed at start while no routes have come [default: 15].
     #[arg(long, env = "INTERLOCK_FIRST_ROUTES_WAIT_S")]
     pub first_routes_wait_s: Option<u64>,
+    /// Lowest TLS version of the HTTPS listener: 1.2 or 1.3 [default: 1.2].
+    #[arg(long, value_enum, env = "INTERLOCK_TLS_MIN_VERSION")]
+    pub tls_min_version: Option<crate::l7::front::tls::TlsMinVersion>,
+    /// Cipher suites of the HTTPS listener, comma-separated rustls names
+    /// (TLS13_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, ...) [default: all].
+    #[arg(long, env = "INTERLOCK_TLS_CIPHERS", value_delimiter = ',')]
+    pub tls_ciphers: Option<Vec<String>>,
     /// Where access-log lines go: stderr, off, or a file path (appended to) [default: stderr].
     #[arg(long, env = "INTERLOCK_ACCESS_LOG")]
     pub access_log: Option<String>,

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::args::{AccessLogFormat, LogFormat, Role, XdpMode};
+use crate::l7::front::tls::TlsMinVersion;
 
 // Control plane.
 pub const ROLE: Role = Role::Auto;
@@ -45,6 +46,9 @@ pub const FIRST_ROUTES_WAIT_S: u64 = 15;
 pub const ACCESS_LOG: &str = "stderr";
 /// The access log's format when `--log-format` is text (with `json`, JSON lines too).
 pub const ACCESS_LOG_FORMAT: AccessLogFormat = AccessLogFormat::Text;
+/// The lowest TLS version of the HTTPS listener: 1.2, as Interlock's `SSLProtocols` default
+/// (`TLSv1.2`) and the lowest rustls speaks.
+pub const TLS_MIN_VERSION: TlsMinVersion = TlsMinVersion::Tls12;
 /// Connecting to a backend (not a setting: a connect that takes longer is retried elsewhere).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -87,6 +87,15 @@ impl Settings {
                 "http",
                 Some(h.first_routes_wait.as_secs().to_string()),
             ),
+            e("tls_min_version", "http", Some(name(h.tls.min_version))),
+            e(
+                "tls_ciphers",
+                "http",
+                Some(format!(
+                    "[{}]",
+                    h.tls.ciphers.iter().map(|c| quoted(c)).collect::<Vec<_>>().join(", ")
+                )),
+            ),
             e(
                 "access_log",
                 "http",

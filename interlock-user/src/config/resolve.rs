@@ -128,6 +128,8 @@ pub struct HttpConfig {
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
+    /// The HTTPS listener's TLS version and cipher suites (checked).
+    pub tls: crate::l7::front::tls::TlsPolicy,
     pub access_log: crate::access_log::Destination,
     pub access_log_format: AccessLogFormat,
 }
@@ -245,6 +247,17 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
         // Every body not in with its head would fail at once.
         bail!("client_body_timeout_s: 0: expected at least 1 (seconds)");
     }
+    let tls_ciphers: Vec<String> = p
+        .opt("tls_ciphers", a.tls_ciphers, f.tls_ciphers)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    let tls = crate::l7::front::tls::TlsPolicy {
+        min_version: p.or("tls_min_version", a.tls_min_version, f.tls_min_version, d::TLS_MIN_VERSION),
+        ciphers: crate::l7::front::tls::canonical_cipher_names(&tls_ciphers).context("tls_ciphers")?,
+    };
+    crate::l7::front::tls::check_policy(&tls).context("tls_ciphers")?;
     let secs = Duration::from_secs;
     Ok(HttpConfig {
         http: p.or("http", a.http, f.http, d::HTTP_LISTEN),
@@ -292,6 +305,7 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             f.first_routes_wait_s,
             d::FIRST_ROUTES_WAIT_S,
         )),
+        tls,
         access_log: crate::access_log::destination(
             p.or("access_log", a.access_log, f.access_log, d::ACCESS_LOG.into())
                 .trim(),

@@ -166,3 +166,21 @@ fn access_log_settings() {
     let bad = parse_file("access_log_format = \"xml\"").unwrap_err();
     assert!(format!("{bad:#}").contains("access_log_format"), "{bad:#}");
 }
+
+#[test]
+fn tls_settings_are_checked_at_start() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.tls, crate::l7::front::tls::TlsPolicy::default());
+    let file = parse_file("tls_min_version = \"1.3\"\ntls_ciphers = [\"tls13_aes_256_gcm_sha384\"]\n").unwrap();
+    let s = resolve(RunArgs::default(), file).unwrap();
+    assert_eq!(s.http.tls.min_version, crate::l7::front::tls::TlsMinVersion::Tls13);
+    assert_eq!(s.http.tls.ciphers, vec!["TLS13_AES_256_GCM_SHA384".to_string()]);
+    let bad = parse_file("tls_ciphers = [\"TLS13_AES_256_GCM_SHA384\", \"DES-CBC3-SHA\"]").unwrap();
+    let e = format!("{:#}", resolve(RunArgs::default(), bad).unwrap_err());
+    assert!(
+        e.contains("tls_ciphers") && e.contains("DES-CBC3-SHA") && e.contains("TLS13_CHACHA20_POLY1305_SHA256"),
+        "{e}"
+    );
+    let bad = parse_file("tls_min_version = \"1.1\"").unwrap_err();
+    assert!(format!("{bad:#}").contains("tls_min_version"), "{bad:#}");
+}

@@ -63,7 +63,7 @@ pub async fn serve(
     }
     let http = sockets.http;
     let https = match sockets.https {
-        Some(socket) => Some((socket, Arc::new(TlsFront::new()?))),
+        Some(socket) => Some((socket, Arc::new(TlsFront::with_policy(&opts.tls)?))),
         None => None,
     };
     let tls = https.as_ref().map(|(_, front)| front.clone());
