@@ -462,3 +462,33 @@ async fn a_request_body_over_the_limit_is_413_and_never_reaches_the_backend_whol
     assert_eq!(got[1].body().len(), 800);
     assert_eq!(count("request_body_size"), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_attempts_bound_the_retries() {
+    let app = TestBackend::start("app").await;
+    // A port nothing listens on: connects are refused.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let mut r = route("app", &["app.test"], "/", &[&app]);
+    r.backends.push(Backend {
+        addr: dead,
+        weight: 1,
+        id: "dead".into(),
+    });
+    let snap = snapshot(1, vec![r]);
+    let http = client();
+    // One attempt: a request that picked the dead backend is not retried (502), until the
+    // dead one is ejected after three refusals.
+    let once = TestProxy::start_configured(&snap, Limits::default(), |p| p.with_backend_attempts(1)).await;
+    let mut failed = 0;
+    for _ in 0..30 {
+        if get(&http, once.http, "app.test", "/").await.0 == StatusCode::BAD_GATEWAY {
+            failed += 1;
+        }
+    }
+    assert!((1..=3).contains(&failed), "{failed} of 30 failed");
+    // The default (3): every request is answered by the live one.
+    let retried = TestProxy::start(&snap).await;
+    for _ in 0..30 {
+        assert_eq!(get(&http, retried.http, "app.test", "/").await.0, StatusCode::OK);
+    }
+}

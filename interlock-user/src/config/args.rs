@@ -114,6 +114,15 @@ pub struct HttpArgs {
     /// Largest request body in bytes, larger ones are answered 413; 0: no limit [default: 0].
     #[arg(long, env = "INTERLOCK_MAX_REQUEST_BODY_BYTES")]
     pub max_request_body_bytes: Option<u64>,
+    /// Milliseconds to connect to a backend before trying another [default: 3000].
+    #[arg(long, env = "INTERLOCK_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Backends tried for one request when connecting fails, 1 to 5 [default: 3].
+    #[arg(long, env = "INTERLOCK_BACKEND_ATTEMPTS")]
+    pub backend_attempts: Option<usize>,
+    /// Milliseconds an active health probe has for its answer [default: 2000].
+    #[arg(long, env = "INTERLOCK_HEALTH_TIMEOUT_MS")]
+    pub health_timeout_ms: Option<u64>,
     /// Seconds a backend has to answer with a response head [default: 60].
     #[arg(long, env = "INTERLOCK_UPSTREAM_TIMEOUT_S")]
     pub upstream_timeout_s: Option<u64>,

@@ -2,7 +2,6 @@
 //! the TOML file override them (`config::resolve`); the README's settings table is checked
 //! against these by a test.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use super::args::{AccessLogFormat, LogFormat, Role, XdpMode};
 use crate::l7::front::tls::TlsMinVersion;
@@ -49,8 +48,14 @@ pub const ACCESS_LOG_FORMAT: AccessLogFormat = AccessLogFormat::Text;
 /// The lowest TLS version of the HTTPS listener: 1.2, as Interlock's `SSLProtocols` default
 /// (`TLSv1.2`) and the lowest rustls speaks.
 pub const TLS_MIN_VERSION: TlsMinVersion = TlsMinVersion::Tls12;
-/// Connecting to a backend (not a setting: a connect that takes longer is retried elsewhere).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connecting to a backend; a connect that takes longer is retried elsewhere. Also how long a
+/// request waits in line at a backend serving its limit.
+pub const CONNECT_TIMEOUT_MS: u64 = 3000;
+/// Backends tried for one request or passthrough connection (another only when nothing
+/// reached the one that failed); at most `l7::upstream::attempt::MAX_ATTEMPTS`.
+pub const BACKEND_ATTEMPTS: usize = 3;
+/// An active health probe without an answer head within this long fails.
+pub const HEALTH_TIMEOUT_MS: u64 = 2000;
 
 // L4 plane.
 pub const XDP_MODE: XdpMode = XdpMode::Skb;

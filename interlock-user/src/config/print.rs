@@ -77,6 +77,17 @@ impl Settings {
                 Some(h.max_request_body.unwrap_or(0).to_string()),
             ),
             e(
+                "connect_timeout_ms",
+                "http",
+                Some(h.connect_timeout.as_millis().to_string()),
+            ),
+            e("backend_attempts", "http", Some(h.backend_attempts.to_string())),
+            e(
+                "health_timeout_ms",
+                "http",
+                Some(h.health_timeout.as_millis().to_string()),
+            ),
+            e(
                 "upstream_timeout_s",
                 "http",
                 Some(h.upstream_timeout.as_secs().to_string()),

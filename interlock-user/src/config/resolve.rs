@@ -125,6 +125,10 @@ pub struct HttpConfig {
     pub client_body_timeout: Duration,
     /// The largest request body forwarded (`None`: no limit).
     pub max_request_body: Option<u64>,
+    pub connect_timeout: Duration,
+    /// Backends tried per request (1 to `MAX_ATTEMPTS`).
+    pub backend_attempts: usize,
+    pub health_timeout: Duration,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
@@ -258,6 +262,24 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
         ciphers: crate::l7::front::tls::canonical_cipher_names(&tls_ciphers).context("tls_ciphers")?,
     };
     crate::l7::front::tls::check_policy(&tls).context("tls_ciphers")?;
+    let connect_timeout_ms = p.or(
+        "connect_timeout_ms",
+        a.connect_timeout_ms,
+        f.connect_timeout_ms,
+        d::CONNECT_TIMEOUT_MS,
+    );
+    if connect_timeout_ms == 0 {
+        bail!("connect_timeout_ms: 0: expected at least 1 (milliseconds)");
+    }
+    let backend_attempts = p.or("backend_attempts", a.backend_attempts, f.backend_attempts, d::BACKEND_ATTEMPTS);
+    let most = crate::l7::upstream::attempt::MAX_ATTEMPTS;
+    if !(1..=most).contains(&backend_attempts) {
+        bail!("backend_attempts: {backend_attempts}: expected 1 to {most}");
+    }
+    let health_timeout_ms = p.or("health_timeout_ms", a.health_timeout_ms, f.health_timeout_ms, d::HEALTH_TIMEOUT_MS);
+    if health_timeout_ms == 0 {
+        bail!("health_timeout_ms: 0: expected at least 1 (milliseconds)");
+    }
     let secs = Duration::from_secs;
     Ok(HttpConfig {
         http: p.or("http", a.http, f.http, d::HTTP_LISTEN),
@@ -292,6 +314,9 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             d::MAX_REQUEST_BODY_BYTES,
         ))
         .filter(|max| *max > 0),
+        connect_timeout: Duration::from_millis(connect_timeout_ms),
+        backend_attempts,
+        health_timeout: Duration::from_millis(health_timeout_ms),
         upstream_timeout: secs(p.or(
             "upstream_timeout_s",
             a.upstream_timeout_s,

@@ -184,3 +184,16 @@ fn tls_settings_are_checked_at_start() {
     let bad = parse_file("tls_min_version = \"1.1\"").unwrap_err();
     assert!(format!("{bad:#}").contains("tls_min_version"), "{bad:#}");
 }
+
+#[test]
+fn backend_settings_are_bounded() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.connect_timeout.as_millis(), 3000);
+    assert_eq!(s.http.backend_attempts, 3);
+    assert_eq!(s.http.health_timeout.as_millis(), 2000);
+    for bad in ["backend_attempts = 0", "backend_attempts = 6", "connect_timeout_ms = 0", "health_timeout_ms = 0"] {
+        let key = bad.split(' ').next().unwrap();
+        let e = resolve(RunArgs::default(), parse_file(bad).unwrap()).unwrap_err();
+        assert!(format!("{e:#}").contains(key), "{e:#}");
+    }
+}

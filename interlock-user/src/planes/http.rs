@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{defaults, HttpConfig};
+use crate::config::HttpConfig;
 use crate::l7::admin::{Admin, Readiness};
 use crate::l7::front::{listeners, server, tls::TlsFront};
 use crate::l7::{self, proxy::Proxy};
@@ -39,11 +39,12 @@ pub async fn serve(
         Proxy::new(
             metrics,
             &opts.proxy_id,
-            defaults::CONNECT_TIMEOUT,
+            opts.connect_timeout,
             opts.upstream_timeout,
         )
         .with_backend_limit(opts.max_backend_requests)
-        .with_max_request_body(opts.max_request_body),
+        .with_max_request_body(opts.max_request_body)
+        .with_backend_attempts(opts.backend_attempts),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -75,7 +76,7 @@ pub async fn serve(
         applied_tx,
         stop_rx.clone(),
     ));
-    tokio::spawn(l7::route::health::run(rx, proxy.clone()));
+    tokio::spawn(l7::route::health::run_with_timeout(rx, proxy.clone(), opts.health_timeout));
     let (readiness, readiness_rx) = watch::channel(Readiness::WaitingForRoutes);
     let admin = Admin {
         registry: Arc::new(Mutex::new(registry)),

@@ -71,6 +71,8 @@ pub struct Proxy {
     proxy_id: HeaderValue,
     /// The largest request body forwarded (`None`: no limit).
     max_request_body: Option<u64>,
+    /// The most backends one request or passthrough connection tries.
+    backend_attempts: usize,
 }
 
 /// Whether the request came in over TLS.
@@ -100,6 +102,7 @@ impl Proxy {
             metrics,
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
             max_request_body: None,
+            backend_attempts: crate::config::defaults::BACKEND_ATTEMPTS,
         }
     }
 
@@ -114,6 +117,13 @@ impl Proxy {
     /// client's server wraps bodies in `front::body_limit` with [`Proxy::max_request_body`]).
     pub fn with_max_request_body(mut self, max: Option<u64>) -> Proxy {
         self.max_request_body = max;
+        self
+    }
+
+    /// Tries at most `n` backends for one request or passthrough connection (1 to
+    /// `upstream::attempt::MAX_ATTEMPTS`; default `config::defaults::BACKEND_ATTEMPTS`).
+    pub fn with_backend_attempts(mut self, n: usize) -> Proxy {
+        self.backend_attempts = n.clamp(1, crate::l7::upstream::attempt::MAX_ATTEMPTS);
         self
     }
 
@@ -297,7 +307,7 @@ impl Proxy {
             .upstream_request(req, &route, forwarded, upgrade.as_ref())
             .map_err(|e| (name.clone(), e))?;
         let client_upgrade = if upgrade.is_some() { req.on_upgrade() } else { None };
-        let mut attempts = Attempts::new(&backends, sticky);
+        let mut attempts = Attempts::new(&backends, sticky, self.backend_attempts);
         while let Some(backend) = attempts.next_backend() {
             let mut in_flight = backend.start();
             let admission = in_flight.admit(self.queue_timeout).await;
