@@ -129,7 +129,10 @@ pub fn write(line: &Line<'_>) {
             format,
             out: Out::File(sink),
         }) => (*format, sink),
-        Some(Config { format, out: Out::Stderr }) => {
+        Some(Config {
+            format,
+            out: Out::Stderr,
+        }) => {
             if !stderr_wanted() {
                 return;
             }
@@ -423,7 +426,9 @@ mod tests {
         format_fields(&line, &mut buf);
         let text = String::from_utf8(buf).unwrap();
         assert!(
-            text.ends_with(" bytes=- us=1434 request_id=abc-1 user_agent=\"curl/8.5 \\\"x\\\"\" referer=http://r.example/"),
+            text.ends_with(
+                " bytes=- us=1434 request_id=abc-1 user_agent=\"curl/8.5 \\\"x\\\"\" referer=http://r.example/"
+            ),
             "{text}"
         );
     }

@@ -26,7 +26,11 @@ async fn a_file_destination_receives_a_line_per_request() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok:.60}");
-    let missing = raw(proxy.http, b"GET /nope HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n").await;
+    let missing = raw(
+        proxy.http,
+        b"GET /nope HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing:.60}");
     let body_len = ok.split("\r\n\r\n").nth(1).unwrap().len();
 

@@ -258,7 +258,12 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
         .filter(|s| !s.trim().is_empty())
         .collect();
     let tls = crate::l7::front::tls::TlsPolicy {
-        min_version: p.or("tls_min_version", a.tls_min_version, f.tls_min_version, d::TLS_MIN_VERSION),
+        min_version: p.or(
+            "tls_min_version",
+            a.tls_min_version,
+            f.tls_min_version,
+            d::TLS_MIN_VERSION,
+        ),
         ciphers: crate::l7::front::tls::canonical_cipher_names(&tls_ciphers).context("tls_ciphers")?,
     };
     crate::l7::front::tls::check_policy(&tls).context("tls_ciphers")?;
@@ -271,12 +276,22 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
     if connect_timeout_ms == 0 {
         bail!("connect_timeout_ms: 0: expected at least 1 (milliseconds)");
     }
-    let backend_attempts = p.or("backend_attempts", a.backend_attempts, f.backend_attempts, d::BACKEND_ATTEMPTS);
+    let backend_attempts = p.or(
+        "backend_attempts",
+        a.backend_attempts,
+        f.backend_attempts,
+        d::BACKEND_ATTEMPTS,
+    );
     let most = crate::l7::upstream::attempt::MAX_ATTEMPTS;
     if !(1..=most).contains(&backend_attempts) {
         bail!("backend_attempts: {backend_attempts}: expected 1 to {most}");
     }
-    let health_timeout_ms = p.or("health_timeout_ms", a.health_timeout_ms, f.health_timeout_ms, d::HEALTH_TIMEOUT_MS);
+    let health_timeout_ms = p.or(
+        "health_timeout_ms",
+        a.health_timeout_ms,
+        f.health_timeout_ms,
+        d::HEALTH_TIMEOUT_MS,
+    );
     if health_timeout_ms == 0 {
         bail!("health_timeout_ms: 0: expected at least 1 (milliseconds)");
     }

@@ -191,7 +191,12 @@ fn backend_settings_are_bounded() {
     assert_eq!(s.http.connect_timeout.as_millis(), 3000);
     assert_eq!(s.http.backend_attempts, 3);
     assert_eq!(s.http.health_timeout.as_millis(), 2000);
-    for bad in ["backend_attempts = 0", "backend_attempts = 6", "connect_timeout_ms = 0", "health_timeout_ms = 0"] {
+    for bad in [
+        "backend_attempts = 0",
+        "backend_attempts = 6",
+        "connect_timeout_ms = 0",
+        "health_timeout_ms = 0",
+    ] {
         let key = bad.split(' ').next().unwrap();
         let e = resolve(RunArgs::default(), parse_file(bad).unwrap()).unwrap_err();
         assert!(format!("{e:#}").contains(key), "{e:#}");

@@ -36,15 +36,10 @@ pub async fn serve(
     registry.register_collector(Box::new(crate::log_writer::DroppedLinesCollector));
     let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
     let proxy = Arc::new(
-        Proxy::new(
-            metrics,
-            &opts.proxy_id,
-            opts.connect_timeout,
-            opts.upstream_timeout,
-        )
-        .with_backend_limit(opts.max_backend_requests)
-        .with_max_request_body(opts.max_request_body)
-        .with_backend_attempts(opts.backend_attempts),
+        Proxy::new(metrics, &opts.proxy_id, opts.connect_timeout, opts.upstream_timeout)
+            .with_backend_limit(opts.max_backend_requests)
+            .with_max_request_body(opts.max_request_body)
+            .with_backend_attempts(opts.backend_attempts),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -76,7 +71,11 @@ pub async fn serve(
         applied_tx,
         stop_rx.clone(),
     ));
-    tokio::spawn(l7::route::health::run_with_timeout(rx, proxy.clone(), opts.health_timeout));
+    tokio::spawn(l7::route::health::run_with_timeout(
+        rx,
+        proxy.clone(),
+        opts.health_timeout,
+    ));
     let (readiness, readiness_rx) = watch::channel(Readiness::WaitingForRoutes);
     let admin = Admin {
         registry: Arc::new(Mutex::new(registry)),

@@ -118,6 +118,9 @@ mod tests {
         assert_eq!(passed, 100, "the bytes within the limit went on, not the one past it");
         assert!(e.downcast_ref::<BodyOverLimit>().is_some(), "{e}");
         let limit = "request_body_size";
-        assert_eq!(m.limits.get_or_create(&crate::l7::metrics::LimitLabels { limit }).get(), 1);
+        assert_eq!(
+            m.limits.get_or_create(&crate::l7::metrics::LimitLabels { limit }).get(),
+            1
+        );
     }
 }

@@ -14,7 +14,12 @@ use crate::model::SnapshotRx;
 /// Probes every backend of every checked route on its interval, each failing without an
 /// answer within the default timeout; runs until the channel closes.
 pub async fn run(rx: SnapshotRx, proxy: Arc<Proxy>) {
-    run_with_timeout(rx, proxy, Duration::from_millis(crate::config::defaults::HEALTH_TIMEOUT_MS)).await
+    run_with_timeout(
+        rx,
+        proxy,
+        Duration::from_millis(crate::config::defaults::HEALTH_TIMEOUT_MS),
+    )
+    .await
 }
 
 /// `run`, a probe failing when it has no answer (status line and headers) within `timeout`.
