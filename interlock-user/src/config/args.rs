@@ -120,6 +120,15 @@ pub struct HttpArgs {
     /// Backends tried for one request when connecting fails, 1 to 5 [default: 3].
     #[arg(long, env = "INTERLOCK_BACKEND_ATTEMPTS")]
     pub backend_attempts: Option<usize>,
+    /// Consecutive connect failures that eject a backend; 0: never [default: 3].
+    #[arg(long, env = "INTERLOCK_EJECT_AFTER_FAILURES")]
+    pub eject_after_failures: Option<u32>,
+    /// Milliseconds of a backend's first ejection, doubled with each further failure [default: 1000].
+    #[arg(long, env = "INTERLOCK_EJECT_BASE_MS")]
+    pub eject_base_ms: Option<u64>,
+    /// Longest ejection in milliseconds [default: 30000].
+    #[arg(long, env = "INTERLOCK_EJECT_MAX_MS")]
+    pub eject_max_ms: Option<u64>,
     /// Milliseconds an active health probe has for its answer [default: 2000].
     #[arg(long, env = "INTERLOCK_HEALTH_TIMEOUT_MS")]
     pub health_timeout_ms: Option<u64>,

@@ -54,6 +54,11 @@ pub const CONNECT_TIMEOUT_MS: u64 = 3000;
 /// Backends tried for one request or passthrough connection (another only when nothing
 /// reached the one that failed); at most `l7::upstream::attempt::MAX_ATTEMPTS`.
 pub const BACKEND_ATTEMPTS: usize = 3;
+/// Consecutive connect failures that eject a backend (0: never ejected).
+pub const EJECT_AFTER_FAILURES: u32 = 3;
+/// A backend's first ejection; it doubles with each further failure, up to `EJECT_MAX_MS`.
+pub const EJECT_BASE_MS: u64 = 1000;
+pub const EJECT_MAX_MS: u64 = 30_000;
 /// An active health probe without an answer head within this long fails.
 pub const HEALTH_TIMEOUT_MS: u64 = 2000;
 

@@ -83,6 +83,13 @@ impl Settings {
             ),
             e("backend_attempts", "http", Some(h.backend_attempts.to_string())),
             e(
+                "eject_after_failures",
+                "http",
+                Some(h.ejection.after.to_string()),
+            ),
+            e("eject_base_ms", "http", Some(h.ejection.base.as_millis().to_string())),
+            e("eject_max_ms", "http", Some(h.ejection.max.as_millis().to_string())),
+            e(
                 "health_timeout_ms",
                 "http",
                 Some(h.health_timeout.as_millis().to_string()),

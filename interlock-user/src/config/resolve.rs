@@ -128,6 +128,7 @@ pub struct HttpConfig {
     pub connect_timeout: Duration,
     /// Backends tried per request (1 to `MAX_ATTEMPTS`).
     pub backend_attempts: usize,
+    pub ejection: crate::l7::route::balance::Ejection,
     pub health_timeout: Duration,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
@@ -295,6 +296,26 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
     if health_timeout_ms == 0 {
         bail!("health_timeout_ms: 0: expected at least 1 (milliseconds)");
     }
+    let ejection = crate::l7::route::balance::Ejection {
+        after: p.or(
+            "eject_after_failures",
+            a.eject_after_failures,
+            f.eject_after_failures,
+            d::EJECT_AFTER_FAILURES,
+        ),
+        base: Duration::from_millis(p.or("eject_base_ms", a.eject_base_ms, f.eject_base_ms, d::EJECT_BASE_MS)),
+        max: Duration::from_millis(p.or("eject_max_ms", a.eject_max_ms, f.eject_max_ms, d::EJECT_MAX_MS)),
+    };
+    if ejection.base.is_zero() {
+        bail!("eject_base_ms: 0: expected at least 1 (milliseconds)");
+    }
+    if ejection.max < ejection.base {
+        bail!(
+            "eject_max_ms: {} is below eject_base_ms ({})",
+            ejection.max.as_millis(),
+            ejection.base.as_millis()
+        );
+    }
     let secs = Duration::from_secs;
     Ok(HttpConfig {
         http: p.or("http", a.http, f.http, d::HTTP_LISTEN),
@@ -331,6 +352,7 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
         .filter(|max| *max > 0),
         connect_timeout: Duration::from_millis(connect_timeout_ms),
         backend_attempts,
+        ejection,
         health_timeout: Duration::from_millis(health_timeout_ms),
         upstream_timeout: secs(p.or(
             "upstream_timeout_s",

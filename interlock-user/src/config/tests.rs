@@ -202,3 +202,17 @@ fn backend_settings_are_bounded() {
         assert!(format!("{e:#}").contains(key), "{e:#}");
     }
 }
+
+#[test]
+fn ejection_settings_are_checked() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.ejection, crate::l7::route::balance::Ejection::default());
+    let e = resolve(
+        RunArgs::default(),
+        parse_file("eject_base_ms = 5000\neject_max_ms = 100").unwrap(),
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("eject_max_ms"), "{e:#}");
+    let e = resolve(RunArgs::default(), parse_file("eject_base_ms = 0").unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("eject_base_ms"), "{e:#}");
+}

@@ -39,7 +39,8 @@ pub async fn serve(
         Proxy::new(metrics, &opts.proxy_id, opts.connect_timeout, opts.upstream_timeout)
             .with_backend_limit(opts.max_backend_requests)
             .with_max_request_body(opts.max_request_body)
-            .with_backend_attempts(opts.backend_attempts),
+            .with_backend_attempts(opts.backend_attempts)
+            .with_ejection(opts.ejection),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 

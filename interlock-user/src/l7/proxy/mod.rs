@@ -109,7 +109,14 @@ impl Proxy {
     /// Lets each backend serve at most `max` requests at once (default
     /// `config::defaults::MAX_BACKEND_REQUESTS`); more wait in line for a slot.
     pub fn with_backend_limit(mut self, max: usize) -> Proxy {
-        self.registry = Registry::new(max);
+        self.registry = Registry::with_ejection(max, self.registry.ejection());
+        self
+    }
+
+    /// Ejects backends after consecutive connect failures as `ejection` says (default from
+    /// `config::defaults`).
+    pub fn with_ejection(mut self, ejection: balance::Ejection) -> Proxy {
+        self.registry = Registry::with_ejection(self.registry.max_requests(), ejection);
         self
     }
     /// Refuses request bodies over `max` bytes with `413` (`None`, the default: no limit):
