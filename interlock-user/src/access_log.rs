@@ -302,7 +302,7 @@ fn format_combined(line: &Line<'_>, time: &[u8], buf: &mut Vec<u8>) {
 /// A value of a combined line, escaped as nginx does: `"`, `\` and bytes outside printable
 /// ASCII as `\xHH`.
 fn clf_into(buf: &mut Vec<u8>, value: &str) {
-    let escape = |b: u8| b < b' ' || b >= 0x7f || b == b'"' || b == b'\\';
+    let escape = |b: u8| !(b' '..0x7f).contains(&b) || b == b'"' || b == b'\\';
     if !value.bytes().fold(false, |any, b| any | escape(b)) {
         buf.extend_from_slice(value.as_bytes());
         return;
