@@ -74,7 +74,7 @@ pub fn configure(format: AccessLogFormat, destination: &Destination) -> std::io:
     Ok(guard)
 }
 
-/// A file destination's path as `--access-log` takes it.
+/// `--access-log`'s value: `stderr` (or empty), `off`, else a file path.
 pub fn destination(value: &str) -> Destination {
     match value {
         "stderr" | "" => Destination::Stderr,
