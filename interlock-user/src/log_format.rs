@@ -47,7 +47,7 @@ pub(crate) fn now_rfc3339() -> [u8; 27] {
 }
 
 /// Writes `YYYY-MM-DDTHH:MM:SS.ffffffZ` for a time in seconds since 1970 (UTC).
-fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
+pub(crate) fn rfc3339(secs: u64, micros: u32, out: &mut [u8; 27]) {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let in_day = secs % 86_400;
     put_digits(out, 0, 4, year.clamp(0, 9999) as u64);

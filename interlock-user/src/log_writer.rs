@@ -87,6 +87,13 @@ pub fn stderr() -> (LogSink, FlushGuard) {
     (sink, guard)
 }
 
+/// A sink for the file at `path` (appended to, created if missing), and its guard: the
+/// access log's `--access-log <path>`. Its dropped lines are not on `/metrics`.
+pub fn file(path: &std::path::Path) -> std::io::Result<(LogSink, FlushGuard)> {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(start(out, QUEUED_BYTES))
+}
+
 /// A sink whose lines a thread of its own writes to `out`, holding at most `limit` bytes.
 fn start(out: impl Write + Send + 'static, limit: usize) -> (LogSink, FlushGuard) {
     let shared = Arc::new(Shared {

@@ -118,10 +118,10 @@ fn init_logging(format: LogFormat) -> interlock::log_writer::FlushGuard {
         .with_env_filter(filter)
         .with_writer(writer.clone())
         .with_timer(interlock::log_format::UtcTime);
+    // Access lines bound for stderr are written straight to the same writer.
+    interlock::access_log::install(writer.clone());
     match format {
         LogFormat::Text => {
-            // Access lines of this format are written straight to the same writer.
-            interlock::access_log::install(writer.clone());
             builder
                 // Colours only for a person at a terminal: escape codes cost more than the access-log line itself.
                 .with_ansi(std::io::stderr().is_terminal())

@@ -376,3 +376,120 @@ async fn a_slow_but_steady_body_or_a_backend_not_reading_is_no_timeout() {
     );
     assert_eq!(*bodies.lock().unwrap(), vec![Some(big)]);
 }
+
+/// Sends `bytes` on a fresh connection and reads what comes back until the proxy closes it
+/// (or `wait` runs out); also keeps writing nothing more.
+async fn exchange(at: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    raw_within(at, bytes, wait).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_over_the_limit_is_413_and_never_reaches_the_backend_whole() {
+    use common::recording::{RecordingBackend, Reply};
+    let backend = RecordingBackend::start(Reply::default()).await;
+    let proxy = TestProxy::start_configured(&snapshot(1, vec![body_route(backend.addr)]), Limits::default(), |p| {
+        p.with_max_request_body(Some(1000))
+    })
+    .await;
+    let count = |limit: &'static str| proxy.proxy.metrics.limits.get_or_create(&LimitLabels { limit }).get();
+    let wait = Duration::from_secs(3);
+
+    // Announced over the limit: 413 before anything is sent, whether the body follows or not.
+    let head = "POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: 5000\r\n\r\n";
+    let a = exchange(proxy.http, format!("{head}{}", "x".repeat(5000)).as_bytes(), wait).await;
+    assert!(a.starts_with("HTTP/1.1 413"), "{a:.80}");
+    let a = exchange(proxy.http, head.as_bytes(), wait).await;
+    assert!(a.starts_with("HTTP/1.1 413"), "{a:.80}");
+    // `Expect: 100-continue` gets the 413 instead of the 100.
+    let expect = "POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n";
+    let a = exchange(proxy.http, expect.as_bytes(), wait).await;
+    assert!(a.starts_with("HTTP/1.1 413"), "{a:.80}");
+    assert!(backend.requests().is_empty(), "the backend saw {:?}", backend.requests());
+    assert_eq!(count("request_body_size"), 3);
+
+    // Chunked past the limit: the body fails where it passes it; 413, as this backend answers
+    // only once it has the whole body (one answering early would have its answer cut).
+    let chunk = format!("190\r\n{}\r\n", "y".repeat(400));
+    let chunked = format!(
+        "POST /upload HTTP/1.1\r\nHost: up.test\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
+        chunk.repeat(5)
+    );
+    let a = exchange(proxy.http, chunked.as_bytes(), wait).await;
+    assert!(a.starts_with("HTTP/1.1 413"), "{a:.80}");
+    assert_eq!(count("request_body_size"), 4);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        backend.requests().iter().all(|r| !r.complete),
+        "the backend got a whole request: {:?}",
+        backend.requests()
+    );
+
+    // The same over h2c, a body without content-length.
+    let tcp = TcpStream::connect(proxy.http).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let frames = (0..5).map(|_| Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(vec![b'z'; 400]))));
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let req = hyper::Request::post("http://up.test/upload").body(body).unwrap();
+    let resp = tokio::time::timeout(wait, h2.send_request(req))
+        .await
+        .expect("an answer within 3 s")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(count("request_body_size"), 5);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(backend.requests().iter().all(|r| !r.complete), "{:?}", backend.requests());
+
+    // Up to the limit, announced or chunked: forwarded whole.
+    backend.clear();
+    let exact = format!(
+        "POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(1000)
+    );
+    let a = exchange(proxy.http, exact.as_bytes(), wait).await;
+    assert!(a.starts_with("HTTP/1.1 200") && a.ends_with("ok"), "{a:.80}");
+    let chunked = format!(
+        "POST /upload HTTP/1.1\r\nHost: up.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}0\r\n\r\n",
+        chunk.repeat(2)
+    );
+    let a = exchange(proxy.http, chunked.as_bytes(), wait).await;
+    assert!(a.starts_with("HTTP/1.1 200") && a.ends_with("ok"), "{a:.80}");
+    let got = backend.requests();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|r| r.complete));
+    assert_eq!(got[0].body().len(), 1000);
+    assert_eq!(got[1].body().len(), 800);
+    assert_eq!(count("request_body_size"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_attempts_bound_the_retries() {
+    let app = TestBackend::start("app").await;
+    // A port nothing listens on: connects are refused.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let mut r = route("app", &["app.test"], "/", &[&app]);
+    r.backends.push(Backend {
+        addr: dead,
+        weight: 1,
+        id: "dead".into(),
+    });
+    let snap = snapshot(1, vec![r]);
+    let http = client();
+    // One attempt: a request that picked the dead backend is not retried (502), until the
+    // dead one is ejected after three refusals.
+    let once = TestProxy::start_configured(&snap, Limits::default(), |p| p.with_backend_attempts(1)).await;
+    let mut failed = 0;
+    for _ in 0..30 {
+        if get(&http, once.http, "app.test", "/").await.0 == StatusCode::BAD_GATEWAY {
+            failed += 1;
+        }
+    }
+    assert!((1..=3).contains(&failed), "{failed} of 30 failed");
+    // The default (3): every request is answered by the live one.
+    let retried = TestProxy::start(&snap).await;
+    for _ in 0..30 {
+        assert_eq!(get(&http, retried.http, "app.test", "/").await.0, StatusCode::OK);
+    }
+}

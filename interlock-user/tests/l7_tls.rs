@@ -328,3 +328,86 @@ async fn at_shutdown_idle_h2_connections_get_goaway_without_holding_the_drain() 
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A client speaking only `versions`, offering only `suites` (all when empty).
+fn limited_connector(trusted: &Cert, versions: &[&'static rustls::SupportedProtocolVersion], suites: &[&str]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.der.clone()).unwrap();
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !suites.is_empty() {
+        provider
+            .cipher_suites
+            .retain(|s| suites.contains(&format!("{:?}", s.suite()).as_str()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn the_minimum_tls_version_and_the_cipher_suites_are_the_operators() {
+    use interlock::l7::front::server::{self, Listener};
+    use interlock::l7::front::tls::{TlsFront, TlsMinVersion, TlsPolicy};
+    use rustls::version::{TLS12, TLS13};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = make_cert("s.example");
+    let (crt, key) = write_secret(dir.path(), "s", &cert);
+    let app = TestBackend::start("app").await;
+    let mut r = route("s", &["s.example"], "/", &[&app]);
+    r.tls = TlsMode::Terminate { cert: crt, key };
+    let snap = snapshot(1, vec![r]);
+    // The default front (TLS 1.2 and up, every suite) takes a TLS 1.2 client.
+    let proxy = TestProxy::start(&snap).await;
+    let tls12 = limited_connector(&cert, &[&TLS12], &[]);
+    let s = tls_connect(proxy.https, "s.example", &tls12).await.expect("TLS 1.2 by default");
+    assert_eq!(s.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+
+    // TLS 1.3 only, one suite.
+    let policy = TlsPolicy {
+        min_version: TlsMinVersion::Tls13,
+        ciphers: vec!["TLS13_CHACHA20_POLY1305_SHA256".into()],
+    };
+    let front = Arc::new(TlsFront::with_policy(&policy).unwrap());
+    front.apply(&snap);
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(
+        vec![Listener { tcp, tls: Some(front) }],
+        proxy.proxy.clone(),
+        interlock::l7::limits::Limits::default(),
+        stop_rx,
+    ));
+    assert!(
+        tls_connect(addr, "s.example", &tls12).await.is_err(),
+        "a TLS 1.2 client is refused when the minimum is 1.3"
+    );
+    let aes_only = limited_connector(&cert, &[&TLS13], &["TLS13_AES_128_GCM_SHA256"]);
+    assert!(
+        tls_connect(addr, "s.example", &aes_only).await.is_err(),
+        "a client without the one allowed suite is refused"
+    );
+    let any13 = limited_connector(&cert, &[&TLS13, &TLS12], &[]);
+    let (v, body) = https_get(addr, "s.example", &any13).await.unwrap();
+    assert_eq!((v, field(&body, "name")), (hyper::Version::HTTP_11, "app"));
+    let s = tls_connect(addr, "s.example", &any13).await.unwrap();
+    let suite = s.get_ref().1.negotiated_cipher_suite().unwrap();
+    assert_eq!(format!("{:?}", suite.suite()), "TLS13_CHACHA20_POLY1305_SHA256");
+
+    // Names are checked: an unknown one is an error naming it and listing the known ones;
+    // a minimum of 1.3 with TLS 1.2 suites only has nothing to negotiate.
+    let bad = TlsPolicy {
+        min_version: TlsMinVersion::Tls12,
+        ciphers: vec!["TLS_RSA_WITH_RC4_128_MD5".into()],
+    };
+    let e = format!("{:#}", TlsFront::with_policy(&bad).err().unwrap());
+    assert!(e.contains("TLS_RSA_WITH_RC4_128_MD5") && e.contains("TLS13_AES_256_GCM_SHA384"), "{e}");
+    let none13 = TlsPolicy {
+        min_version: TlsMinVersion::Tls13,
+        ciphers: vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()],
+    };
+    assert!(TlsFront::with_policy(&none13).is_err());
+}

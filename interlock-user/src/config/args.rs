@@ -35,6 +35,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// `name=value` fields, as the agent's text log lines.
+    Text,
+    /// One JSON object per line, as the agent's JSON log lines.
+    Json,
+    /// Apache's and nginx's combined log format.
+    Combined,
+}
+
 /// The control plane: where snapshots come from.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 pub struct ControlArgs {
@@ -103,6 +115,27 @@ pub struct HttpArgs {
     /// addresses or CIDRs [default: none].
     #[arg(long, env = "INTERLOCK_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Largest request body in bytes, larger ones are answered 413; 0: no limit [default: 0].
+    #[arg(long, env = "INTERLOCK_MAX_REQUEST_BODY_BYTES")]
+    pub max_request_body_bytes: Option<u64>,
+    /// Milliseconds to connect to a backend before trying another [default: 3000].
+    #[arg(long, env = "INTERLOCK_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Backends tried for one request when connecting fails, 1 to 5 [default: 3].
+    #[arg(long, env = "INTERLOCK_BACKEND_ATTEMPTS")]
+    pub backend_attempts: Option<usize>,
+    /// Consecutive connect failures that eject a backend; 0: never [default: 3].
+    #[arg(long, env = "INTERLOCK_EJECT_AFTER_FAILURES")]
+    pub eject_after_failures: Option<u32>,
+    /// Milliseconds of a backend's first ejection, doubled with each further failure [default: 1000].
+    #[arg(long, env = "INTERLOCK_EJECT_BASE_MS")]
+    pub eject_base_ms: Option<u64>,
+    /// Longest ejection in milliseconds [default: 30000].
+    #[arg(long, env = "INTERLOCK_EJECT_MAX_MS")]
+    pub eject_max_ms: Option<u64>,
+    /// Milliseconds an active health probe has for its answer [default: 2000].
+    #[arg(long, env = "INTERLOCK_HEALTH_TIMEOUT_MS")]
+    pub health_timeout_ms: Option<u64>,
     /// Seconds a backend has to answer with a response head [default: 60].
     #[arg(long, env = "INTERLOCK_UPSTREAM_TIMEOUT_S")]
     pub upstream_timeout_s: Option<u64>,
@@ -112,6 +145,19 @@ pub struct HttpArgs {
     /// Seconds the HTTP(S) ports stay closed at start while no routes have come [default: 15].
     #[arg(long, env = "INTERLOCK_FIRST_ROUTES_WAIT_S")]
     pub first_routes_wait_s: Option<u64>,
+    /// Lowest TLS version of the HTTPS listener: 1.2 or 1.3 [default: 1.2].
+    #[arg(long, value_enum, env = "INTERLOCK_TLS_MIN_VERSION")]
+    pub tls_min_version: Option<crate::l7::front::tls::TlsMinVersion>,
+    /// Cipher suites of the HTTPS listener, comma-separated rustls names
+    /// (TLS13_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, ...) [default: all].
+    #[arg(long, env = "INTERLOCK_TLS_CIPHERS", value_delimiter = ',')]
+    pub tls_ciphers: Option<Vec<String>>,
+    /// Where access-log lines go: stderr, off, or a file path (appended to) [default: stderr].
+    #[arg(long, env = "INTERLOCK_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Access-log line format: text, json or combined [default: the --log-format, else text].
+    #[arg(long, value_enum, env = "INTERLOCK_ACCESS_LOG_FORMAT")]
+    pub access_log_format: Option<AccessLogFormat>,
 }
 
 /// The XDP fast path of `interlock run`.

@@ -8,7 +8,7 @@ pub mod defaults;
 mod print;
 mod resolve;
 
-pub use args::{AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
+pub use args::{AccessLogFormat, AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
 pub use print::Entry;
 pub use resolve::{
     control_config, host_name, http_config, parse_file, AgentConfig, ControlConfig, Given, HttpConfig, L4Config,

@@ -7,6 +7,7 @@ use std::path::Path;
 use clap::ValueEnum;
 
 use super::resolve::Settings;
+use crate::access_log::Destination;
 
 /// One effective setting: its key, the plane it configures and its value (`None`: unset).
 pub struct Entry {
@@ -71,6 +72,29 @@ impl Settings {
                 Some(h.client_body_timeout.as_secs().to_string()),
             ),
             e(
+                "max_request_body_bytes",
+                "http",
+                Some(h.max_request_body.unwrap_or(0).to_string()),
+            ),
+            e(
+                "connect_timeout_ms",
+                "http",
+                Some(h.connect_timeout.as_millis().to_string()),
+            ),
+            e("backend_attempts", "http", Some(h.backend_attempts.to_string())),
+            e(
+                "eject_after_failures",
+                "http",
+                Some(h.ejection.after.to_string()),
+            ),
+            e("eject_base_ms", "http", Some(h.ejection.base.as_millis().to_string())),
+            e("eject_max_ms", "http", Some(h.ejection.max.as_millis().to_string())),
+            e(
+                "health_timeout_ms",
+                "http",
+                Some(h.health_timeout.as_millis().to_string()),
+            ),
+            e(
                 "upstream_timeout_s",
                 "http",
                 Some(h.upstream_timeout.as_secs().to_string()),
@@ -89,6 +113,25 @@ impl Settings {
                 "http",
                 Some(h.first_routes_wait.as_secs().to_string()),
             ),
+            e("tls_min_version", "http", Some(name(h.tls.min_version))),
+            e(
+                "tls_ciphers",
+                "http",
+                Some(format!(
+                    "[{}]",
+                    h.tls.ciphers.iter().map(|c| quoted(c)).collect::<Vec<_>>().join(", ")
+                )),
+            ),
+            e(
+                "access_log",
+                "http",
+                Some(quoted(match &h.access_log {
+                    Destination::Stderr => "stderr",
+                    Destination::Off => "off",
+                    Destination::File(p) => p.to_str().unwrap_or_default(),
+                })),
+            ),
+            e("access_log_format", "http", Some(name(h.access_log_format))),
             e(
                 "xdp_interfaces",
                 "l4",

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
+use super::args::{AccessLogFormat, AgentArgs, ControlArgs, HttpArgs, L4Args, LogFormat, Role, RunArgs, XdpMode};
 use super::defaults as d;
 use crate::l7::front::trust::TrustedProxies;
 
@@ -124,10 +124,21 @@ pub struct HttpConfig {
     pub max_backend_requests: usize,
     pub header_read_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// The largest request body forwarded (`None`: no limit).
+    pub max_request_body: Option<u64>,
+    pub connect_timeout: Duration,
+    /// Backends tried per request (1 to `MAX_ATTEMPTS`).
+    pub backend_attempts: usize,
+    pub ejection: crate::l7::route::balance::Ejection,
+    pub health_timeout: Duration,
     pub upstream_timeout: Duration,
     pub drain_grace: Duration,
     pub first_routes_wait: Duration,
     pub trusted_proxies: TrustedProxies,
+    /// The HTTPS listener's TLS version and cipher suites (checked).
+    pub tls: crate::l7::front::tls::TlsPolicy,
+    pub access_log: crate::access_log::Destination,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// The XDP fast path's settings (`interlock run` with interfaces).
@@ -176,6 +187,11 @@ impl Settings {
         let http = http(&mut pick, a.http, f.http)?;
         let l4 = l4(&mut pick, a.l4, f.l4);
         let agent = agent(&mut pick, a.agent, f.agent);
+        let mut http = http;
+        if pick.origins.of("access_log_format") == Source::Default && agent.log_format == LogFormat::Json {
+            // Access lines in the shape of the agent's other lines unless told otherwise.
+            http.access_log_format = AccessLogFormat::Json;
+        }
         Ok(Settings {
             control,
             http,
@@ -242,6 +258,70 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
         .opt("trusted_proxies", a.trusted_proxies, f.trusted_proxies)
         .unwrap_or_default();
     let trusted_proxies = TrustedProxies::parse(&trusted).map_err(anyhow::Error::msg)?;
+    let tls_ciphers: Vec<String> = p
+        .opt("tls_ciphers", a.tls_ciphers, f.tls_ciphers)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    let tls = crate::l7::front::tls::TlsPolicy {
+        min_version: p.or(
+            "tls_min_version",
+            a.tls_min_version,
+            f.tls_min_version,
+            d::TLS_MIN_VERSION,
+        ),
+        ciphers: crate::l7::front::tls::canonical_cipher_names(&tls_ciphers).context("tls_ciphers")?,
+    };
+    crate::l7::front::tls::check_policy(&tls).context("tls_ciphers")?;
+    let connect_timeout_ms = p.or(
+        "connect_timeout_ms",
+        a.connect_timeout_ms,
+        f.connect_timeout_ms,
+        d::CONNECT_TIMEOUT_MS,
+    );
+    if connect_timeout_ms == 0 {
+        bail!("connect_timeout_ms: 0: expected at least 1 (milliseconds)");
+    }
+    let backend_attempts = p.or(
+        "backend_attempts",
+        a.backend_attempts,
+        f.backend_attempts,
+        d::BACKEND_ATTEMPTS,
+    );
+    let most = crate::l7::upstream::attempt::MAX_ATTEMPTS;
+    if !(1..=most).contains(&backend_attempts) {
+        bail!("backend_attempts: {backend_attempts}: expected 1 to {most}");
+    }
+    let health_timeout_ms = p.or(
+        "health_timeout_ms",
+        a.health_timeout_ms,
+        f.health_timeout_ms,
+        d::HEALTH_TIMEOUT_MS,
+    );
+    if health_timeout_ms == 0 {
+        bail!("health_timeout_ms: 0: expected at least 1 (milliseconds)");
+    }
+    let ejection = crate::l7::route::balance::Ejection {
+        after: p.or(
+            "eject_after_failures",
+            a.eject_after_failures,
+            f.eject_after_failures,
+            d::EJECT_AFTER_FAILURES,
+        ),
+        base: Duration::from_millis(p.or("eject_base_ms", a.eject_base_ms, f.eject_base_ms, d::EJECT_BASE_MS)),
+        max: Duration::from_millis(p.or("eject_max_ms", a.eject_max_ms, f.eject_max_ms, d::EJECT_MAX_MS)),
+    };
+    if ejection.base.is_zero() {
+        bail!("eject_base_ms: 0: expected at least 1 (milliseconds)");
+    }
+    if ejection.max < ejection.base {
+        bail!(
+            "eject_max_ms: {} is below eject_base_ms ({})",
+            ejection.max.as_millis(),
+            ejection.base.as_millis()
+        );
+    }
     let secs = Duration::from_secs;
     Ok(HttpConfig {
         trusted_proxies,
@@ -270,6 +350,17 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             d::HEADER_READ_TIMEOUT_S,
         )),
         client_body_timeout: secs(client_body_timeout_s),
+        max_request_body: Some(p.or(
+            "max_request_body_bytes",
+            a.max_request_body_bytes,
+            f.max_request_body_bytes,
+            d::MAX_REQUEST_BODY_BYTES,
+        ))
+        .filter(|max| *max > 0),
+        connect_timeout: Duration::from_millis(connect_timeout_ms),
+        backend_attempts,
+        ejection,
+        health_timeout: Duration::from_millis(health_timeout_ms),
         upstream_timeout: secs(p.or(
             "upstream_timeout_s",
             a.upstream_timeout_s,
@@ -283,6 +374,17 @@ fn http(p: &mut Pick, a: HttpArgs, f: HttpArgs) -> Result<HttpConfig> {
             f.first_routes_wait_s,
             d::FIRST_ROUTES_WAIT_S,
         )),
+        tls,
+        access_log: crate::access_log::destination(
+            p.or("access_log", a.access_log, f.access_log, d::ACCESS_LOG.into())
+                .trim(),
+        ),
+        access_log_format: p.or(
+            "access_log_format",
+            a.access_log_format,
+            f.access_log_format,
+            d::ACCESS_LOG_FORMAT,
+        ),
     })
 }
 

@@ -141,3 +141,78 @@ fn readme_settings_table_matches() {
         "README's settings table and interlock run's settings differ"
     );
 }
+
+#[test]
+fn access_log_settings() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.access_log, crate::access_log::Destination::Stderr);
+    assert_eq!(s.http.access_log_format, AccessLogFormat::Text);
+    assert_eq!(s.http.max_request_body, None, "no body limit by default");
+    // JSON logs: JSON access lines, unless a format is given.
+    let json = parse_file("log_format = \"json\"\naccess_log = \"off\"\nmax_request_body_bytes = 1024\n").unwrap();
+    let s = resolve(RunArgs::default(), json.clone()).unwrap();
+    assert_eq!(s.http.access_log_format, AccessLogFormat::Json);
+    assert_eq!(s.http.access_log, crate::access_log::Destination::Off);
+    assert_eq!(s.http.max_request_body, Some(1024));
+    let mut args = RunArgs::default();
+    args.http.access_log_format = Some(AccessLogFormat::Combined);
+    args.http.access_log = Some("/var/log/a.log".into());
+    let s = resolve(args, json).unwrap();
+    assert_eq!(s.http.access_log_format, AccessLogFormat::Combined);
+    assert_eq!(
+        s.http.access_log,
+        crate::access_log::Destination::File("/var/log/a.log".into())
+    );
+    let bad = parse_file("access_log_format = \"xml\"").unwrap_err();
+    assert!(format!("{bad:#}").contains("access_log_format"), "{bad:#}");
+}
+
+#[test]
+fn tls_settings_are_checked_at_start() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.tls, crate::l7::front::tls::TlsPolicy::default());
+    let file = parse_file("tls_min_version = \"1.3\"\ntls_ciphers = [\"tls13_aes_256_gcm_sha384\"]\n").unwrap();
+    let s = resolve(RunArgs::default(), file).unwrap();
+    assert_eq!(s.http.tls.min_version, crate::l7::front::tls::TlsMinVersion::Tls13);
+    assert_eq!(s.http.tls.ciphers, vec!["TLS13_AES_256_GCM_SHA384".to_string()]);
+    let bad = parse_file("tls_ciphers = [\"TLS13_AES_256_GCM_SHA384\", \"DES-CBC3-SHA\"]").unwrap();
+    let e = format!("{:#}", resolve(RunArgs::default(), bad).unwrap_err());
+    assert!(
+        e.contains("tls_ciphers") && e.contains("DES-CBC3-SHA") && e.contains("TLS13_CHACHA20_POLY1305_SHA256"),
+        "{e}"
+    );
+    let bad = parse_file("tls_min_version = \"1.1\"").unwrap_err();
+    assert!(format!("{bad:#}").contains("tls_min_version"), "{bad:#}");
+}
+
+#[test]
+fn backend_settings_are_bounded() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.connect_timeout.as_millis(), 3000);
+    assert_eq!(s.http.backend_attempts, 3);
+    assert_eq!(s.http.health_timeout.as_millis(), 2000);
+    for bad in [
+        "backend_attempts = 0",
+        "backend_attempts = 6",
+        "connect_timeout_ms = 0",
+        "health_timeout_ms = 0",
+    ] {
+        let key = bad.split(' ').next().unwrap();
+        let e = resolve(RunArgs::default(), parse_file(bad).unwrap()).unwrap_err();
+        assert!(format!("{e:#}").contains(key), "{e:#}");
+    }
+}
+
+#[test]
+fn ejection_settings_are_checked() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.http.ejection, crate::l7::route::balance::Ejection::default());
+    let e = resolve(
+        RunArgs::default(),
+        parse_file("eject_base_ms = 5000\neject_max_ms = 100").unwrap(),
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("eject_max_ms"), "{e:#}");
+    let e = resolve(RunArgs::default(), parse_file("eject_base_ms = 0").unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("eject_base_ms"), "{e:#}");
+}

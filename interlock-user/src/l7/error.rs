@@ -54,6 +54,10 @@ pub enum ProxyError {
     /// The client paused its request body longer than the body timeout allows.
     #[error("the client's request body to {addr} stalled for {after:?}")]
     ClientBodyTimeout { addr: SocketAddr, after: Duration },
+    /// The client's request body is larger than `--max-request-body-bytes`: by its
+    /// Content-Length (`addr` none: nothing was sent), or as it streamed.
+    #[error("the client's request body is over the limit of {limit} bytes")]
+    BodyTooLarge { addr: Option<SocketAddr>, limit: u64 },
     #[error("upstream {addr} did not answer in time")]
     UpstreamTimeout { addr: SocketAddr },
     #[error("internal error: {0}")]
@@ -65,18 +69,29 @@ pub enum ProxyError {
 #[error("no request body bytes from the client for {0:?}")]
 pub struct BodyTimedOut(pub Duration);
 
+/// A client's request body streamed past the size limit (`front::body_limit`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is over the limit of {0} bytes")]
+pub struct BodyOverLimit(pub u64);
+
 impl ProxyError {
     /// A failed exchange with `addr`: hyper calls errors of the body we were streaming to
     /// it "user" errors, and that body is the client's.
     pub fn exchange(addr: SocketAddr, source: hyper::Error) -> ProxyError {
         if source.is_user() {
             // hyper keeps the body's error as its source.
-            let timed_out = std::iter::successors(source.source(), |&e| e.source())
-                .find_map(|e| e.downcast_ref::<BodyTimedOut>());
-            match timed_out {
-                Some(t) => ProxyError::ClientBodyTimeout { addr, after: t.0 },
-                None => ProxyError::ClientBody { addr, source },
+            for cause in std::iter::successors(source.source(), |&e| e.source()) {
+                if let Some(t) = cause.downcast_ref::<BodyTimedOut>() {
+                    return ProxyError::ClientBodyTimeout { addr, after: t.0 };
+                }
+                if let Some(over) = cause.downcast_ref::<BodyOverLimit>() {
+                    return ProxyError::BodyTooLarge {
+                        addr: Some(addr),
+                        limit: over.0,
+                    };
+                }
             }
+            ProxyError::ClientBody { addr, source }
         } else {
             ProxyError::Upstream { addr, source }
         }
@@ -89,7 +104,8 @@ impl ProxyError {
             | ProxyError::NotImplemented(_)
             | ProxyError::NoRoute { .. }
             | ProxyError::ClientBody { .. }
-            | ProxyError::ClientBodyTimeout { .. } => Side::Client,
+            | ProxyError::ClientBodyTimeout { .. }
+            | ProxyError::BodyTooLarge { .. } => Side::Client,
             ProxyError::Internal(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -112,6 +128,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }

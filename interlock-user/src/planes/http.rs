@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{defaults, HttpConfig};
+use crate::config::HttpConfig;
 use crate::l7::admin::{Admin, Readiness};
 use crate::l7::front::{listeners, server, tls::TlsFront};
 use crate::l7::{self, proxy::Proxy};
@@ -26,6 +26,9 @@ pub async fn serve(
     status: Option<l7::admin::StatusFn>,
     collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
 ) -> Result<()> {
+    // Held to the end: dropping it writes the access lines still queued for a file.
+    let _access_log = crate::access_log::configure(opts.access_log_format, &opts.access_log)
+        .with_context(|| format!("access_log: opening {:?}", opts.access_log))?;
     let mut registry = prometheus_client::registry::Registry::default();
     for c in collectors {
         registry.register_collector(c);
@@ -33,13 +36,11 @@ pub async fn serve(
     registry.register_collector(Box::new(crate::log_writer::DroppedLinesCollector));
     let metrics = Arc::new(l7::metrics::Metrics::new(&mut registry));
     let proxy = Arc::new(
-        Proxy::new(
-            metrics,
-            &opts.proxy_id,
-            defaults::CONNECT_TIMEOUT,
-            opts.upstream_timeout,
-        )
-        .with_backend_limit(opts.max_backend_requests),
+        Proxy::new(metrics, &opts.proxy_id, opts.connect_timeout, opts.upstream_timeout)
+            .with_backend_limit(opts.max_backend_requests)
+            .with_max_request_body(opts.max_request_body)
+            .with_backend_attempts(opts.backend_attempts)
+            .with_ejection(opts.ejection),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -59,7 +60,7 @@ pub async fn serve(
     }
     let http = sockets.http;
     let https = match sockets.https {
-        Some(socket) => Some((socket, Arc::new(TlsFront::new()?))),
+        Some(socket) => Some((socket, Arc::new(TlsFront::with_policy(&opts.tls)?))),
         None => None,
     };
     let tls = https.as_ref().map(|(_, front)| front.clone());
@@ -71,7 +72,11 @@ pub async fn serve(
         applied_tx,
         stop_rx.clone(),
     ));
-    tokio::spawn(l7::route::health::run(rx, proxy.clone()));
+    tokio::spawn(l7::route::health::run_with_timeout(
+        rx,
+        proxy.clone(),
+        opts.health_timeout,
+    ));
     let (readiness, readiness_rx) = watch::channel(Readiness::WaitingForRoutes);
     let admin = Admin {
         registry: Arc::new(Mutex::new(registry)),

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::body_limit::BodyLimit;
 use super::body_timeout::BodyTimeout;
 use super::h1_server;
 use super::linger::ClientStream;
@@ -229,9 +230,13 @@ where
     let proxy = proxy.clone();
     let (peer, scheme) = (client.peer, client.scheme);
     let body_timeout = limits.client_body_timeout;
+    let max_body = proxy.max_request_body();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (proxy, peer) = (proxy.clone(), peer.clone());
-        let req = req.map(|body| BodyTimeout::new(body, body_timeout, proxy.metrics.clone()));
+        let req = req.map(|body| {
+            let timed = BodyTimeout::new(body, body_timeout, proxy.metrics.clone());
+            BodyLimit::new(timed, max_body, &proxy.metrics)
+        });
         // Only HTTP/1 answers can end their connection this way (h2 has GOAWAY).
         let stop = (req.version() < Version::HTTP_2).then(|| stop.clone());
         async move {

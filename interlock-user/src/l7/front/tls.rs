@@ -57,6 +57,77 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// The lowest TLS version the HTTPS listener accepts (`--tls-min-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+pub enum TlsMinVersion {
+    #[value(name = "1.2")]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[value(name = "1.3")]
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// What the HTTPS listener negotiates: the lowest version, and the cipher suites (rustls
+/// names; empty: rustls's defaults, all of the provider's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPolicy {
+    pub min_version: TlsMinVersion,
+    pub ciphers: Vec<String>,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        TlsPolicy {
+            min_version: crate::config::defaults::TLS_MIN_VERSION,
+            ciphers: Vec::new(),
+        }
+    }
+}
+
+/// A suite's rustls name (`TLS13_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`).
+fn suite_name(suite: &rustls::SupportedCipherSuite) -> String {
+    format!("{:?}", suite.suite())
+}
+
+/// The cipher suites named (case-insensitively), in the order given; an unknown name is an
+/// error naming it and listing the known ones. Empty: all of them.
+pub fn cipher_suites(names: &[String]) -> anyhow::Result<Vec<rustls::SupportedCipherSuite>> {
+    let all = rustls::crypto::ring::default_provider().cipher_suites;
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|s| suite_name(s).eq_ignore_ascii_case(name.trim()))
+                .copied()
+                .ok_or_else(|| {
+                    let known: Vec<String> = all.iter().map(suite_name).collect();
+                    anyhow::anyhow!("{name:?} is not a cipher suite (known: {})", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+/// The names as rustls spells them (checked by `cipher_suites`).
+pub fn canonical_cipher_names(names: &[String]) -> anyhow::Result<Vec<String>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(cipher_suites(names)?.iter().map(suite_name).collect())
+}
+
+/// Checks the version and suites together: some suite must serve an allowed version.
+pub fn check_policy(policy: &TlsPolicy) -> anyhow::Result<()> {
+    let suites = cipher_suites(&policy.ciphers)?;
+    if policy.min_version == TlsMinVersion::Tls13 && !suites.iter().any(|s| s.version() == &rustls::version::TLS13) {
+        anyhow::bail!("with tls_min_version 1.3 at least one TLS13_* suite is needed");
+    }
+    Ok(())
+}
+
 pub struct TlsFront {
     resolver: Arc<Resolver>,
     acceptor: TlsAcceptor,
@@ -66,10 +137,23 @@ pub struct TlsFront {
 
 impl TlsFront {
     pub fn new() -> anyhow::Result<TlsFront> {
+        TlsFront::with_policy(&TlsPolicy::default())
+    }
+
+    /// A front negotiating as `policy` says.
+    pub fn with_policy(policy: &TlsPolicy) -> anyhow::Result<TlsFront> {
+        check_policy(policy)?;
         let resolver = Arc::new(Resolver::default());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            cipher_suites: cipher_suites(&policy.ciphers)?,
+            ..rustls::crypto::ring::default_provider()
+        });
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match policy.min_version {
+            TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
+        };
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(versions)?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -82,6 +82,10 @@ pub struct Proxy {
     queue_timeout: Duration,
     pub metrics: Arc<Metrics>,
     proxy_id: HeaderValue,
+    /// The largest request body forwarded (`None`: no limit).
+    max_request_body: Option<u64>,
+    /// The most backends one request or passthrough connection tries.
+    backend_attempts: usize,
 }
 
 /// Whether the request came in over TLS.
@@ -110,21 +114,61 @@ impl Proxy {
             queue_timeout: connect_timeout,
             metrics,
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
+            max_request_body: None,
+            backend_attempts: crate::config::defaults::BACKEND_ATTEMPTS,
         }
     }
 
     /// Lets each backend serve at most `max` requests at once (default
     /// `config::defaults::MAX_BACKEND_REQUESTS`); more wait in line for a slot.
     pub fn with_backend_limit(mut self, max: usize) -> Proxy {
-        self.registry = Registry::new(max);
+        self.registry = Registry::with_ejection(max, self.registry.ejection());
         self
     }
+
+    /// Ejects backends after consecutive connect failures as `ejection` says (default from
+    /// `config::defaults`).
+    pub fn with_ejection(mut self, ejection: balance::Ejection) -> Proxy {
+        self.registry = Registry::with_ejection(self.registry.max_requests(), ejection);
+        self
+    }
+    /// Refuses request bodies over `max` bytes with `413` (`None`, the default: no limit):
+    /// by Content-Length before anything is sent, or once a streamed body passes it (the
+    /// client's server wraps bodies in `front::body_limit` with [`Proxy::max_request_body`]).
+    pub fn with_max_request_body(mut self, max: Option<u64>) -> Proxy {
+        self.max_request_body = max;
+        self
+    }
+
+    /// Tries at most `n` backends for one request or passthrough connection (1 to
+    /// `upstream::attempt::MAX_ATTEMPTS`; default `config::defaults::BACKEND_ATTEMPTS`).
+    pub fn with_backend_attempts(mut self, n: usize) -> Proxy {
+        self.backend_attempts = n.clamp(1, crate::l7::upstream::attempt::MAX_ATTEMPTS);
+        self
+    }
+
+    /// The request body size limit (`None`: none).
+    pub fn max_request_body(&self) -> Option<u64> {
+        self.max_request_body
+    }
+
     /// Handles one request; never fails: errors become responses. `B` is hyper's body for
     /// requests hyper's server read, an empty one for those of the lean server (`h1_server`).
     pub async fn handle<B: RequestBody>(self: Arc<Self>, mut req: Request<B>, peer: Peer, scheme: Scheme) -> Answer {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
+        let version = req.version();
+        // Only when a line will be written: two header lookups (shared bytes, no copy).
+        let (user_agent, referer) = if access_log::wanted() {
+            let h = req.headers();
+            (
+                h.get(hyper::header::USER_AGENT).cloned(),
+                h.get(hyper::header::REFERER).cloned(),
+            )
+        } else {
+            (None, None)
+        };
         // Every path, h2 and TLS included, routes what this step leaves (see `normalize`).
         let normalized = normalize::request(&mut req, peer.trusted);
         // One cheap clone (shared bytes) serves routing and the access log: the target as
@@ -159,11 +203,15 @@ impl Proxy {
             method: method.as_str(),
             host: host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            protocol: protocol_name(version),
             route: route.as_ref().map_or("-", |r| &*r.name),
             upstream: upstream.as_ref().and_then(|u| u.addr.to_str().ok()).unwrap_or("-"),
             status,
+            bytes: body_length(&method, &response, upstream.as_ref()),
             micros: elapsed.as_micros() as u64,
             request_id: request_id.as_str(),
+            user_agent: user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            referer: referer.as_ref().and_then(|v| v.to_str().ok()),
         });
         self.record(&live, route.as_ref(), status, elapsed);
         let (raw, upstream) = match upstream {
@@ -252,6 +300,14 @@ impl Proxy {
             Stickiness::Cookie(cookie) => headers::cookie(req.headers(), cookie).map(balance::sticky_key),
             Stickiness::ClientIp => Some(balance::sticky_key(peer.addr.ip())),
         };
+        if let Some(limit) = self.max_request_body {
+            // An announced length over the limit: refused before anything is sent (and
+            // before `Expect: 100-continue` is answered, which waits for the body's first read).
+            if hyper::body::Body::size_hint(req.body()).lower() > limit {
+                self.metrics.limit_reached("request_body_size");
+                return Err((name, ProxyError::BodyTooLarge { addr: None, limit }));
+            }
+        }
         let backends = live.backends_of(&route);
         if backends.is_empty() {
             return Err((
@@ -273,7 +329,7 @@ impl Proxy {
             .upstream_request(req, &route, forwarded, upgrade.as_ref())
             .map_err(|e| (name.clone(), e))?;
         let client_upgrade = if upgrade.is_some() { req.on_upgrade() } else { None };
-        let mut attempts = Attempts::new(&backends, sticky);
+        let mut attempts = Attempts::new(&backends, sticky, self.backend_attempts);
         while let Some(backend) = attempts.next_backend() {
             let mut in_flight = backend.start();
             let admission = in_flight.admit(self.queue_timeout).await;
@@ -292,11 +348,14 @@ impl Proxy {
                 Ok(resp) => {
                     attempts.succeeded(&backend);
                     let took = sent_at.elapsed();
+                    // Read now: the body handed on does not say its length (`map_frame`).
+                    let length = hyper::body::Body::size_hint(resp.body()).exact();
                     let (resp, raw) = self.downstream_response(resp, client_upgrade, in_flight);
                     let upstream = Upstreamed {
                         addr: backend.addr_value.clone(),
                         took,
                         raw,
+                        length,
                     };
                     return Ok((name, resp, Some(upstream)));
                 }
@@ -318,6 +377,32 @@ impl Proxy {
     }
 }
 
+/// The request line's protocol as access logs write it.
+fn protocol_name(version: hyper::Version) -> &'static str {
+    match version {
+        hyper::Version::HTTP_09 => "HTTP/0.9",
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        hyper::Version::HTTP_11 => "HTTP/1.1",
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        hyper::Version::HTTP_3 => "HTTP/3.0",
+        _ => "-",
+    }
+}
+
+/// The response body's length when the head says it (a HEAD's answer and a 204/304 carry
+/// none); `None` for a body streamed without a length.
+fn body_length(method: &hyper::Method, response: &Response<ProxyBody>, upstream: Option<&Upstreamed>) -> Option<u64> {
+    let status = response.status();
+    if method == hyper::Method::HEAD || status.is_informational() || status == 204 || status == 304 {
+        return Some(0);
+    }
+    match upstream {
+        Some(u) => u.length,
+        // The proxy's own answers (errors, redirects) are whole.
+        None => hyper::body::Body::size_hint(response.body()).exact(),
+    }
+}
+
 /// The backend that answered a request.
 struct Upstreamed {
     /// Its `x-upstream-addr` value.
@@ -325,4 +410,6 @@ struct Upstreamed {
     took: Duration,
     /// Its header lines, when the lean client kept them raw.
     raw: Option<RawHeaders>,
+    /// Its body's length, when its head said.
+    length: Option<u64>,
 }

@@ -38,7 +38,7 @@ impl Proxy {
         backends: &[Arc<Backend>],
         peer: SocketAddr,
     ) {
-        let mut attempts = Attempts::new(backends, Some(balance::sticky_key(peer.ip())));
+        let mut attempts = Attempts::new(backends, Some(balance::sticky_key(peer.ip())), self.backend_attempts);
         while let Some(backend) = attempts.next_backend() {
             let mut upstream = match attempt::connect(backend.addr, self.upstream.connect_timeout()).await {
                 Ok(s) => s,

@@ -15,11 +15,25 @@ use std::time::{Duration, Instant};
 use hyper::header::HeaderValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Consecutive connect failures that eject a backend.
-const EJECT_AFTER: u32 = 3;
-/// First ejection period; doubles with each further failure, up to `MAX_EJECTION`.
-const BASE_EJECTION: Duration = Duration::from_secs(1);
-const MAX_EJECTION: Duration = Duration::from_secs(30);
+/// Passive ejection: after `after` consecutive connect failures a backend gets no requests
+/// for `base`, doubled with each further failure, up to `max` (0 failures: never ejected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ejection {
+    pub after: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        use crate::config::defaults as d;
+        Ejection {
+            after: d::EJECT_AFTER_FAILURES,
+            base: Duration::from_millis(d::EJECT_BASE_MS),
+            max: Duration::from_millis(d::EJECT_MAX_MS),
+        }
+    }
+}
 
 /// Live state of one backend address.
 #[derive(Debug)]
@@ -36,10 +50,11 @@ pub struct Backend {
     /// One permit per request the backend may serve at once.
     slots: Arc<Semaphore>,
     epoch: Instant,
+    ejection: Ejection,
 }
 
 impl Backend {
-    fn new(addr: SocketAddr, epoch: Instant, max_requests: usize) -> Backend {
+    fn new(addr: SocketAddr, epoch: Instant, max_requests: usize, ejection: Ejection) -> Backend {
         Backend {
             addr,
             addr_value: HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("-")),
@@ -49,6 +64,7 @@ impl Backend {
             healthy: AtomicBool::new(true),
             slots: Arc::new(Semaphore::new(max_requests.clamp(1, Semaphore::MAX_PERMITS))),
             epoch,
+            ejection,
         }
     }
 
@@ -76,14 +92,15 @@ impl Backend {
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
-    /// A connect failure; ejects the backend after `EJECT_AFTER` in a row. Returns true when ejected.
+    /// A connect failure; ejects the backend after `Ejection::after` in a row. Returns true when ejected.
     pub fn record_connect_failure(&self) -> bool {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures < EJECT_AFTER {
+        let Ejection { after, base, max } = self.ejection;
+        if after == 0 || failures < after {
             return false;
         }
-        let factor = 1u32 << (failures - EJECT_AFTER).min(5);
-        let period = (BASE_EJECTION * factor).min(MAX_EJECTION);
+        let factor = 1u32 << (failures - after).min(16);
+        let period = base.saturating_mul(factor).min(max);
         self.ejected_until_ms
             .store(self.now_ms() + period.as_millis() as u64, Ordering::Relaxed);
         true
@@ -154,6 +171,7 @@ impl Drop for InFlight {
 pub struct Registry {
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
     max_requests: usize,
+    ejection: Ejection,
     epoch: Instant,
 }
 
@@ -166,11 +184,25 @@ impl Default for Registry {
 impl Registry {
     /// A registry whose backends serve at most `max_requests` requests at once each.
     pub fn new(max_requests: usize) -> Registry {
+        Registry::with_ejection(max_requests, Ejection::default())
+    }
+
+    /// `new`, its backends ejected as `ejection` says.
+    pub fn with_ejection(max_requests: usize, ejection: Ejection) -> Registry {
         Registry {
             backends: Mutex::new(HashMap::new()),
             max_requests,
+            ejection,
             epoch: Instant::now(),
         }
+    }
+
+    pub fn max_requests(&self) -> usize {
+        self.max_requests
+    }
+
+    pub fn ejection(&self) -> Ejection {
+        self.ejection
     }
 
     /// The states for `addrs`, created when new; states of other addresses are dropped.
@@ -182,7 +214,7 @@ impl Registry {
                 (
                     a,
                     map.entry(a)
-                        .or_insert_with(|| Arc::new(Backend::new(a, self.epoch, self.max_requests)))
+                        .or_insert_with(|| Arc::new(Backend::new(a, self.epoch, self.max_requests, self.ejection)))
                         .clone(),
                 )
             })
@@ -303,7 +335,7 @@ mod tests {
     #[test]
     fn tried_and_ejected_backends_are_skipped() {
         let b = backends(3);
-        for _ in 0..EJECT_AFTER {
+        for _ in 0..Ejection::default().after {
             b[0].record_connect_failure();
         }
         assert!(!b[0].available());
@@ -353,5 +385,39 @@ mod tests {
         let second = reg.sync([a, SocketAddr::from(([10, 0, 0, 2], 1))]);
         assert_eq!(second[&a].in_flight(), 1);
         assert_eq!(reg.sync([]).len(), 0);
+    }
+
+    #[test]
+    fn ejection_is_the_operators() {
+        let addr = SocketAddr::from(([10, 0, 0, 9], 80));
+        let never = Registry::with_ejection(
+            8,
+            Ejection {
+                after: 0,
+                ..Ejection::default()
+            },
+        );
+        let b = never.sync([addr])[&addr].clone();
+        for _ in 0..10 {
+            assert!(!b.record_connect_failure());
+        }
+        assert!(b.available(), "0: never ejected");
+        let once = Ejection {
+            after: 1,
+            base: Duration::from_millis(40),
+            max: Duration::from_millis(60),
+        };
+        let reg = Registry::with_ejection(8, once);
+        let b = reg.sync([addr])[&addr].clone();
+        assert!(b.record_connect_failure(), "ejected at the first failure");
+        assert!(!b.available());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.available(), "back after the base period");
+        assert!(b.record_connect_failure());
+        std::thread::sleep(Duration::from_millis(65));
+        assert!(
+            b.available(),
+            "the doubled period (80 ms) is capped at the maximum (60 ms)"
+        );
     }
 }

@@ -11,13 +11,21 @@ use crate::l7::proxy::Proxy;
 use crate::l7::upstream::{Outgoing, Upstream};
 use crate::model::SnapshotRx;
 
-/// A probe that has no answer (status line and headers) within this time fails.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Probes every backend of every checked route on its interval, each failing without an
+/// answer within the default timeout; runs until the channel closes.
+pub async fn run(rx: SnapshotRx, proxy: Arc<Proxy>) {
+    run_with_timeout(
+        rx,
+        proxy,
+        Duration::from_millis(crate::config::defaults::HEALTH_TIMEOUT_MS),
+    )
+    .await
+}
 
-/// Probes every backend of every checked route on its interval; runs until the channel closes.
-pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
+/// `run`, a probe failing when it has no answer (status line and headers) within `timeout`.
+pub async fn run_with_timeout(mut rx: SnapshotRx, proxy: Arc<Proxy>, timeout: Duration) {
     // Probes have connections of their own: they must not take, or close, the proxy's.
-    let upstream = Arc::new(Upstream::new(PROBE_TIMEOUT, PROBE_TIMEOUT));
+    let upstream = Arc::new(Upstream::new(timeout, timeout));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut next_due: HashMap<(SocketAddr, String), tokio::time::Instant> = HashMap::new();
     loop {
@@ -49,7 +57,7 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
                 if let Some(state) = states.get(&b.addr).cloned() {
                     let (path, upstream) = (check.path.clone(), upstream.clone());
                     tokio::spawn(async move {
-                        let ok = probe(&upstream, state.addr, &path).await;
+                        let ok = probe(&upstream, state.addr, &path, timeout).await;
                         if ok != state.is_healthy() {
                             tracing::info!(backend = %state.addr, healthy = ok, "health check changed");
                         }
@@ -64,14 +72,14 @@ pub async fn run(mut rx: SnapshotRx, proxy: Arc<Proxy>) {
 
 /// One GET of `path` through the upstream layer (hyper's client: the probe is not
 /// forwarded for anyone, so it carries no forwarding headers); 2xx and 3xx pass.
-async fn probe(upstream: &Upstream, addr: SocketAddr, path: &str) -> bool {
+async fn probe(upstream: &Upstream, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
     let Ok(req) = Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
         .body(crate::l7::empty_body())
     else {
         return false;
     };
-    match tokio::time::timeout(PROBE_TIMEOUT, upstream.send(addr, Outgoing::streamed(req))).await {
+    match tokio::time::timeout(timeout, upstream.send(addr, Outgoing::streamed(req))).await {
         Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
         Ok(Err(_)) | Err(_) => false,
     }

@@ -10,8 +10,9 @@ use tokio::net::TcpStream;
 use crate::l7::error::ProxyError;
 use crate::l7::route::balance::{self, Backend};
 
-/// At most this many backends are tried for one request or passthrough connection.
-pub const MAX_ATTEMPTS: usize = 3;
+/// The most backends `--backend-attempts` may have tried for one request or passthrough
+/// connection (the default is `config::defaults::BACKEND_ATTEMPTS`).
+pub const MAX_ATTEMPTS: usize = 5;
 
 /// Connects to `addr` within `timeout`, Nagle off: requests and spliced bytes go out as
 /// they come.
@@ -37,14 +38,15 @@ pub struct Attempts<'a> {
 }
 
 impl<'a> Attempts<'a> {
-    /// `sticky`: the key pinning the request to a backend (`balance::pick`).
-    pub fn new(backends: &'a [Arc<Backend>], sticky: Option<u64>) -> Attempts<'a> {
+    /// `sticky`: the key pinning the request to a backend (`balance::pick`); `max`: the
+    /// most backends tried (1 to `MAX_ATTEMPTS`).
+    pub fn new(backends: &'a [Arc<Backend>], sticky: Option<u64>, max: usize) -> Attempts<'a> {
         Attempts {
             backends,
             sticky,
             tried: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS],
             made: 0,
-            limit: MAX_ATTEMPTS.min(backends.len()),
+            limit: max.clamp(1, MAX_ATTEMPTS).min(backends.len()),
             last_error: None,
         }
     }
@@ -108,8 +110,8 @@ mod tests {
 
     #[test]
     fn at_most_max_attempts_each_backend_once() {
-        let all = backends(5);
-        let mut attempts = Attempts::new(&all, None);
+        let all = backends(MAX_ATTEMPTS as u8 + 2);
+        let mut attempts = Attempts::new(&all, None, MAX_ATTEMPTS);
         let mut seen = Vec::new();
         while let Some(b) = attempts.next_backend() {
             assert!(!seen.contains(&b.addr));
@@ -120,15 +122,29 @@ mod tests {
         assert!(matches!(attempts.last_error(), Some(ProxyError::Connect { .. })));
 
         let two = backends(2);
-        let mut attempts = Attempts::new(&two, None);
+        let mut attempts = Attempts::new(&two, None, MAX_ATTEMPTS);
         assert!(attempts.next_backend().is_some() && attempts.next_backend().is_some());
         assert!(attempts.next_backend().is_none(), "no backend is tried twice");
     }
 
     #[test]
+    fn the_operators_number_of_attempts() {
+        let all = backends(4);
+        for (max, tried) in [(1, 1), (2, 2), (3, 3), (0, 1), (99, 4)] {
+            let mut attempts = Attempts::new(&all, None, max);
+            let mut n = 0;
+            while let Some(b) = attempts.next_backend() {
+                n += 1;
+                let _ = attempts.failed(&b, refused(b.addr), Some(()));
+            }
+            assert_eq!(n, tried, "at most {max}");
+        }
+    }
+
+    #[test]
     fn only_a_request_that_reached_nobody_goes_to_the_next_backend() {
         let all = backends(3);
-        let mut attempts = Attempts::new(&all, None);
+        let mut attempts = Attempts::new(&all, None, MAX_ATTEMPTS);
         let b = attempts.next_backend().unwrap();
         assert!(attempts.failed(&b, refused(b.addr), Some("req")).is_ok());
         // Sent, and the backend failed: retrying could repeat it.
@@ -136,14 +152,14 @@ mod tests {
         assert!(attempts.failed(&b, timeout, Some("req")).is_err());
         // Retry-safe, but the request did not come back.
         assert!(attempts.failed::<&str>(&b, refused(b.addr), None).is_err());
-        assert!(Attempts::new(&[], None).last_error().is_none());
+        assert!(Attempts::new(&[], None, MAX_ATTEMPTS).last_error().is_none());
     }
 
     #[test]
     fn connect_failures_eject_a_backend_success_resets() {
         let all = backends(1);
         let b = &all[0];
-        let mut attempts = Attempts::new(&all, None);
+        let mut attempts = Attempts::new(&all, None, MAX_ATTEMPTS);
         for _ in 0..2 {
             let _ = attempts.failed(b, refused(b.addr), Some(()));
             attempts.succeeded(b);
