@@ -39,7 +39,8 @@ pub async fn serve(
             defaults::CONNECT_TIMEOUT,
             opts.upstream_timeout,
         )
-        .with_backend_limit(opts.max_backend_requests),
+        .with_backend_limit(opts.max_backend_requests)
+        .with_https_port(opts.https.map(|a| a.port())),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 
