@@ -122,8 +122,7 @@ impl RouteTable {
         if let Some(target) = redirects.then(|| self.redirects.find(scheme, &host, path, query)).flatten() {
             return Lookup::Redirect(target);
         }
-        let mut fallback = None;
-        let found = self
+        let claimed = self
             .exact
             .get(host.as_ref())
             .and_then(|h| h.find(path))
@@ -132,16 +131,18 @@ impl RouteTable {
                     .iter()
                     .filter(|(suffix, _)| host.ends_with(suffix.as_str()))
                     .find_map(|(_, h)| h.find(path))
-            })
-            .or_else(|| {
-                let target = redirects.then(|| self.redirects.find_fallback(scheme, path, query));
-                fallback = target.flatten();
-                self.default.as_ref()
             });
-        match (found, fallback) {
-            (_, Some(target)) => Lookup::Redirect(target),
-            (Some(route), None) => Lookup::Route(route.clone()),
-            (None, None) => Lookup::NotFound,
+        if let Some(route) = claimed {
+            return Lookup::Route(route.clone());
+        }
+        // Nothing claims this host and path: the default backend's, where its own path
+        // redirects (a hostless service's) apply.
+        if let Some(target) = redirects.then(|| self.redirects.find_fallback(scheme, path, query)).flatten() {
+            return Lookup::Redirect(target);
+        }
+        match &self.default {
+            Some(route) => Lookup::Route(route.clone()),
+            None => Lookup::NotFound,
         }
     }
 
@@ -165,7 +166,6 @@ impl RouteTable {
             .flat_map(|h| h.routes.iter())
             .chain(self.default.iter())
     }
-
 }
 
 fn route_of(r: &HttpRoute) -> Route {
