@@ -20,9 +20,11 @@ fn ask(host: &str, path: &str) -> Result<(u16, Option<String>, String)> {
 
 /// Waits until `host`+`path` answers 200 with `text`; the seconds it took.
 fn wait_page(host: &str, path: &str, text: &str) -> Result<f64> {
-    wait_until(&format!("{host}{path} answering {text:?}"), Duration::from_secs(60), || {
-        Ok(matches!(get(host, path)?, (200, body) if body.trim() == text))
-    })
+    wait_until(
+        &format!("{host}{path} answering {text:?}"),
+        Duration::from_secs(60),
+        || Ok(matches!(get(host, path)?, (200, body) if body.trim() == text)),
+    )
 }
 
 #[test]
@@ -35,7 +37,12 @@ fn default_backend_redirects_and_ssl_only_as_interlock_documents_them() {
     let on_net = ["--network", net.name.as_str()];
     let default_labels = [
         &on_net[..],
-        &["--label", "com.docker.lb.default_backend=true", "--label", "com.docker.lb.port=80"],
+        &[
+            "--label",
+            "com.docker.lb.default_backend=true",
+            "--label",
+            "com.docker.lb.port=80",
+        ],
     ]
     .concat();
     // Interlock's documented default-backend service: no hosts.
@@ -44,16 +51,32 @@ fn default_backend_redirects_and_ssl_only_as_interlock_documents_them() {
     let web = routed_page(&net, &host, &[], "web").unwrap();
     let old = format!("{}.example", unique("old"));
     let redirects = format!("com.docker.lb.redirects=http://{old},http://{host}");
-    let mover = routed_page(&net, &format!("{}.example", unique("mover")), &["--label", &redirects], "mover").unwrap();
+    let mover = routed_page(
+        &net,
+        &format!("{}.example", unique("mover")),
+        &["--label", &redirects],
+        "mover",
+    )
+    .unwrap();
     let secure = format!("{}.example", unique("secure"));
     let ssl_only = routed_page(&net, &secure, &["--label", "com.docker.lb.ssl_only=true"], "secure").unwrap();
     let typo_host = format!("{}.example", unique("typo"));
-    let typo = routed_page(&net, &typo_host, &["--label", "com.docker.lb.redirects=http://nowhere"], "typo").unwrap();
+    let typo = routed_page(
+        &net,
+        &typo_host,
+        &["--label", "com.docker.lb.redirects=http://nowhere"],
+        "typo",
+    )
+    .unwrap();
 
     let unknown = format!("{}.invalid", unique("nobody"));
     let fallback_s = wait_page(&unknown, "/", "fallback").unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
     let web_s = wait_page(&host, "/", "web").unwrap();
-    assert_eq!(get(&host, "/").unwrap().1.trim(), "web", "a claimed host is its service's");
+    assert_eq!(
+        get(&host, "/").unwrap().1.trim(),
+        "web",
+        "a claimed host is its service's"
+    );
     let redirected = wait_until("the redirect in place", Duration::from_secs(60), || {
         Ok(ask(&old, "/")?.0 == 302)
     });
@@ -61,9 +84,15 @@ fn default_backend_redirects_and_ssl_only_as_interlock_documents_them() {
 
     // Redirects: 302, the normalised path and the query kept.
     let (status, location, _) = ask(&old, "/x/./y/../z?q=1&r").unwrap();
-    assert_eq!((status, location.as_deref()), (302, Some(format!("http://{host}/x/z?q=1&r").as_str())));
+    assert_eq!(
+        (status, location.as_deref()),
+        (302, Some(format!("http://{host}/x/z?q=1&r").as_str()))
+    );
     let (status, location, _) = ask(&old, "/").unwrap();
-    assert_eq!((status, location.as_deref()), (302, Some(format!("http://{host}/").as_str())));
+    assert_eq!(
+        (status, location.as_deref()),
+        (302, Some(format!("http://{host}/").as_str()))
+    );
     // ssl_only: 301 to the same host, path and query on the HTTPS listener's port.
     wait_until("the ssl_only route in place", Duration::from_secs(60), || {
         Ok(ask(&secure, "/")?.0 == 301)
@@ -95,18 +124,28 @@ fn default_backend_redirects_and_ssl_only_as_interlock_documents_them() {
     let conflict = wait_until("the second default backend reported", Duration::from_secs(30), || {
         let logs = stack.logs();
         Ok(logs.lines().any(|l| {
-            l.contains(&format!("service {}: label com.docker.lb.default_backend=\"true\"", second.name))
-                && l.contains(&format!("older service {}", fallback.name))
+            l.contains(&format!(
+                "service {}: label com.docker.lb.default_backend=\"true\"",
+                second.name
+            )) && l.contains(&format!("older service {}", fallback.name))
         }))
     });
     conflict.unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
     for _ in 0..20 {
-        assert_eq!(get(&unknown, "/").unwrap().1.trim(), "fallback", "the older default backend answers");
+        assert_eq!(
+            get(&unknown, "/").unwrap().1.trim(),
+            "fallback",
+            "the older default backend answers"
+        );
     }
     // The first one gone, the second takes over.
     drop(fallback);
     let takeover_s = wait_page(&unknown, "/", "second").unwrap_or_else(|e| panic!("{e:#}\n{}", stack.logs()));
-    assert_eq!(get(&host, "/").unwrap().1.trim(), "web", "a claimed host stays its service's");
+    assert_eq!(
+        get(&host, "/").unwrap().1.trim(),
+        "web",
+        "a claimed host stays its service's"
+    );
     report(&format!(
         "swarm_labels_routing: default backend (labels default_backend+port only) answered an unknown host \
          after {fallback_s:.1} s, a hosted service after {web_s:.1} s; redirects 302 with path and query kept; \

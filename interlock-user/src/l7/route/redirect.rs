@@ -41,7 +41,11 @@ impl Rule {
         if self.verbatim {
             return self.target.clone();
         }
-        let rest = if self.prefix == "/" { path } else { &path[self.prefix.len()..] };
+        let rest = if self.prefix == "/" {
+            path
+        } else {
+            &path[self.prefix.len()..]
+        };
         let query_len = query.map_or(0, |q| q.len() + 1);
         let mut out = String::with_capacity(self.target.len() + rest.len() + query_len + 1);
         out.push_str(&self.target);
@@ -92,7 +96,11 @@ fn rule_of(r: &Redirect, scheme: Option<&str>, prefix: String) -> Rule {
         scheme: scheme.map(str::to_string),
         prefix,
         verbatim: target.contains(['?', '#']),
-        target: if target.contains(['?', '#']) { r.target.clone() } else { target },
+        target: if target.contains(['?', '#']) {
+            r.target.clone()
+        } else {
+            target
+        },
         target_has_path,
     }
 }
@@ -137,7 +145,8 @@ impl Redirects {
             rules.sort_by(by_length);
         }
         out.fallback.sort_by(by_length);
-        out.by_suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        out.by_suffix
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         out
     }
 
@@ -197,9 +206,20 @@ mod tests {
         let find = |path, query| r.find("http", "old.local", path, query);
         assert_eq!(find("/x", Some("y")).as_deref(), Some("http://new.local/x?y"));
         assert_eq!(find("/", None).as_deref(), Some("http://new.local/"));
-        assert_eq!(find("/a/b", Some("q=1&r")).as_deref(), Some("http://new.local/a/b?q=1&r"));
-        assert_eq!(r.find("https", "old.local", "/", None), None, "the source's scheme only");
-        assert_eq!(r.find("http", "new.local", "/", None), None, "another host is not redirected");
+        assert_eq!(
+            find("/a/b", Some("q=1&r")).as_deref(),
+            Some("http://new.local/a/b?q=1&r")
+        );
+        assert_eq!(
+            r.find("https", "old.local", "/", None),
+            None,
+            "the source's scheme only"
+        );
+        assert_eq!(
+            r.find("http", "new.local", "/", None),
+            None,
+            "another host is not redirected"
+        );
     }
 
     #[test]
@@ -211,13 +231,20 @@ mod tests {
         let find = |path| r.find("http", "old.local", path, None);
         assert_eq!(find("/app/x").as_deref(), Some("https://new.local/v2/x"));
         assert_eq!(find("/app").as_deref(), Some("https://new.local/v2"));
-        assert_eq!(find("/apple").as_deref(), Some("http://www.local/apple"), "not under /app");
+        assert_eq!(
+            find("/apple").as_deref(),
+            Some("http://www.local/apple"),
+            "not under /app"
+        );
     }
 
     #[test]
     fn source_host_case_and_port_are_not_compared() {
         let r = redirects(&[("http://Old.Local:8080", "http://new.local", &[])]);
-        assert_eq!(r.find("http", "old.local", "/", None).as_deref(), Some("http://new.local/"));
+        assert_eq!(
+            r.find("http", "old.local", "/", None).as_deref(),
+            Some("http://new.local/")
+        );
     }
 
     #[test]
@@ -229,7 +256,11 @@ mod tests {
         );
         assert_eq!(r.find("https", "a.example", "/legacy", None).as_deref(), Some("/app"));
         assert_eq!(r.find("http", "x.w.example", "/legacy", None).as_deref(), Some("/app"));
-        assert_eq!(r.find("http", "b.example", "/legacy", None), None, "another service's host");
+        assert_eq!(
+            r.find("http", "b.example", "/legacy", None),
+            None,
+            "another service's host"
+        );
         assert_eq!(r.find("http", "a.example", "/legacyx", None), None);
         assert_eq!(r.find_fallback("http", "/legacy", None), None);
     }
@@ -258,7 +289,10 @@ mod tests {
             ("http://o.local", "http://second.local", &[]),
             ("http://o.local/deep", "http://deep.local", &[]),
         ]);
-        assert_eq!(r.find("http", "o.local", "/", None).as_deref(), Some("http://first.local/"));
+        assert_eq!(
+            r.find("http", "o.local", "/", None).as_deref(),
+            Some("http://first.local/")
+        );
         assert_eq!(
             r.find("http", "o.local", "/deep/x", None).as_deref(),
             Some("http://deep.local/x")
