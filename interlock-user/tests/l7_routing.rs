@@ -92,19 +92,29 @@ async fn default_backend_redirects_and_ssl_only() {
     }];
     let mut secure = route("secure", &["secure.example"], "/", &[&a]);
     secure.ssl_only = true;
-    let mut dflt = route("fallback", &["fallback.example"], "/", &[&fallback]);
+    // Interlock's default backend: no hosts of its own.
+    let mut dflt = route("fallback", &[], "/", &[&fallback]);
     dflt.default_backend = true;
-    let proxy = TestProxy::start(&snapshot(1, vec![r, secure, dflt])).await;
+    let routes = snapshot(1, vec![r, secure, dflt]);
+    // The HTTPS listener as `interlock proxy --https 0.0.0.0:8443` would tell it.
+    let proxy = TestProxy::start_configured(&routes, Default::default(), |p| p.with_https_port(Some(8443))).await;
     let c = client();
 
+    // Redirects answer 302 (as Interlock's nginx), the normalised path and query kept.
     let (status, headers, _) = get(&c, proxy.http, "old.example", "/").await;
-    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(headers["location"], "http://a.example");
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(headers["location"], "http://a.example/");
+    let (status, headers, _) = get(&c, proxy.http, "Old.Example:80", "/x/./y/../z?q=1&r").await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(headers["location"], "http://a.example/x/z?q=1&r");
+    // ssl_only stays 301 and names the HTTPS port when it is not 443.
     let (status, headers, _) = get(&c, proxy.http, "secure.example", "/x?y=1").await;
     assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
-    assert_eq!(headers["location"], "https://secure.example/x?y=1");
+    assert_eq!(headers["location"], "https://secure.example:8443/x?y=1");
     let (_, _, body) = get(&c, proxy.http, "unknown.example", "/").await;
     assert_eq!(field(&body, "name"), "fallback");
+    let (_, _, body) = get(&c, proxy.http, "a.example", "/").await;
+    assert_eq!(field(&body, "name"), "a", "a claimed host is not the default's");
 }
 
 #[tokio::test]

@@ -411,3 +411,28 @@ async fn the_minimum_tls_version_and_the_cipher_suites_are_the_operators() {
     };
     assert!(TlsFront::with_policy(&none13).is_err());
 }
+
+/// A default backend (hostless) serves unknown hosts over plain HTTP; over HTTPS an SNI no
+/// route has a certificate for gets none (the handshake fails) rather than some other host's.
+#[tokio::test]
+async fn an_unknown_sni_gets_no_certificate_even_with_a_default_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_cert = make_cert("a.example");
+    let (a_crt, a_key) = write_secret(dir.path(), "a", &a_cert);
+    let (ba, fallback) = (TestBackend::start("backend-a").await, TestBackend::start("fallback").await);
+    let mut ra = route("a", &["a.example"], "/", &[&ba]);
+    ra.tls = TlsMode::Terminate { cert: a_crt, key: a_key };
+    let mut dflt = route("fallback", &[], "/", &[&fallback]);
+    dflt.default_backend = true;
+    let proxy = TestProxy::start(&snapshot(1, vec![ra, dflt])).await;
+
+    let trusts_a = connector(&[&a_cert], &[b"http/1.1"]);
+    let (_, body) = https_get(proxy.https, "a.example", &trusts_a).await.unwrap();
+    assert_eq!(field(&body, "name"), "backend-a");
+    assert!(
+        tls_connect(proxy.https, "unknown.example", &trusts_a).await.is_err(),
+        "an unknown SNI is refused a certificate"
+    );
+    let (_, _, body) = get(&client(), proxy.http, "unknown.example", "/").await;
+    assert_eq!(field(&body, "name"), "fallback", "plain HTTP: the default backend");
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use interlock::l7::front::sni::{self, Hello};
 use interlock::l7::route::table::{normalize_host, prefix_matches, rewrite_path, Lookup, RouteTable};
 use interlock::model::labels;
-use interlock::model::{Backend, HttpRoute, ServiceRef, Snapshot};
+use interlock::model::{Backend, HttpRoute, Redirect, ServiceRef, Snapshot};
 use proptest::prelude::*;
 
 fn label_key() -> impl Strategy<Value = String> {
@@ -55,7 +55,7 @@ proptest! {
         );
         route.strip_prefix = true;
         let table = RouteTable::compile(&Snapshot { version: 1, http: vec![route], ..Snapshot::default() });
-        match table.lookup("http", &host, &path) {
+        match table.lookup("http", &host, &path, None) {
             Lookup::Route(r) => {
                 prop_assert!(prefix_matches(&r.path_prefix, &path));
                 let h = normalize_host(&host);
@@ -65,6 +65,21 @@ proptest! {
             }
             Lookup::NotFound => {}
             Lookup::Redirect(_) => prop_assert!(false, "no redirects configured"),
+        }
+    }
+
+    #[test]
+    fn redirects_keep_the_rest_of_the_path_and_the_query(path in "/[a-z/.]{0,20}", query in proptest::option::of("[a-z=&]{0,8}")) {
+        let mut route = HttpRoute::plain(ServiceRef { id: "s".into(), name: "s".into() }, vec!["n.example".into()], "/", vec![]);
+        route.redirects = vec![Redirect { source: "http://o.example/app".into(), target: "http://n.example/v2".into() }];
+        let table = RouteTable::compile(&Snapshot { version: 1, http: vec![route], ..Snapshot::default() });
+        match table.lookup("http", "o.example", &path, query.as_deref()) {
+            Lookup::Redirect(location) => {
+                prop_assert!(prefix_matches("/app", &path));
+                prop_assert_eq!(location, format!("http://n.example/v2{}{}", &path[4..], query.map(|q| format!("?{q}")).unwrap_or_default()));
+            }
+            Lookup::NotFound => prop_assert!(!prefix_matches("/app", &path)),
+            Lookup::Route(_) => prop_assert!(false, "o.example is routed nowhere"),
         }
     }
 

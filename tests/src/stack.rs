@@ -14,7 +14,7 @@ use crate::netns::run;
 
 /// Node ports the test stacks publish (the demo's stack keeps 80/443).
 pub const HTTP_PORT: u16 = 18080;
-const HTTPS_PORT: u16 = 18443;
+pub const HTTPS_PORT: u16 = 18443;
 
 pub struct Stack {
     pub name: String,
@@ -198,6 +198,24 @@ pub fn send(request: &str) -> Result<(u16, String)> {
 }
 
 fn send_at(port: u16, request: &str) -> Result<(u16, String)> {
+    send_full_at(port, request).map(|(status, _, body)| (status, body))
+}
+
+/// Like `send`, with the response head too (status line and header lines, as they came):
+/// for answers whose headers matter (a redirect's `Location`).
+pub fn send_full(request: &str) -> Result<(u16, String, String)> {
+    send_full_at(HTTP_PORT, request)
+}
+
+/// The value of header `name` in a response head from `send_full` (case-insensitive name).
+pub fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn send_full_at(port: u16, request: &str) -> Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(request.as_bytes())?;
@@ -213,7 +231,8 @@ fn send_at(port: u16, request: &str) -> Result<(u16, String)> {
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
-    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((status, head.to_string(), body))
 }
 
 /// A chunked body's data (enough for tests: sizes without extensions).

@@ -431,10 +431,15 @@ impl Claims {
         }
         if r.default_backend {
             if let Some(owner) = &self.default_backend {
+                // Both named: the operator sees which one answers unknown hosts and which to fix.
                 return Err(LabelError::new(
                     labels::DEFAULT_BACKEND,
                     "true",
-                    format!("older service {owner} is the default backend"),
+                    format!(
+                        "older service {owner} is already the default backend (one per proxy: \
+                         the oldest by creation time, then id, keeps it; {} is not routed)",
+                        r.service.name
+                    ),
                 ));
             }
         }

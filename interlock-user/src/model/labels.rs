@@ -135,15 +135,19 @@ pub fn parse(labels: &BTreeMap<String, String>) -> (Parsed, Vec<LabelError>) {
         .filter(|(k, _)| k.starts_with(PREFIX) && !KNOWN.contains(&k.as_str()))
         .map(|(k, v)| LabelError::new(k, v, "unknown label (ignored)"))
         .collect();
-    if !labels.contains_key(HOSTS) && !labels.contains_key(L4_PORT) {
-        return (Ok(None), warnings);
-    }
     let mut p = Parser {
         labels,
         errors: Vec::new(),
     };
+    // Interlock's default backend carries only `default_backend` and `port`: it is an HTTP
+    // service without hosts. Any value of the label (a typo included) makes the service one,
+    // so a bad value is reported instead of the service silently not being routed.
+    let http = labels.contains_key(HOSTS) || (labels.contains_key(DEFAULT_BACKEND) && !p.is_false(DEFAULT_BACKEND));
+    if !http && !labels.contains_key(L4_PORT) {
+        return (Ok(None), warnings);
+    }
     let service = ServiceLabels {
-        http: labels.contains_key(HOSTS).then(|| p.http()),
+        http: http.then(|| p.http()),
         l4: labels.contains_key(L4_PORT).then(|| p.l4()),
         network: p.get(NETWORK).map(str::to_string),
         service_cluster: p.get(SERVICE_CLUSTER).map(str::to_string),
@@ -190,6 +194,14 @@ impl Parser<'_> {
         }
     }
 
+    /// The label is absent or says false (no error: `flag` reports bad values).
+    fn is_false(&self, label: &str) -> bool {
+        matches!(
+            self.get(label).map(str::to_ascii_lowercase).as_deref(),
+            None | Some("false") | Some("0") | Some("no")
+        )
+    }
+
     fn port(&mut self, label: &str) -> Option<u16> {
         let value = self.get(label)?.to_string();
         match value.parse::<u16>() {
@@ -202,23 +214,14 @@ impl Parser<'_> {
     }
 
     fn http(&mut self) -> HttpLabels {
-        let hosts_value = self.get(HOSTS).unwrap_or_default().to_string();
-        let mut hosts = Vec::new();
-        for host in hosts_value.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-            match normalize_host(host) {
-                Ok(h) => hosts.push(h),
-                Err(reason) => self.error(HOSTS, &hosts_value, format!("host {host:?}: {reason}")),
-            }
-        }
-        if hosts.is_empty() && self.errors.is_empty() {
-            self.error(HOSTS, &hosts_value, "no host name given");
-        }
+        let default_backend = self.flag(DEFAULT_BACKEND);
+        let hosts = self.hosts(default_backend);
         let port = match self.get(PORT) {
             None => {
                 self.error(
                     PORT,
                     "",
-                    "missing: the container port to send traffic to is required with hosts",
+                    "missing: the container port to send traffic to is required with hosts or default_backend",
                 );
                 0
             }
@@ -285,9 +288,28 @@ impl Parser<'_> {
             websocket_endpoints,
             stickiness,
             redirects,
-            default_backend: self.flag(DEFAULT_BACKEND),
+            default_backend,
             health_check,
         }
+    }
+
+    /// The host names; none is fine for a default backend without `hosts` (it serves the
+    /// hosts no other service claims), an error otherwise.
+    fn hosts(&mut self, default_backend: bool) -> Vec<String> {
+        let Some(hosts_value) = self.get(HOSTS).map(str::to_string) else {
+            return Vec::new();
+        };
+        let mut hosts = Vec::new();
+        for host in hosts_value.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            match normalize_host(host) {
+                Ok(h) => hosts.push(h),
+                Err(reason) => self.error(HOSTS, &hosts_value, format!("host {host:?}: {reason}")),
+            }
+        }
+        if hosts.is_empty() && !default_backend && self.errors.is_empty() {
+            self.error(HOSTS, &hosts_value, "no host name given");
+        }
+        hosts
     }
 
     fn paths(&mut self, label: &str) -> Vec<String> {
@@ -311,16 +333,18 @@ impl Parser<'_> {
         let mut out = Vec::new();
         for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let parts: Vec<&str> = pair.split(',').map(str::trim).collect();
-            match parts.as_slice() {
-                [source, target] if is_url_or_path(source) && is_url_or_path(target) => out.push(Redirect {
-                    source: source.to_string(),
-                    target: target.to_string(),
+            let checked = match parts.as_slice() {
+                [source, target] => check_redirect_source(source)
+                    .map_err(|why| format!("source {source:?}: {why}"))
+                    .and_then(|()| check_redirect_target(target).map_err(|why| format!("target {target:?}: {why}"))),
+                _ => Err("expected `<source>,<target>`".to_string()),
+            };
+            match checked {
+                Ok(()) => out.push(Redirect {
+                    source: parts[0].to_string(),
+                    target: parts[1].to_string(),
                 }),
-                _ => self.error(
-                    REDIRECTS,
-                    &value,
-                    format!("{pair:?} is not `<source>,<target>` with each an http(s) URL or a path"),
-                ),
+                Err(why) => self.error(REDIRECTS, &value, format!("{pair:?}: {why}")),
             }
         }
         out
@@ -422,11 +446,36 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_url_or_path(s: &str) -> bool {
-    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
-    match rest {
-        Some(rest) => !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '),
-        None => s.starts_with('/') && !s.contains(' '),
+/// A redirect source: `http(s)://host[:port][/prefix]` or `/prefix`, the prefix a plain path
+/// (it is matched segment-aligned against the request's normalised path).
+fn check_redirect_source(source: &str) -> Result<(), &'static str> {
+    let Some(rest) = source.strip_prefix("http://").or_else(|| source.strip_prefix("https://")) else {
+        return normalize_prefix(source).map(drop).map_err(|_| "expected an http(s) URL or a path starting with / (no query)");
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok_and(|p| p > 0) => host,
+        Some(_) => return Err("the port is not a number between 1 and 65535"),
+        None => authority,
+    };
+    if host.starts_with("*.") {
+        return Err("a wildcard host cannot be a redirect source");
+    }
+    normalize_host(host).map_err(|_| "not a valid host name")?;
+    normalize_prefix(path).map(drop).map_err(|_| "the path must be plain (no query, fragment, spaces or '..')")
+}
+
+/// A redirect target: an http(s) URL with a host, or a path; it becomes a Location header,
+/// so visible ASCII only.
+fn check_redirect_target(target: &str) -> Result<(), &'static str> {
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("only visible ASCII characters (no spaces) are allowed");
+    }
+    match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?', '#']) => Err("the URL has no host"),
+        Some(_) => Ok(()),
+        None if target.starts_with('/') => Ok(()),
+        None => Err("expected an http(s) URL or a path starting with /"),
     }
 }
 
@@ -516,6 +565,48 @@ mod tests {
                 .stickiness
                 == Stickiness::ClientIp
         );
+    }
+
+    #[test]
+    fn a_default_backend_needs_no_hosts() {
+        let http = ok(&[(DEFAULT_BACKEND, "true"), (PORT, "8080")]).http.unwrap();
+        assert!(http.default_backend && http.hosts.is_empty());
+        assert_eq!(http.port, 8080);
+        assert_eq!(parse(&labels(&[(DEFAULT_BACKEND, "false"), (PORT, "80")])).0, Ok(None));
+        let e = errs(&[(DEFAULT_BACKEND, "true")]);
+        assert_eq!(e[0].label, PORT, "{e:?}");
+        let e = errs(&[(DEFAULT_BACKEND, "sure"), (PORT, "80")]);
+        assert_eq!(
+            e[0].to_string(),
+            "label com.docker.lb.default_backend=\"sure\": expected true or false"
+        );
+    }
+
+    #[test]
+    fn redirect_sources_and_targets() {
+        for good in [
+            "http://old.local,http://new.local",
+            "https://old.local:8443/app/,https://new.local/v2",
+            "/legacy,/app",
+            "http://old.local,/",
+            "http://a.local,http://b.local;http://c.local,http://d.local/?from=c",
+        ] {
+            assert!(!ok(&[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, good)]).http.unwrap().redirects.is_empty(), "{good}");
+        }
+        for (bad, why) in [
+            ("http://old.local", "expected `<source>,<target>`"),
+            ("http://old.local:99999,/x", "port"),
+            ("http://*.old.local,/x", "wildcard"),
+            ("http://old.local/a?b,/x", "plain"),
+            ("legacy,/app", "path starting with /"),
+            ("/a,http://", "no host"),
+            ("/a,/b c", "visible ASCII"),
+            ("/a,ftp://x", "http(s) URL"),
+        ] {
+            let e = &errs(&[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, bad)])[0];
+            assert_eq!(e.label, REDIRECTS);
+            assert!(e.reason.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

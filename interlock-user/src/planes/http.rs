@@ -40,7 +40,8 @@ pub async fn serve(
             .with_backend_limit(opts.max_backend_requests)
             .with_max_request_body(opts.max_request_body)
             .with_backend_attempts(opts.backend_attempts)
-            .with_ejection(opts.ejection),
+            .with_ejection(opts.ejection)
+            .with_https_port(opts.https.map(|a| a.port())),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
 

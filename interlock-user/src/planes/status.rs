@@ -21,6 +21,7 @@ pub fn json(snapshot: &Snapshot, proxy: &Proxy, l4: &L4Counters) -> String {
             .map(|r| RouteStatus {
                 service: r.service.name.clone(),
                 hosts: r.hosts.clone(),
+                default_backend: r.default_backend,
                 path: r.path_prefix.clone(),
                 backends: r
                     .backends
@@ -52,6 +53,9 @@ pub struct Status {
 pub struct RouteStatus {
     pub service: String,
     pub hosts: Vec<String>,
+    /// The route for hosts nothing else claims (`com.docker.lb.default_backend`).
+    #[serde(default)]
+    pub default_backend: bool,
     pub path: String,
     pub backends: Vec<BackendStatus>,
 }
@@ -74,6 +78,15 @@ pub struct L4Status {
     pub new_flows: u64,
 }
 
+/// A route's hosts, `*` added for the default backend (it answers the hosts nobody claims).
+fn hosts_column(r: &RouteStatus) -> String {
+    match (r.default_backend, r.hosts.is_empty()) {
+        (false, _) => r.hosts.join(","),
+        (true, true) => "* (default)".into(),
+        (true, false) => format!("{},* (default)", r.hosts.join(",")),
+    }
+}
+
 impl Status {
     /// Two plain-text tables, as `interlock status` prints them.
     pub fn to_table(&self) -> String {
@@ -87,7 +100,7 @@ impl Status {
                 .collect();
             rows.push(vec![
                 r.service.clone(),
-                r.hosts.join(","),
+                hosts_column(r),
                 r.path.clone(),
                 if backends.is_empty() {
                     "-".into()
@@ -168,6 +181,7 @@ mod tests {
             routes: vec![RouteStatus {
                 service: "web".into(),
                 hosts: vec!["app.example.org".into()],
+                default_backend: false,
                 path: "/".into(),
                 backends: vec![
                     BackendStatus {
@@ -179,6 +193,12 @@ mod tests {
                         up: false,
                     },
                 ],
+            }, RouteStatus {
+                service: "dflt".into(),
+                hosts: vec![],
+                default_backend: true,
+                path: "/".into(),
+                backends: vec![],
             }],
             l4: vec![L4Status {
                 listener: "192.0.2.1:5432/tcp".into(),
@@ -200,6 +220,7 @@ mod tests {
             t.contains("web      app.example.org  /     10.0.1.5:80 10.0.1.6:80 (down)"),
             "{t}"
         );
+        assert!(t.contains("\ndflt     * (default)      /     -\n"), "{t}");
         assert!(
             t.contains("192.0.2.1:5432/tcp  db       -         12       3400   2"),
             "{t}"

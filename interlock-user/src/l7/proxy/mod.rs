@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 
 use crate::access_log;
 use crate::l7::error::ProxyError;
@@ -86,6 +86,9 @@ pub struct Proxy {
     max_request_body: Option<u64>,
     /// The most backends one request or passthrough connection tries.
     backend_attempts: usize,
+    /// The HTTPS listener's port when it is not 443: `ssl_only` redirects name it, else the
+    /// client would be sent to a port nothing serves.
+    https_port: Option<u16>,
 }
 
 /// Whether the request came in over TLS.
@@ -116,7 +119,14 @@ impl Proxy {
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
             max_request_body: None,
             backend_attempts: crate::config::defaults::BACKEND_ATTEMPTS,
+            https_port: None,
         }
+    }
+
+    /// The port the HTTPS listener serves on (`ssl_only` redirects carry it unless it is 443).
+    pub fn with_https_port(mut self, port: Option<u16>) -> Proxy {
+        self.https_port = port.filter(|p| *p != 443);
+        self
     }
 
     /// Lets each backend serve at most `max` requests at once (default
@@ -264,9 +274,9 @@ impl Proxy {
         let host = normalized.authority.to_str().unwrap_or_default();
         let uri = req.uri();
         let path = uri.path();
-        let route = match live.table.lookup(scheme.as_str(), host, path) {
+        let route = match live.table.lookup(scheme.as_str(), host, path, uri.query()) {
             Lookup::Route(route) => route,
-            Lookup::Redirect(target) => return Ok((None, redirect(&target), None)),
+            Lookup::Redirect(target) => return Ok((None, redirect(StatusCode::FOUND, &target), None)),
             Lookup::NotFound => {
                 return Err((
                     None,
@@ -278,12 +288,9 @@ impl Proxy {
         };
         let name = Some(route.clone());
         if route.ssl_only && scheme == Scheme::Http {
-            let target = format!(
-                "https://{}{}",
-                routes::normalize_host(host),
-                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-            );
-            return Ok((name, redirect(&target), None));
+            let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let target = https_location(routes::normalize_host(host).as_ref(), self.https_port, path_and_query);
+            return Ok((name, redirect(StatusCode::MOVED_PERMANENTLY, &target), None));
         }
         let upgrade = normalized.upgrade;
         if upgrade.is_some()
@@ -403,6 +410,15 @@ fn body_length(method: &hyper::Method, response: &Response<ProxyBody>, upstream:
     }
 }
 
+/// Where `ssl_only` sends a plain-HTTP request: the same host, path and query over HTTPS, on
+/// the HTTPS listener's port when it is not 443.
+fn https_location(host: &str, https_port: Option<u16>, path_and_query: &str) -> String {
+    match https_port {
+        Some(port) => format!("https://{host}:{port}{path_and_query}"),
+        None => format!("https://{host}{path_and_query}"),
+    }
+}
+
 /// The backend that answered a request.
 struct Upstreamed {
     /// Its `x-upstream-addr` value.
@@ -412,4 +428,16 @@ struct Upstreamed {
     raw: Option<RawHeaders>,
     /// Its body's length, when its head said.
     length: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::https_location;
+
+    #[test]
+    fn ssl_only_keeps_a_non_443_https_port() {
+        assert_eq!(https_location("a.example", None, "/x?y"), "https://a.example/x?y");
+        assert_eq!(https_location("a.example", Some(8443), "/x?y"), "https://a.example:8443/x?y");
+        assert_eq!(https_location("[::1]", Some(8443), "/"), "https://[::1]:8443/");
+    }
 }

@@ -21,8 +21,10 @@ fn text_response(status: StatusCode, body: &str) -> Response<ProxyBody> {
     resp
 }
 
-pub(super) fn redirect(target: &str) -> Response<ProxyBody> {
-    let mut resp = text_response(StatusCode::MOVED_PERMANENTLY, "moved\n");
+/// A redirect to `target`: `302 Found` for `com.docker.lb.redirects` (as Interlock's nginx
+/// answers them), `301` for `ssl_only` (Interlock's `return 301 https://...`).
+pub(super) fn redirect(status: StatusCode, target: &str) -> Response<ProxyBody> {
+    let mut resp = text_response(status, "moved\n");
     if let Ok(v) = HeaderValue::from_str(target) {
         resp.headers_mut().insert(LOCATION, v);
     }

@@ -3,14 +3,18 @@
 //!
 //! Order: exact host, then the longest matching wildcard (`*.example.com` matches one or more
 //! labels in front), then within the host the longest segment-aligned path prefix; then the
-//! default backend; else no route (404). Host is compared without port, case-insensitively.
+//! default backend (the service labelled `default_backend`, with or without hosts of its own:
+//! it answers every host no route claims); else no route (404). Redirects come first
+//! (`redirect`). Host is compared without port, case-insensitively.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::model::{HttpRoute, Redirect, Snapshot, Stickiness, TlsMode};
+use crate::model::{HttpRoute, Snapshot, Stickiness, TlsMode};
+
+use super::redirect::Redirects;
 
 /// What requests matching one (host, path prefix) get. Routes of several services with the
 /// same host and prefix (canary) are merged: their backends share the traffic.
@@ -48,8 +52,7 @@ pub struct RouteTable {
     /// (suffix including the dot, e.g. ".example.com", routes), longest suffix first.
     wildcard: Vec<(String, HostRoutes)>,
     default: Option<Arc<Route>>,
-    /// Redirects: (source, target); a source is a URL (`http://host/path`) or a path.
-    redirects: Vec<Redirect>,
+    redirects: Redirects,
 }
 
 /// What a request resolves to.
@@ -64,10 +67,8 @@ impl RouteTable {
     pub fn compile(snapshot: &Snapshot) -> RouteTable {
         // (host, prefix) -> merged route
         let mut merged: HashMap<(String, String), Route> = HashMap::new();
-        let mut redirects = Vec::new();
         let mut default: Option<Route> = None;
         for r in &snapshot.http {
-            redirects.extend(r.redirects.iter().cloned());
             for host in &r.hosts {
                 merge(
                     merged
@@ -104,17 +105,24 @@ impl RouteTable {
             exact,
             wildcard,
             default: default.map(Arc::new),
-            redirects,
+            redirects: Redirects::compile(
+                snapshot
+                    .http
+                    .iter()
+                    .flat_map(|r| r.redirects.iter().map(|d| (d, r.hosts.as_slice()))),
+            ),
         }
     }
 
-    /// Resolves a request. `host` may carry a port and any case; `scheme` is "http" or "https".
-    pub fn lookup(&self, scheme: &str, host: &str, path: &str) -> Lookup {
+    /// Resolves a request. `host` may carry a port and any case; `scheme` is "http" or "https";
+    /// `path` and `query` as normalised (a redirect's Location keeps them).
+    pub fn lookup(&self, scheme: &str, host: &str, path: &str, query: Option<&str>) -> Lookup {
         let host = normalize_host(host);
-        if let Some(target) = self.redirect(scheme, &host, path) {
+        let redirects = !self.redirects.is_empty();
+        if let Some(target) = redirects.then(|| self.redirects.find(scheme, &host, path, query)).flatten() {
             return Lookup::Redirect(target);
         }
-        let found = self
+        let claimed = self
             .exact
             .get(host.as_ref())
             .and_then(|h| h.find(path))
@@ -123,9 +131,16 @@ impl RouteTable {
                     .iter()
                     .filter(|(suffix, _)| host.ends_with(suffix.as_str()))
                     .find_map(|(_, h)| h.find(path))
-            })
-            .or(self.default.as_ref());
-        match found {
+            });
+        if let Some(route) = claimed {
+            return Lookup::Route(route.clone());
+        }
+        // Nothing claims this host and path: the default backend's, where its own path
+        // redirects (a hostless service's) apply.
+        if let Some(target) = redirects.then(|| self.redirects.find_fallback(scheme, path, query)).flatten() {
+            return Lookup::Redirect(target);
+        }
+        match &self.default {
             Some(route) => Lookup::Route(route.clone()),
             None => Lookup::NotFound,
         }
@@ -150,21 +165,6 @@ impl RouteTable {
             .chain(self.wildcard.iter().map(|(_, h)| h))
             .flat_map(|h| h.routes.iter())
             .chain(self.default.iter())
-    }
-
-    fn redirect(&self, scheme: &str, host: &str, path: &str) -> Option<String> {
-        if self.redirects.is_empty() {
-            return None;
-        }
-        let url = format!("{scheme}://{host}{path}");
-        self.redirects.iter().find_map(|r| {
-            let matched = if r.source.starts_with('/') {
-                r.source == path
-            } else {
-                r.source.trim_end_matches('/') == url.trim_end_matches('/')
-            };
-            matched.then(|| r.target.clone())
-        })
     }
 }
 
@@ -232,7 +232,7 @@ pub fn rewrite_path(prefix: &str, strip: bool, path_and_query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Backend, ServiceRef};
+    use crate::model::{Backend, Redirect, ServiceRef};
 
     fn route(name: &str, hosts: &[&str], prefix: &str, port: u16) -> HttpRoute {
         let backend = Backend {
@@ -261,7 +261,7 @@ mod tests {
     }
 
     fn name(t: &RouteTable, host: &str, path: &str) -> String {
-        match t.lookup("http", host, path) {
+        match t.lookup("http", host, path, None) {
             Lookup::Route(r) => r.name.to_string(),
             other => format!("{other:?}"),
         }
@@ -292,7 +292,7 @@ mod tests {
         );
         assert_eq!(name(&t, "other.org", "/"), "dflt");
         assert_eq!(
-            table(vec![route("a", &["a.example"], "/", 1)]).lookup("http", "b.example", "/"),
+            table(vec![route("a", &["a.example"], "/", 1)]).lookup("http", "b.example", "/", None),
             Lookup::NotFound
         );
     }
@@ -317,7 +317,7 @@ mod tests {
             route("blue", &["h.example"], "/", 1),
             route("green", &["h.example"], "/", 2),
         ]);
-        let Lookup::Route(r) = t.lookup("http", "h.example", "/") else {
+        let Lookup::Route(r) = t.lookup("http", "h.example", "/", None) else {
             panic!("routed")
         };
         assert_eq!(r.backends.len(), 2);
@@ -339,14 +339,40 @@ mod tests {
         ];
         let t = table(vec![r]);
         assert_eq!(
-            t.lookup("http", "old.example", "/"),
-            Lookup::Redirect("http://new.example".into())
+            t.lookup("http", "old.example", "/", None),
+            Lookup::Redirect("http://new.example/".into())
         );
         assert_eq!(
-            t.lookup("http", "new.example", "/legacy"),
+            t.lookup("http", "new.example", "/legacy", None),
             Lookup::Redirect("/app".into())
         );
-        assert!(matches!(t.lookup("http", "new.example", "/"), Lookup::Route(_)));
+        assert!(matches!(t.lookup("http", "new.example", "/", None), Lookup::Route(_)));
+        assert_eq!(
+            t.lookup("http", "old.example", "/x", Some("y")),
+            Lookup::Redirect("http://new.example/x?y".into()),
+            "the path and query are kept"
+        );
+    }
+
+    #[test]
+    fn a_hostless_default_backend_serves_every_unclaimed_host() {
+        let mut dflt = route("dflt", &[], "/", 3);
+        dflt.default_backend = true;
+        dflt.redirects = vec![Redirect {
+            source: "/old".into(),
+            target: "/new".into(),
+        }];
+        let t = table(vec![route("a", &["a.example"], "/app", 1), dflt]);
+        assert_eq!(name(&t, "unknown.example", "/"), "dflt");
+        assert_eq!(name(&t, "a.example", "/app/x"), "a");
+        assert_eq!(name(&t, "a.example", "/"), "dflt", "a claimed host, an unclaimed path");
+        assert_eq!(
+            t.lookup("http", "unknown.example", "/old/x", None),
+            Lookup::Redirect("/new/x".into()),
+            "the default backend's path redirects apply where it answers"
+        );
+        assert_eq!(name(&t, "a.example", "/app/old"), "a");
+        assert_eq!(t.routes().count(), 2);
     }
 
     #[test]
