@@ -417,6 +417,22 @@ async fn connections_are_pooled_and_a_new_one_resumes_the_tls_session() {
     assert_eq!(status, StatusCode::OK);
     let handshakes = backend.handshakes.lock().unwrap().clone();
     assert_eq!(handshakes.last().unwrap().1, HandshakeKind::Resumed, "{handshakes:?}");
+
+    // Another setting for the same task (a new first host): the pooled connection, made for
+    // the old name, is not taken; a new one carries the new SNI.
+    let before = backend.accepted.load(Ordering::SeqCst);
+    let renamed = snapshot_of(
+        &[(
+            "secure",
+            labels("new.example,tls.example", backend.addr.port(), &[(SSL_BACKEND, "true")]),
+        )],
+        secrets.path(),
+    );
+    proxy.apply(&Snapshot { version: 3, ..renamed });
+    let (status, _, body) = get(&c, proxy.http, "tls.example", "/renamed").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(field(&body, "sni"), "new.example");
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), before + 1);
 }
 
 #[tokio::test]

@@ -156,6 +156,12 @@ impl HyperClient {
         self.pool.retain(live);
         self.tls_pool.retain(live);
     }
+
+    /// Drops the TLS connections made for targets no route has any more (a setting
+    /// changed: they are never taken again).
+    pub(super) fn retain_tls(&self, live: impl Fn(u64) -> bool) {
+        self.tls_pool.retain_keys(|(_, id)| live(*id));
+    }
 }
 
 /// HTTP/1.1 over a connected stream (TCP, or TLS to an `ssl_backend` task).

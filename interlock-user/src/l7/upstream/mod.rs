@@ -164,8 +164,9 @@ impl Upstream {
         self.hyper.retain(&live);
     }
 
-    /// Forgets the TLS settings no route has any more.
+    /// Forgets the TLS settings no route has any more, and their idle connections.
     pub fn retain_tls(&self, live: impl Fn(&BackendTls) -> bool) {
-        self.tls.retain(live);
+        let kept = self.tls.retain(live);
+        self.hyper.retain_tls(|id| kept.contains(&id));
     }
 }

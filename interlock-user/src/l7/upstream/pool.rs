@@ -116,6 +116,14 @@ impl<C: Pooled, K: PoolKey> Pool<C, K> {
         }
     }
 
+    /// Drops the connections whose key `live` refuses.
+    pub(crate) fn retain_keys(&self, live: impl Fn(&K) -> bool) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| live(k));
+    }
+
     /// Drops the connections to backends that are no longer routed.
     pub(crate) fn retain(&self, live: &impl Fn(&SocketAddr) -> bool) {
         self.idle

@@ -65,12 +65,11 @@ impl TlsTargets {
             .clone())
     }
 
-    /// Forgets the settings no route has any more.
-    pub(super) fn retain(&self, live: impl Fn(&BackendTls) -> bool) {
-        self.by_spec
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|spec, _| live(spec));
+    /// Forgets the settings no route has any more; returns the ids of the targets kept.
+    pub(super) fn retain(&self, live: impl Fn(&BackendTls) -> bool) -> Vec<u64> {
+        let mut by_spec = self.by_spec.lock().unwrap_or_else(|e| e.into_inner());
+        by_spec.retain(|spec, _| live(spec));
+        by_spec.values().map(|t| t.id).collect()
     }
 }
 
