@@ -342,7 +342,8 @@ impl Parser<'_> {
         };
         if !enabled {
             for label in [SSL_BACKEND_TLS_VERIFY, SSL_BACKEND_CA] {
-                if let Some(v) = self.get(label).map(str::to_string) {
+                let refused = self.errors.iter().any(|e| e.label == label);
+                if let Some(v) = self.get(label).filter(|_| !refused).map(str::to_string) {
                     self.warnings.push(LabelError::new(
                         label,
                         &v,
