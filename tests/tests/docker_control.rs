@@ -239,3 +239,111 @@ fn follower_mirrors_the_leader_and_keeps_its_snapshot_without_it() {
         on_leader.version
     ));
 }
+
+/// A Docker secret removed when the test ends.
+struct Secret(String);
+
+impl Secret {
+    fn create(name: &str, pem: &str) -> Secret {
+        let file = std::env::temp_dir().join(format!("{name}.pem"));
+        std::fs::write(&file, pem).unwrap();
+        docker(&["secret", "create", name, file.to_str().unwrap()]).unwrap();
+        let _ = std::fs::remove_file(file);
+        Secret(name.to_string())
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        let _ = docker(&["secret", "rm", &self.0]);
+    }
+}
+
+/// `ssl_backend`, `ssl_backend_tls_verify` and `ssl_backend_ca` on real services: the
+/// snapshot's route carries TLS to the tasks (SNI the first host, the CA secret as the file
+/// the agent reads); a bad value or a missing CA secret is one error line for that service.
+/// The TLS bytes themselves are tested on loopback (`interlock-user/tests/l7_ssl_backend.rs`):
+/// the swarm tests' tasks are busybox, whose httpd has no TLS.
+#[test]
+fn ssl_backend_labels_become_tls_to_the_tasks() {
+    use interlock::model::{BackendTls, BackendVerify};
+    let net = setup();
+    let ca_name = unique("backend-ca");
+    // The control plane checks that the secret exists; the agent reads it (loopback tests).
+    let _ca = Secret::create(&ca_name, "-----BEGIN CERTIFICATE-----\n(the backends' CA)\n-----END CERTIFICATE-----\n");
+    let mut agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
+    let make = |hosts: &str, extra: &[String]| {
+        let mut args: Vec<String> = vec!["--network".into(), net.name.clone(), "--replicas".into(), "1".into()];
+        for l in [format!("com.docker.lb.hosts={hosts}"), "com.docker.lb.port=80".into()]
+            .iter()
+            .chain(extra)
+        {
+            args.push("--label".into());
+            args.push(l.clone());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Service::create(&refs).unwrap()
+    };
+    let (a, b) = (unique("tls"), unique("vfy"));
+    let unverified = make(
+        &format!("*.{a}.example,{a}.example"),
+        &["com.docker.lb.ssl_backend=true".into()],
+    );
+    let verified = make(
+        &format!("{b}.example"),
+        &[
+            "com.docker.lb.ssl_backend=true".into(),
+            "com.docker.lb.ssl_backend_tls_verify=required".into(),
+            format!("com.docker.lb.ssl_backend_ca={ca_name}"),
+        ],
+    );
+    let bad_verify = make(
+        &format!("{}.example", unique("bad")),
+        &[
+            "com.docker.lb.ssl_backend=true".into(),
+            "com.docker.lb.ssl_backend_tls_verify=sometimes".into(),
+        ],
+    );
+    let no_ca = make(
+        &format!("{}.example", unique("noca")),
+        &[
+            "com.docker.lb.ssl_backend=true".into(),
+            "com.docker.lb.ssl_backend_tls_verify=required".into(),
+            "com.docker.lb.ssl_backend_ca=no-such-ca-secret".into(),
+        ],
+    );
+    let (u, v) = (unverified.name.clone(), verified.name.clone());
+    let s = agent
+        .wait_for("both TLS routes with their task", WAIT, |s| {
+            backend_ips(s, &u).len() == 1 && backend_ips(s, &v).len() == 1
+        })
+        .unwrap();
+    assert_eq!(
+        route(&s, &u).unwrap().backend_tls,
+        Some(BackendTls {
+            server_name: format!("{a}.example"),
+            verify: BackendVerify::None
+        }),
+        "verify defaults to none; SNI is the first host without `*.`"
+    );
+    assert_eq!(
+        route(&s, &v).unwrap().backend_tls,
+        Some(BackendTls {
+            server_name: format!("{b}.example"),
+            verify: BackendVerify::Required {
+                ca: Some(std::path::Path::new("/run/secrets").join(&ca_name))
+            }
+        })
+    );
+    for (svc, label, value) in [
+        (&bad_verify, "com.docker.lb.ssl_backend_tls_verify", "sometimes"),
+        (&no_ca, "com.docker.lb.ssl_backend_ca", "no-such-ca-secret"),
+    ] {
+        let line = agent
+            .process
+            .wait_for_line(&format!("service {}: label {label}=\"{value}\"", svc.name), WAIT);
+        assert!(line.is_ok(), "an error line names {} and {label}={value}: {line:?}", svc.name);
+        assert!(route(&agent.snapshots().pop().unwrap(), &svc.name).is_none());
+    }
+    report("docker_control: ssl_backend labels on real services become TLS to the tasks; bad ones are contained");
+}

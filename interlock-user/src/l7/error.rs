@@ -33,6 +33,15 @@ pub enum ProxyError {
     Connect { addr: SocketAddr, source: std::io::Error },
     #[error("connecting to {addr} timed out")]
     ConnectTimeout { addr: SocketAddr },
+    /// The TLS handshake with an `ssl_backend` task failed (its certificate did not verify,
+    /// or it does not speak TLS): part of connecting, so nothing was sent and another task
+    /// may take the request.
+    #[error("TLS handshake with {addr} failed: {source}")]
+    BackendTls { addr: SocketAddr, source: std::io::Error },
+    /// The route's TLS to its backends cannot be set up (its CA file cannot be read, or
+    /// there are no roots to verify against): no task of the route can be reached.
+    #[error("TLS to the backends of {route}: {reason}")]
+    BackendTlsConfig { route: String, reason: String },
     /// The backend was serving its limit of requests for the whole queue wait.
     #[error("backend {addr} stayed at its limit of concurrent requests")]
     BackendBusy { addr: SocketAddr },
@@ -117,6 +126,7 @@ impl ProxyError {
             self,
             ProxyError::Connect { .. }
                 | ProxyError::ConnectTimeout { .. }
+                | ProxyError::BackendTls { .. }
                 | ProxyError::StaleConnection { .. }
                 | ProxyError::BackendBusy { .. }
         )
@@ -132,6 +142,8 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NoBackend { .. } | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
+            | ProxyError::BackendTls { .. }
+            | ProxyError::BackendTlsConfig { .. }
             | ProxyError::StaleConnection { .. }
             | ProxyError::Upstream { .. }
             | ProxyError::UpstreamIo { .. }

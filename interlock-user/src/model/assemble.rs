@@ -7,7 +7,7 @@
 //!   before: then that last good configuration stays (with current tasks), so a typo in an
 //!   update does not take an application down;
 //! - conflicts: two services claiming the same host and path prefix with different
-//!   treatment (TLS mode, ssl_only, rewrite, stickiness) or the same L4 (vip, port, protocol),
+//!   treatment (TLS mode, TLS to the backends, ssl_only, rewrite, stickiness) or the same L4 (vip, port, protocol),
 //!   or two default backends: the older service (creation time, then id) keeps it, the newer
 //!   is left out and named in an error. Same treatment is a canary split: both are kept.
 
@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use super::labels::{self, BackendMode, LabelError, ServiceLabels};
-use super::snapshot::{Backend, HttpRoute, L4Service, ServiceRef, TlsMode};
+use super::snapshot::{Backend, BackendTls, BackendVerify, HttpRoute, L4Service, ServiceRef, TlsMode};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceInfo {
@@ -295,6 +295,11 @@ impl Assembler {
                 }
             }
         }
+        if let Some(ca) = l.http.as_ref().and_then(|h| h.ssl_backend.as_ref()?.ca_secret.as_ref()) {
+            if !state.secrets.contains(ca) {
+                errors.push(LabelError::new(labels::SSL_BACKEND_CA, ca, "no Docker secret with this name"));
+            }
+        }
         if errors.is_empty() {
             Ok(l)
         } else {
@@ -323,6 +328,15 @@ impl Assembler {
             path_prefix: h.path_prefix.clone(),
             strip_prefix: h.strip_prefix,
             tls,
+            backend_tls: h.ssl_backend.as_ref().map(|b| BackendTls {
+                server_name: b.server_name.clone(),
+                verify: match (b.verify, &b.ca_secret) {
+                    (false, _) => BackendVerify::None,
+                    (true, ca) => BackendVerify::Required {
+                        ca: ca.as_ref().map(|name| self.options.secrets_dir.join(name)),
+                    },
+                },
+            }),
             ssl_only: h.ssl_only,
             websocket_endpoints: h.websocket_endpoints.clone(),
             stickiness: h.stickiness.clone(),
@@ -413,11 +427,23 @@ struct Claims {
 }
 
 /// What two routes for the same host and prefix must agree on to share traffic.
-type HttpPolicy = (TlsMode, bool, bool, super::snapshot::Stickiness);
+type HttpPolicy = (
+    TlsMode,
+    Option<BackendTls>,
+    bool,
+    bool,
+    super::snapshot::Stickiness,
+);
 
 impl Claims {
     fn claim_http(&mut self, r: &HttpRoute) -> Result<(), LabelError> {
-        let policy = (r.tls.clone(), r.ssl_only, r.strip_prefix, r.stickiness.clone());
+        let policy = (
+            r.tls.clone(),
+            r.backend_tls.clone(),
+            r.ssl_only,
+            r.strip_prefix,
+            r.stickiness.clone(),
+        );
         for host in &r.hosts {
             if let Some((owner, theirs)) = self.http.get(&(host.clone(), r.path_prefix.clone())) {
                 if *theirs != policy && *owner != r.service.name {

@@ -3,6 +3,9 @@
 //!
 //! Interlock's contract (REFERENCE.md) plus Interlock's own additions:
 //! - `com.docker.lb.health_path`, `com.docker.lb.health_interval_ms`: optional active health check;
+//! - `com.docker.lb.ssl_backend_ca`: the Docker secret holding the CA certificates a backend's
+//!   certificate is verified against with `ssl_backend_tls_verify=required` (Interlock has
+//!   no such label: without it the system's roots are used);
 //! - `com.docker.lb.l4.port`, `.l4.target_port`, `.l4.protocol`, `.l4.vip`: a TCP/UDP service
 //!   balanced by the XDP fast path (see README).
 
@@ -21,6 +24,9 @@ pub const SSL_CERT: &str = "com.docker.lb.ssl_cert";
 pub const SSL_KEY: &str = "com.docker.lb.ssl_key";
 pub const SSL_PASSTHROUGH: &str = "com.docker.lb.ssl_passthrough";
 pub const SSL_ONLY: &str = "com.docker.lb.ssl_only";
+pub const SSL_BACKEND: &str = "com.docker.lb.ssl_backend";
+pub const SSL_BACKEND_TLS_VERIFY: &str = "com.docker.lb.ssl_backend_tls_verify";
+pub const SSL_BACKEND_CA: &str = "com.docker.lb.ssl_backend_ca";
 pub const WEBSOCKET_ENDPOINTS: &str = "com.docker.lb.websocket_endpoints";
 pub const STICKY_COOKIE: &str = "com.docker.lb.sticky_session_cookie";
 pub const IP_HASH: &str = "com.docker.lb.ip_hash";
@@ -45,6 +51,9 @@ const KNOWN: &[&str] = &[
     SSL_KEY,
     SSL_PASSTHROUGH,
     SSL_ONLY,
+    SSL_BACKEND,
+    SSL_BACKEND_TLS_VERIFY,
+    SSL_BACKEND_CA,
     WEBSOCKET_ENDPOINTS,
     STICKY_COOKIE,
     IP_HASH,
@@ -109,11 +118,24 @@ pub struct HttpLabels {
     pub ssl_secrets: Option<(String, String)>,
     pub ssl_passthrough: bool,
     pub ssl_only: bool,
+    /// TLS to the backends (`ssl_backend=true`).
+    pub ssl_backend: Option<SslBackend>,
     pub websocket_endpoints: Vec<String>,
     pub stickiness: Stickiness,
     pub redirects: Vec<Redirect>,
     pub default_backend: bool,
     pub health_check: Option<HealthCheck>,
+}
+
+/// `ssl_backend=true` and how the backends' certificates are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslBackend {
+    /// SNI and verification name: the first host without `*.`.
+    pub server_name: String,
+    /// `ssl_backend_tls_verify=required` (default `none`, as Interlock).
+    pub verify: bool,
+    /// `ssl_backend_ca`: the secret whose certificates are the roots (with `verify` only).
+    pub ca_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,13 +160,14 @@ pub fn parse(labels: &BTreeMap<String, String>) -> (Parsed, Vec<LabelError>) {
     let mut p = Parser {
         labels,
         errors: Vec::new(),
+        warnings,
     };
     // Interlock's default backend carries only `default_backend` and `port`: it is an HTTP
     // service without hosts. Any value of the label (a typo included) makes the service one,
     // so a bad value is reported instead of the service silently not being routed.
     let http = labels.contains_key(HOSTS) || (labels.contains_key(DEFAULT_BACKEND) && !p.is_false(DEFAULT_BACKEND));
     if !http && !labels.contains_key(L4_PORT) {
-        return (Ok(None), warnings);
+        return (Ok(None), p.warnings);
     }
     let service = ServiceLabels {
         http: http.then(|| p.http()),
@@ -165,12 +188,14 @@ pub fn parse(labels: &BTreeMap<String, String>) -> (Parsed, Vec<LabelError>) {
     } else {
         Err(p.errors)
     };
-    (parsed, warnings)
+    (parsed, p.warnings)
 }
 
 struct Parser<'a> {
     labels: &'a BTreeMap<String, String>,
     errors: Vec<LabelError>,
+    /// Labels that do nothing as given (kept from `parse`: unknown ones first).
+    warnings: Vec<LabelError>,
 }
 
 impl Parser<'_> {
@@ -274,6 +299,7 @@ impl Parser<'_> {
             (None, true) => Stickiness::ClientIp,
             (None, false) => Stickiness::None,
         };
+        let ssl_backend = self.ssl_backend(&hosts, ssl_passthrough);
         let websocket_endpoints = self.paths(WEBSOCKET_ENDPOINTS);
         let redirects = self.redirects();
         let health_check = self.health_check();
@@ -285,6 +311,7 @@ impl Parser<'_> {
             ssl_secrets,
             ssl_passthrough,
             ssl_only: self.flag(SSL_ONLY),
+            ssl_backend,
             websocket_endpoints,
             stickiness,
             redirects,
@@ -310,6 +337,76 @@ impl Parser<'_> {
             self.error(HOSTS, &hosts_value, "no host name given");
         }
         hosts
+    }
+
+    /// `ssl_backend`, `ssl_backend_tls_verify` (`none` | `required`, Interlock's values) and
+    /// `ssl_backend_ca`. The verification labels without `ssl_backend=true` do nothing: a
+    /// warning, not an error, as Interlock ignored them too.
+    fn ssl_backend(&mut self, hosts: &[String], ssl_passthrough: bool) -> Option<SslBackend> {
+        let enabled = self.flag(SSL_BACKEND);
+        let verify = match self.get(SSL_BACKEND_TLS_VERIFY).map(str::to_string) {
+            None => false,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "none" => false,
+                "required" => true,
+                _ => {
+                    self.error(SSL_BACKEND_TLS_VERIFY, &v, "expected `none` or `required`");
+                    false
+                }
+            },
+        };
+        let ca_secret = match self.get(SSL_BACKEND_CA).map(str::to_string) {
+            Some(ca) if ca.is_empty() => {
+                self.error(SSL_BACKEND_CA, &ca, "must name the Docker secret holding the CA certificates");
+                None
+            }
+            ca => ca,
+        };
+        if !enabled {
+            for label in [SSL_BACKEND_TLS_VERIFY, SSL_BACKEND_CA] {
+                let refused = self.errors.iter().any(|e| e.label == label);
+                if let Some(v) = self.get(label).filter(|_| !refused).map(str::to_string) {
+                    self.warnings.push(LabelError::new(
+                        label,
+                        &v,
+                        "has no effect without com.docker.lb.ssl_backend=true (ignored)",
+                    ));
+                }
+            }
+            return None;
+        }
+        if ssl_passthrough {
+            self.error(
+                SSL_BACKEND,
+                "true",
+                "cannot be combined with ssl_passthrough: passthrough traffic is never decrypted by the proxy",
+            );
+        }
+        if let (Some(ca), false) = (&ca_secret, verify) {
+            self.warnings.push(LabelError::new(
+                SSL_BACKEND_CA,
+                ca,
+                "has no effect with ssl_backend_tls_verify=none (ignored)",
+            ));
+        }
+        let server_name = match hosts.iter().find(|h| !h.starts_with("*.")) {
+            Some(host) => host.clone(),
+            None if verify && !hosts.is_empty() => {
+                self.error(
+                    SSL_BACKEND_TLS_VERIFY,
+                    "required",
+                    "needs a host without `*.` among com.docker.lb.hosts: the name the backends' certificate is checked against",
+                );
+                return None;
+            }
+            // Every host a wildcard: the domain they share goes by SNI; nothing is checked.
+            None => hosts.first().map(|h| h.trim_start_matches("*.").to_string())?,
+        };
+        Some(SslBackend {
+            server_name,
+            verify,
+            ca_secret: if verify { ca_secret } else { None },
+        })
     }
 
     fn paths(&mut self, label: &str) -> Vec<String> {
@@ -698,6 +795,47 @@ mod tests {
                 ],
                 HEALTH_INTERVAL_MS,
             ),
+            (
+                &[(HOSTS, "a.example"), (PORT, "80"), (SSL_BACKEND, "yes please")],
+                SSL_BACKEND,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "443"),
+                    (SSL_BACKEND, "true"),
+                    (SSL_BACKEND_TLS_VERIFY, "strict"),
+                ],
+                SSL_BACKEND_TLS_VERIFY,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "443"),
+                    (SSL_BACKEND, "true"),
+                    (SSL_BACKEND_TLS_VERIFY, "required"),
+                    (SSL_BACKEND_CA, " "),
+                ],
+                SSL_BACKEND_CA,
+            ),
+            (
+                &[
+                    (HOSTS, "*.a.example"),
+                    (PORT, "443"),
+                    (SSL_BACKEND, "true"),
+                    (SSL_BACKEND_TLS_VERIFY, "required"),
+                ],
+                SSL_BACKEND_TLS_VERIFY,
+            ),
+            (
+                &[
+                    (HOSTS, "a.example"),
+                    (PORT, "443"),
+                    (SSL_BACKEND, "true"),
+                    (SSL_PASSTHROUGH, "true"),
+                ],
+                SSL_BACKEND,
+            ),
             (&[(L4_PORT, "x")], L4_PORT),
             (&[(L4_PORT, "53"), (L4_PROTOCOL, "sctp")], L4_PROTOCOL),
             (&[(L4_PORT, "53"), (L4_VIP, "224.0.0.1")], L4_VIP),
@@ -731,6 +869,74 @@ mod tests {
         assert!(parsed.is_ok());
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].label, "com.docker.lb.hostz");
+    }
+
+    #[test]
+    fn ssl_backend_labels() {
+        let http = |pairs: &[(&str, &str)]| ok(pairs).http.unwrap().ssl_backend;
+        assert_eq!(http(&[(HOSTS, "a.example"), (PORT, "80")]), None, "off by default");
+        assert_eq!(
+            http(&[(HOSTS, "*.w.example, A.example"), (PORT, "443"), (SSL_BACKEND, "true")]),
+            Some(SslBackend {
+                server_name: "a.example".into(),
+                verify: false,
+                ca_secret: None
+            }),
+            "verify defaults to none, as Interlock; SNI is the first host without `*.`"
+        );
+        assert_eq!(
+            http(&[
+                (HOSTS, "a.example"),
+                (PORT, "443"),
+                (SSL_BACKEND, "true"),
+                (SSL_BACKEND_TLS_VERIFY, "Required"),
+                (SSL_BACKEND_CA, "app-ca"),
+            ]),
+            Some(SslBackend {
+                server_name: "a.example".into(),
+                verify: true,
+                ca_secret: Some("app-ca".into())
+            })
+        );
+        assert_eq!(
+            http(&[(HOSTS, "*.w.example"), (PORT, "443"), (SSL_BACKEND, "true")])
+                .unwrap()
+                .server_name,
+            "w.example",
+            "only wildcards, nothing verified: their domain goes by SNI"
+        );
+    }
+
+    #[test]
+    fn ssl_backend_verification_labels_alone_are_warnings() {
+        let (parsed, warnings) = parse(&labels(&[
+            (HOSTS, "a.example"),
+            (PORT, "80"),
+            (SSL_BACKEND_TLS_VERIFY, "required"),
+            (SSL_BACKEND_CA, "ca"),
+        ]));
+        assert_eq!(parsed.unwrap().unwrap().http.unwrap().ssl_backend, None);
+        let named: Vec<&str> = warnings.iter().map(|w| w.label.as_str()).collect();
+        assert_eq!(named, vec![SSL_BACKEND_TLS_VERIFY, SSL_BACKEND_CA]);
+        let (parsed, warnings) = parse(&labels(&[
+            (HOSTS, "a.example"),
+            (PORT, "80"),
+            (SSL_BACKEND, "true"),
+            (SSL_BACKEND_CA, "ca"),
+        ]));
+        assert_eq!(parsed.unwrap().unwrap().http.unwrap().ssl_backend.unwrap().ca_secret, None);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].to_string().contains("ssl_backend_tls_verify=none"));
+        let e = &errs(&[
+            (HOSTS, "a.example"),
+            (PORT, "443"),
+            (SSL_BACKEND, "true"),
+            (SSL_BACKEND_TLS_VERIFY, "yes"),
+        ])[0];
+        assert_eq!(
+            e.to_string(),
+            "label com.docker.lb.ssl_backend_tls_verify=\"yes\": expected `none` or `required`"
+        );
     }
 
     #[test]

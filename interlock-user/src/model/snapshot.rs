@@ -62,6 +62,9 @@ pub struct HttpRoute {
     /// Strip `path_prefix` before forwarding (context_root_rewrite).
     pub strip_prefix: bool,
     pub tls: TlsMode,
+    /// TLS from the proxy to the backends (`com.docker.lb.ssl_backend`); `None`: plain HTTP.
+    #[serde(default)]
+    pub backend_tls: Option<BackendTls>,
     /// Answer plain-HTTP requests with a redirect to https (ssl_only).
     pub ssl_only: bool,
     /// Paths whose requests may upgrade to websockets (empty: any path may upgrade).
@@ -87,6 +90,7 @@ impl HttpRoute {
             path_prefix: path_prefix.into(),
             strip_prefix: false,
             tls: TlsMode::None,
+            backend_tls: None,
             ssl_only: false,
             websocket_endpoints: vec![],
             stickiness: Stickiness::None,
@@ -109,6 +113,26 @@ pub enum TlsMode {
     Terminate { cert: PathBuf, key: PathBuf },
     /// Route the TLS stream by SNI to the backends without decrypting it.
     Passthrough,
+}
+
+/// How the proxy speaks TLS to a route's backends (`com.docker.lb.ssl_backend`,
+/// `com.docker.lb.ssl_backend_tls_verify`, `com.docker.lb.ssl_backend_ca`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BackendTls {
+    /// Sent by SNI and, when verifying, the name the certificate must carry: the service's
+    /// first host without `*.`.
+    pub server_name: String,
+    pub verify: BackendVerify,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackendVerify {
+    /// Any certificate is taken (Interlock's default, `none`): encrypted, not authenticated.
+    None,
+    /// The certificate must chain to a trusted root and name `server_name` (`required`):
+    /// the roots are the certificates of `ca` (a Docker secret's PEM file) when given, else
+    /// the system's (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the usual bundle paths).
+    Required { ca: Option<PathBuf> },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use crate::l7::raw_headers::RawHeaders;
 use crate::l7::route::balance;
 use crate::l7::route::table::{self as routes, Route};
 use crate::l7::upstream::h1_client::LeanRequest;
+use crate::l7::upstream::tls::TlsTarget;
 use crate::l7::upstream::{Outgoing, UpstreamBody};
 use crate::l7::ProxyBody;
 
@@ -21,20 +22,22 @@ impl Proxy {
     /// The request as the backend sees it: the normalised request (`normalize`: origin
     /// form, Host the routed authority) with the route's rewrite, HTTP/1.1, no hop-by-hop
     /// headers, forwarding headers set; the body streamed through. Requests without a body
-    /// or upgrade go to the lean client, the rest to hyper's.
+    /// or upgrade go to the lean client, the rest, and every request going over TLS
+    /// (`tls`: an `ssl_backend` route), to hyper's.
     pub(super) fn upstream_request<B: RequestBody>(
         &self,
         req: Request<B>,
         route: &Route,
         forwarded: headers::Forwarded,
         upgrade: Option<&HeaderValue>,
+        tls: Option<std::sync::Arc<TlsTarget>>,
     ) -> Result<Outgoing, ProxyError> {
         let (mut parts, body) = req.into_parts();
         if let Some(uri) = rewritten(&parts.uri, route)? {
             parts.uri = uri;
         }
         parts.version = Version::HTTP_11;
-        if upgrade.is_none() && body.is_end_stream() {
+        if upgrade.is_none() && body.is_end_stream() && tls.is_none() {
             // The lean client writes the forwarding headers itself and leaves the fixed
             // hop-by-hop set out as it writes; only names a Connection header lists need
             // removing here.
@@ -51,10 +54,11 @@ impl Proxy {
             parts.headers.insert(hyper::header::UPGRADE, protocol.clone());
         }
         headers::set_forwarded(&mut parts.headers, forwarded);
-        Ok(Outgoing::streamed(Request::from_parts(
-            parts,
-            body.map_err(Into::into).boxed(),
-        )))
+        let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+        Ok(match tls {
+            None => Outgoing::streamed(req),
+            Some(target) => Outgoing::streamed_tls(req, target),
+        })
     }
 
     /// The backend's response as the client gets it, and the backend's header lines when

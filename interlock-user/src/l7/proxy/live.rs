@@ -11,6 +11,7 @@ use super::Proxy;
 use crate::l7::metrics::{LimitLabels, RequestLabels, RouteLabels, RouteName};
 use crate::l7::route::balance::Backend;
 use crate::l7::route::table::{Route, RouteTable};
+use crate::l7::upstream::tls::TlsTarget;
 use crate::model::assemble::{LIMIT_BACKENDS_PER_SERVICE, LIMIT_HTTP_ROUTES};
 use crate::model::Snapshot;
 
@@ -29,6 +30,9 @@ pub(super) struct RouteState {
     pub(super) latency: Histogram,
     /// Requests answered 200, the usual status; others go through the family.
     pub(super) ok: Counter,
+    /// TLS to the backends (`ssl_backend`), when the route has it and it could be set up
+    /// (else each request tries again and fails with the reason).
+    pub(super) backend_tls: Option<Arc<TlsTarget>>,
 }
 
 impl LiveTable {
@@ -43,6 +47,11 @@ impl LiveTable {
         self.state_of(route)
             .map(|s| s.backends.clone())
             .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// The route's TLS to its backends, when it has one set up.
+    pub(super) fn tls_of(&self, route: &Arc<Route>) -> Option<Arc<TlsTarget>> {
+        self.state_of(route)?.backend_tls.clone()
     }
 
     pub(super) fn state_of(&self, route: &Arc<Route>) -> Option<&RouteState> {
@@ -81,11 +90,21 @@ impl Proxy {
                         .requests
                         .get_or_create(&RequestLabels { route, status: 200 })
                         .clone(),
+                    backend_tls: r.backend_tls.as_ref().and_then(|spec| match self.upstream.tls_target(spec) {
+                        Ok(target) => Some(target),
+                        Err(reason) => {
+                            tracing::error!(route = %r.name, "TLS to the backends cannot be set up: {reason}");
+                            None
+                        }
+                    }),
                 };
                 (Arc::as_ptr(r) as usize, state)
             })
             .collect();
         self.upstream.retain(|a| states.contains_key(a));
+        let specs: std::collections::HashSet<&crate::model::BackendTls> =
+            table.routes().filter_map(|r| r.backend_tls.as_ref()).collect();
+        self.upstream.retain_tls(|spec| specs.contains(spec));
         self.live.store(Arc::new(LiveTable { table, routes }));
         self.metrics.route_swaps.inc();
     }

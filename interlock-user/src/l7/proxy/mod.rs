@@ -332,8 +332,19 @@ impl Proxy {
             request_id: request_id.clone(),
             relayed: normalized.relayed,
         };
+        let tls = match &route.backend_tls {
+            None => None,
+            Some(spec) => match live.tls_of(&route) {
+                Some(target) => Some(target),
+                // Not set up when the table came (a CA secret not there yet): once more.
+                None => Some(self.upstream.tls_target(spec).map_err(|reason| {
+                    let route = route.name.to_string();
+                    (name.clone(), ProxyError::BackendTlsConfig { route, reason })
+                })?),
+            },
+        };
         let mut req = self
-            .upstream_request(req, &route, forwarded, upgrade.as_ref())
+            .upstream_request(req, &route, forwarded, upgrade.as_ref(), tls)
             .map_err(|e| (name.clone(), e))?;
         let client_upgrade = if upgrade.is_some() { req.on_upgrade() } else { None };
         let mut attempts = Attempts::new(&backends, sticky, self.backend_attempts);

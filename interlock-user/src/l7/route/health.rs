@@ -9,7 +9,7 @@ use hyper::Request;
 
 use crate::l7::proxy::Proxy;
 use crate::l7::upstream::{Outgoing, Upstream};
-use crate::model::SnapshotRx;
+use crate::model::{BackendTls, SnapshotRx};
 
 /// Probes every backend of every checked route on its interval, each failing without an
 /// answer within the default timeout; runs until the channel closes.
@@ -56,8 +56,9 @@ pub async fn run_with_timeout(mut rx: SnapshotRx, proxy: Arc<Proxy>, timeout: Du
                 *due = now + Duration::from_millis(check.interval_ms);
                 if let Some(state) = states.get(&b.addr).cloned() {
                     let (path, upstream) = (check.path.clone(), upstream.clone());
+                    let tls = route.backend_tls.clone();
                     tokio::spawn(async move {
-                        let ok = probe(&upstream, state.addr, &path, timeout).await;
+                        let ok = probe(&upstream, state.addr, &path, tls.as_ref(), timeout).await;
                         if ok != state.is_healthy() {
                             tracing::info!(backend = %state.addr, healthy = ok, "health check changed");
                         }
@@ -67,19 +68,26 @@ pub async fn run_with_timeout(mut rx: SnapshotRx, proxy: Arc<Proxy>, timeout: Du
             }
         }
         next_due.retain(|k, _| live.contains(k));
+        upstream.retain_tls(|spec| snapshot.http.iter().any(|r| r.backend_tls.as_ref() == Some(spec)));
     }
 }
 
 /// One GET of `path` through the upstream layer (hyper's client: the probe is not
-/// forwarded for anyone, so it carries no forwarding headers); 2xx and 3xx pass.
-async fn probe(upstream: &Upstream, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+/// forwarded for anyone, so it carries no forwarding headers), over TLS for `ssl_backend`
+/// routes (a task whose certificate fails verification fails its check); 2xx and 3xx pass.
+async fn probe(upstream: &Upstream, addr: SocketAddr, path: &str, tls: Option<&BackendTls>, timeout: Duration) -> bool {
     let Ok(req) = Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
         .body(crate::l7::empty_body())
     else {
         return false;
     };
-    match tokio::time::timeout(timeout, upstream.send(addr, Outgoing::streamed(req))).await {
+    let req = match tls.map(|spec| upstream.tls_target(spec)) {
+        None => Outgoing::streamed(req),
+        Some(Ok(target)) => Outgoing::streamed_tls(req, target),
+        Some(Err(_)) => return false,
+    };
+    match tokio::time::timeout(timeout, upstream.send(addr, req)).await {
         Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
         Ok(Err(_)) | Err(_) => false,
     }

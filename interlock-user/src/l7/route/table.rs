@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::model::{HttpRoute, Snapshot, Stickiness, TlsMode};
+use crate::model::{BackendTls, HttpRoute, Snapshot, Stickiness, TlsMode};
 
 use super::redirect::Redirects;
 
@@ -25,6 +25,9 @@ pub struct Route {
     pub path_prefix: String,
     pub strip_prefix: bool,
     pub tls: TlsMode,
+    /// TLS to the backends (`ssl_backend`): such requests always take hyper's client.
+    /// Routes merged for a canary agree on it (`assemble` refuses them otherwise).
+    pub backend_tls: Option<BackendTls>,
     pub ssl_only: bool,
     pub websocket_endpoints: Vec<String>,
     pub stickiness: Stickiness,
@@ -174,6 +177,7 @@ fn route_of(r: &HttpRoute) -> Route {
         path_prefix: r.path_prefix.clone(),
         strip_prefix: r.strip_prefix,
         tls: r.tls.clone(),
+        backend_tls: r.backend_tls.clone(),
         ssl_only: r.ssl_only,
         websocket_endpoints: r.websocket_endpoints.clone(),
         stickiness: r.stickiness.clone(),

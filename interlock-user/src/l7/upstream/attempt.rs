@@ -70,7 +70,10 @@ impl<'a> Attempts<'a> {
     /// The attempt on `backend` failed with `error`; `unsent` is the request when it came
     /// back untouched. `Ok`: try the next backend with it. `Err`: give up with this error.
     pub fn failed<R>(&mut self, backend: &Backend, error: ProxyError, unsent: Option<R>) -> Result<R, ProxyError> {
-        if matches!(error, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+        if matches!(
+            error,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::BackendTls { .. }
+        )
             && backend.record_connect_failure()
         {
             tracing::warn!(backend = %backend.addr, "backend ejected after consecutive connect failures");

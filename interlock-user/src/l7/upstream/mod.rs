@@ -6,13 +6,18 @@
 //! streams a request body while the response comes and hands upgraded connections over.
 //! Callers build an [`Outgoing`] for one or the other and get an [`UpstreamBody`] back;
 //! which client served stays in here.
+//!
+//! Requests to `ssl_backend` routes always take hyper's client, over TLS (`tls`): the lean
+//! client speaks plain HTTP only, the cost of TLS dwarfs what it saves.
 pub mod attempt;
 pub mod h1_client;
 mod hyper_client;
 pub(crate) mod pool;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,11 +28,14 @@ use hyper::{Request, Response};
 use crate::l7::error::ProxyError;
 use crate::l7::raw_headers::RawHeaders;
 use crate::l7::{BoxError, ProxyBody};
+use crate::model::BackendTls;
 use h1_client::{H1Body, H1Client, LeanRequest};
 use hyper_client::HyperClient;
+use tls::{TlsTarget, TlsTargets};
 
-/// A request on its way to a backend, in the form its client takes.
-pub struct Outgoing(Client<LeanRequest, Request<ProxyBody>>);
+/// A request on its way to a backend, in the form its client takes, and over TLS when
+/// its route says so (hyper's requests only).
+pub struct Outgoing(Client<LeanRequest, Request<ProxyBody>>, Option<Arc<TlsTarget>>);
 
 /// Which client: the lean one or hyper's.
 enum Client<L, H> {
@@ -38,12 +46,17 @@ enum Client<L, H> {
 impl Outgoing {
     /// No body, no upgrade: the lean client.
     pub fn lean(req: LeanRequest) -> Outgoing {
-        Outgoing(Client::Lean(req))
+        Outgoing(Client::Lean(req), None)
     }
 
     /// A body to stream, or an upgrade: hyper's client.
     pub fn streamed(req: Request<ProxyBody>) -> Outgoing {
-        Outgoing(Client::Hyper(req))
+        Outgoing(Client::Hyper(req), None)
+    }
+
+    /// Hyper's client, over TLS to `target` (`ssl_backend` routes).
+    pub fn streamed_tls(req: Request<ProxyBody>, target: Arc<TlsTarget>) -> Outgoing {
+        Outgoing(Client::Hyper(req), Some(target))
     }
 
     /// The client side of an upgrade this request asks for (hyper's requests only).
@@ -98,6 +111,7 @@ impl Body for UpstreamBody {
 pub struct Upstream {
     lean: H1Client,
     hyper: HyperClient,
+    tls: TlsTargets,
     connect_timeout: Duration,
 }
 
@@ -106,6 +120,7 @@ impl Upstream {
         Upstream {
             lean: H1Client::new(connect_timeout, response_timeout),
             hyper: HyperClient::new(connect_timeout, response_timeout),
+            tls: TlsTargets::default(),
             connect_timeout,
         }
     }
@@ -122,21 +137,36 @@ impl Upstream {
         addr: SocketAddr,
         req: Outgoing,
     ) -> Result<Response<UpstreamBody>, (ProxyError, Option<Outgoing>)> {
+        let tls = req.1;
         match req.0 {
             Client::Lean(req) => match self.lean.send(addr, req).await {
                 Ok(resp) => Ok(resp.map(|b| UpstreamBody(Client::Lean(b)))),
                 Err((e, unsent)) => Err((e, unsent.map(Outgoing::lean))),
             },
-            Client::Hyper(req) => match self.hyper.send(addr, req).await {
-                Ok(resp) => Ok(resp.map(|b| UpstreamBody(Client::Hyper(b)))),
-                Err((e, unsent)) => Err((e, unsent.map(Outgoing::streamed))),
-            },
+            Client::Hyper(req) => {
+                match self.hyper.send(addr, tls.as_deref(), req).await {
+                    Ok(resp) => Ok(resp.map(|b| UpstreamBody(Client::Hyper(b)))),
+                    Err((e, unsent)) => Err((e, unsent.map(|r| Outgoing(Client::Hyper(r), tls)))),
+                }
+            }
         }
+    }
+
+    /// What connecting over TLS with `spec` takes, built once per setting (its session
+    /// cache lives on across snapshots); the error says why it cannot be (a CA file).
+    pub fn tls_target(&self, spec: &BackendTls) -> Result<Arc<TlsTarget>, String> {
+        self.tls.get(spec)
     }
 
     /// Drops idle connections to backends that are no longer routed.
     pub fn retain(&self, live: impl Fn(&SocketAddr) -> bool) {
         self.lean.retain(&live);
         self.hyper.retain(&live);
+    }
+
+    /// Forgets the TLS settings no route has any more, and their idle connections.
+    pub fn retain_tls(&self, live: impl Fn(&BackendTls) -> bool) {
+        let kept = self.tls.retain(live);
+        self.hyper.retain_tls(|id| kept.contains(&id));
     }
 }

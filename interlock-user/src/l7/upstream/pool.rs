@@ -25,13 +25,31 @@ pub(crate) trait Pooled {
     fn state(&self) -> ConnState;
 }
 
-pub(crate) struct Pool<C> {
-    /// foldhash: the map is read twice per request, SipHash's DoS resistance buys nothing
-    /// for keys that come from the snapshot, not from clients.
-    idle: Mutex<foldhash::HashMap<SocketAddr, Vec<C>>>,
+/// What connections are pooled by: the backend's address, and for TLS connections also
+/// the TLS target they were made for (`tls::TlsTarget::id`).
+pub(crate) trait PoolKey: Copy + Eq + std::hash::Hash {
+    fn addr(&self) -> SocketAddr;
 }
 
-impl<C> Default for Pool<C> {
+impl PoolKey for SocketAddr {
+    fn addr(&self) -> SocketAddr {
+        *self
+    }
+}
+
+impl PoolKey for (SocketAddr, u64) {
+    fn addr(&self) -> SocketAddr {
+        self.0
+    }
+}
+
+pub(crate) struct Pool<C, K = SocketAddr> {
+    /// foldhash: the map is read twice per request, SipHash's DoS resistance buys nothing
+    /// for keys that come from the snapshot, not from clients.
+    idle: Mutex<foldhash::HashMap<K, Vec<C>>>,
+}
+
+impl<C, K> Default for Pool<C, K> {
     fn default() -> Self {
         Pool {
             idle: Mutex::new(foldhash::HashMap::default()),
@@ -39,10 +57,10 @@ impl<C> Default for Pool<C> {
     }
 }
 
-impl<C: Pooled> Pool<C> {
+impl<C: Pooled, K: PoolKey> Pool<C, K> {
     /// A connection to `addr` ready for a request, the most recently used first (warm, and
     /// the others may time out); closed ones met on the way leave the pool.
-    pub(crate) fn checkout(&self, addr: SocketAddr) -> Option<C> {
+    pub(crate) fn checkout(&self, addr: K) -> Option<C> {
         if !C::CHEAP_STATE {
             return self.checkout_then_ask(addr);
         }
@@ -69,7 +87,7 @@ impl<C: Pooled> Pool<C> {
     }
 
     /// The most recent connection, asked for its state outside the lock.
-    fn checkout_then_ask(&self, addr: SocketAddr) -> Option<C> {
+    fn checkout_then_ask(&self, addr: K) -> Option<C> {
         loop {
             let conn = self
                 .idle
@@ -90,7 +108,7 @@ impl<C: Pooled> Pool<C> {
     }
 
     /// Takes a connection (back), unless `addr` has its fill.
-    pub(crate) fn put(&self, addr: SocketAddr, conn: C) {
+    pub(crate) fn put(&self, addr: K, conn: C) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conns = idle.entry(addr).or_default();
         if conns.len() < MAX_IDLE_PER_BACKEND {
@@ -98,12 +116,20 @@ impl<C: Pooled> Pool<C> {
         }
     }
 
+    /// Drops the connections whose key `live` refuses.
+    pub(crate) fn retain_keys(&self, live: impl Fn(&K) -> bool) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| live(k));
+    }
+
     /// Drops the connections to backends that are no longer routed.
     pub(crate) fn retain(&self, live: &impl Fn(&SocketAddr) -> bool) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|a, _| live(a));
+            .retain(|k, _| live(&k.addr()));
     }
 }
 

@@ -324,3 +324,65 @@ fn routes_over_the_route_bound_are_refused_one_service_at_a_time() {
         "the newest services are the ones refused"
     );
 }
+
+#[test]
+fn ssl_backend_becomes_backend_tls_with_the_ca_secret_as_a_path() {
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut labels = WEB.to_vec();
+        labels.push((SSL_BACKEND, "true"));
+        labels.extend_from_slice(extra);
+        let mut s = state(vec![svc("a", "1", &["n1"], &labels)], vec![]);
+        s.secrets.insert("app-ca".into());
+        Assembler::default().assemble(&s)
+    };
+    let out = with(&[]);
+    assert_eq!(
+        out.http[0].backend_tls,
+        Some(BackendTls {
+            server_name: "web.example".into(),
+            verify: BackendVerify::None
+        })
+    );
+    let out = with(&[(SSL_BACKEND_TLS_VERIFY, "required")]);
+    assert_eq!(
+        out.http[0].backend_tls.as_ref().unwrap().verify,
+        BackendVerify::Required { ca: None }
+    );
+    let out = with(&[(SSL_BACKEND_TLS_VERIFY, "required"), (SSL_BACKEND_CA, "app-ca")]);
+    assert_eq!(
+        out.http[0].backend_tls.as_ref().unwrap().verify,
+        BackendVerify::Required {
+            ca: Some("/run/secrets/app-ca".into())
+        }
+    );
+    let out = with(&[(SSL_BACKEND_TLS_VERIFY, "required"), (SSL_BACKEND_CA, "no-such-ca")]);
+    assert!(out.http.is_empty());
+    assert_eq!(
+        out.errors[0].to_string(),
+        "service svc-a: label com.docker.lb.ssl_backend_ca=\"no-such-ca\": no Docker secret with this name (service not routed)"
+    );
+    assert!(with(&[]).http[0].backend_tls.is_some());
+}
+
+#[test]
+fn a_bad_ssl_backend_value_harms_only_its_service_and_tls_to_backends_must_agree_in_a_canary() {
+    let mut bad = vec![(HOSTS, "b.example"), (PORT, "443"), (SSL_BACKEND, "true")];
+    bad.push((SSL_BACKEND_TLS_VERIFY, "sometimes"));
+    let out = Assembler::default().assemble(&state(
+        vec![svc("a", "1", &["n1"], WEB), svc("b", "2", &["n1"], &bad)],
+        vec![],
+    ));
+    assert_eq!(out.http.len(), 1);
+    assert_eq!(out.http[0].service.name, "svc-a");
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].error.label, SSL_BACKEND_TLS_VERIFY);
+
+    let mut tls = WEB.to_vec();
+    tls.push((SSL_BACKEND, "true"));
+    let out = Assembler::default().assemble(&state(
+        vec![svc("old", "1", &["n1"], WEB), svc("new", "2", &["n1"], &tls)],
+        vec![],
+    ));
+    assert_eq!(out.http.len(), 1, "plain and TLS backends cannot share a route");
+    assert_eq!(out.errors[0].service, "svc-new");
+}
