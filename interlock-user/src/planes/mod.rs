@@ -50,6 +50,7 @@ pub async fn run_agent(s: Settings) -> Result<()> {
         NodeWatch {
             join_as,
             gateways: l4_on,
+            allowed: s.agent.allowed_networks.clone(),
         },
     );
     let http_rx = view::http_snapshots(rx.clone(), node.clone());
