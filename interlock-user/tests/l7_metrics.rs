@@ -41,7 +41,9 @@ async fn slow_backend() -> std::net::SocketAddr {
 
 /// The lines of `text` naming `needle` (series, not HELP/TYPE lines).
 fn series<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| !l.starts_with('#') && l.contains(needle)).collect()
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(needle))
+        .collect()
 }
 
 #[tokio::test]
@@ -133,7 +135,11 @@ async fn a_request_finishing_after_its_route_was_removed_brings_no_series_back()
     // The request is at the backend (which answers after 500 ms) when its route goes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.apply(&snapshot(2, vec![route("kept", &["k.example"], "/", &[&kept])]));
-    assert_eq!(in_flight.await.unwrap(), 503, "the request in flight finishes on its old table");
+    assert_eq!(
+        in_flight.await.unwrap(),
+        503,
+        "the request in flight finishes on its old table"
+    );
     let text = metrics(&c, admin).await;
     let left = series(&text, "route=\"late\"");
     assert!(left.is_empty(), "the late record made series again: {left:?}");

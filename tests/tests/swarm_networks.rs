@@ -35,7 +35,11 @@ fn only_networks_on_the_allow_list_are_joined_and_served() {
     let (status, body) = get(&refused_host, "/").unwrap();
     assert_eq!(status, 503, "a service on a network not allowed is not served: {body}");
     let (status, body) = get(&ok_host, "/").unwrap();
-    assert_eq!((status, body.trim()), (200, "allowed"), "the allowed service is unaffected");
+    assert_eq!(
+        (status, body.trim()),
+        (200, "allowed"),
+        "the allowed service is unaffected"
+    );
     let container = stack.agent_container().unwrap();
     let networks = docker(&[
         "inspect",
@@ -44,8 +48,14 @@ fn only_networks_on_the_allow_list_are_joined_and_served() {
         &container,
     ])
     .unwrap();
-    assert!(networks.contains(&allowed.name), "the allowed network is joined: {networks}");
-    assert!(!networks.contains(&other.name), "the other network was joined: {networks}");
+    assert!(
+        networks.contains(&allowed.name),
+        "the allowed network is joined: {networks}"
+    );
+    assert!(
+        !networks.contains(&other.name),
+        "the other network was joined: {networks}"
+    );
     let log = stack.agent_log();
     let refusals: Vec<&str> = log.lines().filter(|l| l.contains(&line)).collect();
     assert_eq!(refusals.len(), 1, "one refusal line, not one per recheck: {refusals:?}");

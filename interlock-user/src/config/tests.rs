@@ -90,7 +90,8 @@ fn the_network_allow_list_is_all_by_default_and_when_empty() {
     let want: BTreeSet<String> = ["app_net", "front"].iter().map(|n| n.to_string()).collect();
     assert_eq!(s.agent.allowed_networks, Some(want));
     assert!(
-        s.render().contains("allowed_networks = [\"app_net\", \"front\"]  # node, file"),
+        s.render()
+            .contains("allowed_networks = [\"app_net\", \"front\"]  # node, file"),
         "{}",
         s.render()
     );

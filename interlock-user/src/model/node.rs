@@ -124,7 +124,12 @@ pub fn allowed_networks(snapshot: &Snapshot, allowed: Option<&BTreeSet<String>>)
     let Some(allowed) = allowed else {
         return (snapshot.networks.iter().cloned().collect(), vec![]);
     };
-    let wanted = snapshot.networks.iter().filter(|n| allowed.contains(*n)).cloned().collect();
+    let wanted = snapshot
+        .networks
+        .iter()
+        .filter(|n| allowed.contains(*n))
+        .cloned()
+        .collect();
     let refused: BTreeSet<Refused> = snapshot
         .http
         .iter()
@@ -286,7 +291,13 @@ mod tests {
         let services: Vec<&str> = refused.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(services, vec!["admin", "admin-api"]);
         let message = refused[0].message(&allowed);
-        for part in ["service admin", "network secret", "allowed_networks", "INTERLOCK_ALLOWED_NETWORKS", "front,other"] {
+        for part in [
+            "service admin",
+            "network secret",
+            "allowed_networks",
+            "INTERLOCK_ALLOWED_NETWORKS",
+            "front,other",
+        ] {
             assert!(message.contains(part), "{part} missing in {message}");
         }
     }
