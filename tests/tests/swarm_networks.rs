@@ -1,7 +1,8 @@
 //! The network allow-list on a real swarm: the stack deployed with
 //! `INTERLOCK_ALLOWED_NETWORKS` joins and serves a service on an allowed network, does not
 //! join the network of a service on another one (its host answers 503, no backends), and
-//! logs one line naming that service, its network and the setting.
+//! logs one line naming that service, its network and the setting, which `interlock status`
+//! shows too.
 use std::time::Duration;
 
 use interlock_tests::docker::{docker, ensure_backend_image, unique, Network};
@@ -63,6 +64,11 @@ fn only_networks_on_the_allow_list_are_joined_and_served() {
         refusals[0].contains("INTERLOCK_ALLOWED_NETWORKS") && refusals[0].contains(&allowed.name),
         "the line names the setting and its value: {}",
         refusals[0]
+    );
+    let status = stack.status().unwrap();
+    assert!(
+        status.contains("NOT SERVED") && status.contains(&line),
+        "interlock status shows the refusal:\n{status}"
     );
     report(&format!(
         "swarm networks: allowed service served within {took:.2} s; the other not joined, 503, one warning"

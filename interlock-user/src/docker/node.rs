@@ -140,6 +140,14 @@ async fn keep_networks(mut rx: SnapshotRx, container: String, allowed: Option<BT
                     tracing::warn!("{}", r.message(allowed));
                 }
             }
+            let lines: Vec<String> = refused.iter().map(|r| r.message(allowed)).collect();
+            tx.send_if_modified(|v| {
+                let changed = v.refused != lines;
+                if changed {
+                    Arc::make_mut(v).refused = lines;
+                }
+                changed
+            });
             refused_logged = refused.into_iter().collect();
         }
         tx.send_if_modified(|v| {

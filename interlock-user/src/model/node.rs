@@ -40,6 +40,9 @@ pub struct NodeView {
     pub joined: Option<BTreeSet<String>>,
     /// The snapshot version the joins were last tried for (the first routes wait for it).
     pub joins_for: u64,
+    /// Why services are not served here because the allow-list (`allowed_networks`) leaves
+    /// their network out: one line each, as logged, for `interlock status`.
+    pub refused: Vec<String>,
 }
 
 pub type NodeRx = tokio::sync::watch::Receiver<Arc<NodeView>>;
