@@ -137,6 +137,13 @@ const SETTINGS: &[(&str, &str, &str, &str, &str)] = &[
         "\"unix:///run/other.sock\"",
     ),
     ("join_networks", "node", "true", "true", "true"),
+    (
+        "allowed_networks",
+        "node",
+        "app_net,db_net",
+        "[\"app_net\", \"db_net\"]",
+        "[\"app_net\", \"db_net\"]",
+    ),
     ("log_format", "agent", "json", "\"json\"", "\"json\""),
 ];
 

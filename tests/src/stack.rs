@@ -26,6 +26,11 @@ impl Stack {
     /// `cargo xtask image`) and waits until its proxy answers. `xdp_interfaces`: where the L4
     /// fast path listens ("" for none).
     pub fn deploy(xdp_interfaces: &str) -> Result<Stack> {
+        Stack::deploy_with(xdp_interfaces, &[])
+    }
+
+    /// `deploy` with more of the stack's variables (`INTERLOCK_*` settings it passes on).
+    pub fn deploy_with(xdp_interfaces: &str, env: &[(&str, &str)]) -> Result<Stack> {
         let name = unique("stack");
         let bpffs = PathBuf::from("/sys/fs/bpf").join(&name);
         let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/stack.yml");
@@ -44,7 +49,8 @@ impl Stack {
             .env("INTERLOCK_HTTP_PORT", HTTP_PORT.to_string())
             .env("INTERLOCK_HTTPS_PORT", HTTPS_PORT.to_string())
             .env("INTERLOCK_BPFFS", &stack.bpffs)
-            .env("INTERLOCK_DRAIN_GRACE_S", "2"))?;
+            .env("INTERLOCK_DRAIN_GRACE_S", "2")
+            .envs(env.iter().copied()))?;
         stack.wait_ready(Duration::from_secs(90))?;
         Ok(stack)
     }

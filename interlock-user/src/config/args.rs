@@ -189,6 +189,10 @@ pub struct AgentArgs {
     /// Connect this agent's container to the overlay networks of labelled services [default: false].
     #[arg(long, env = "INTERLOCK_JOIN_NETWORKS")]
     pub join_networks: Option<bool>,
+    /// Networks (comma-separated names) the agent may join for labelled services; a service
+    /// on another is not joined and not served [default: all].
+    #[arg(long, env = "INTERLOCK_ALLOWED_NETWORKS", value_delimiter = ',')]
+    pub allowed_networks: Option<Vec<String>>,
     /// Log lines as text or json [default: text].
     #[arg(long, value_enum, env = "INTERLOCK_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,

@@ -70,3 +70,7 @@ pub const BPFFS: &str = "/sys/fs/bpf/interlock";
 // The agent as a whole.
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;
 pub const JOIN_NETWORKS: bool = false;
+/// Networks the agent may join: `None` is every network a labelled service names (what
+/// Interlock does without its `Networks` list). An empty list (the stack passes an unset
+/// variable as one) means the same: joining nothing is `join_networks = false`.
+pub const ALLOWED_NETWORKS: Option<&[&str]> = None;

@@ -146,6 +146,13 @@ impl Settings {
             e("host_netns", "l4", l.host_netns.as_deref().map(path)),
             e("docker_host", "agent", a.docker_host.as_deref().map(quoted)),
             e("join_networks", "node", Some(a.join_networks.to_string())),
+            e(
+                "allowed_networks",
+                "node",
+                a.allowed_networks
+                    .as_ref()
+                    .map(|l| format!("[{}]", l.iter().map(|n| quoted(n)).collect::<Vec<_>>().join(", "))),
+            ),
             e("log_format", "agent", Some(name(a.log_format))),
         ]
     }

@@ -157,6 +157,8 @@ pub struct L4Config {
 pub struct AgentConfig {
     pub docker_host: Option<String>,
     pub join_networks: bool,
+    /// The networks the agent may join (`None`: all).
+    pub allowed_networks: Option<std::collections::BTreeSet<String>>,
     pub log_format: LogFormat,
 }
 
@@ -409,7 +411,23 @@ fn agent(p: &mut Pick, a: AgentArgs, f: AgentArgs) -> AgentConfig {
     AgentConfig {
         docker_host: p.opt("docker_host", a.docker_host, f.docker_host),
         join_networks: p.or("join_networks", a.join_networks, f.join_networks, d::JOIN_NETWORKS),
+        allowed_networks: allowed_networks(p.opt("allowed_networks", a.allowed_networks, f.allowed_networks)),
         log_format: p.or("log_format", a.log_format, f.log_format, d::LOG_FORMAT),
+    }
+}
+
+/// The allow-list as given, names trimmed; empty means the default (see
+/// `defaults::ALLOWED_NETWORKS`).
+fn allowed_networks(given: Option<Vec<String>>) -> Option<std::collections::BTreeSet<String>> {
+    let names: std::collections::BTreeSet<String> = given?
+        .into_iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        d::ALLOWED_NETWORKS.map(|l| l.iter().map(|n| n.to_string()).collect())
+    } else {
+        Some(names)
     }
 }
 

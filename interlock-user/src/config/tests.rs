@@ -76,6 +76,27 @@ fn empty_interface_list_means_no_fast_path() {
     assert_eq!(s.http.https, None);
 }
 
+#[test]
+fn the_network_allow_list_is_all_by_default_and_when_empty() {
+    let s = resolve(RunArgs::default(), RunArgs::default()).unwrap();
+    assert_eq!(s.agent.allowed_networks, None, "default: every network");
+    let mut args = RunArgs::default();
+    // What the stack passes when INTERLOCK_ALLOWED_NETWORKS is unset.
+    args.agent.allowed_networks = Some(vec!["".into()]);
+    let s = resolve(args, RunArgs::default()).unwrap();
+    assert_eq!(s.agent.allowed_networks, None, "empty: every network, not none");
+    let file = parse_file("allowed_networks = [\"front\", \" app_net \"]").unwrap();
+    let s = resolve(RunArgs::default(), file).unwrap();
+    let want: BTreeSet<String> = ["app_net", "front"].iter().map(|n| n.to_string()).collect();
+    assert_eq!(s.agent.allowed_networks, Some(want));
+    assert!(
+        s.render()
+            .contains("allowed_networks = [\"app_net\", \"front\"]  # node, file"),
+        "{}",
+        s.render()
+    );
+}
+
 /// `--print-config` reads every setting back from the plane configs: none is left out, and
 /// none is shown that `interlock run` does not take.
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::DockerSource;
-use crate::model::node::{plan, NodeRx, NodeTx, NodeView};
+use crate::model::node::{allowed_networks, plan, NodeRx, NodeTx, NodeView};
 use crate::model::SnapshotRx;
 
 /// A full recheck of the networks this often; a failed join is retried sooner (a network a
@@ -31,6 +31,8 @@ pub struct NodeWatch {
     pub join_as: Option<String>,
     /// Read the local tasks' `docker_gwbridge` addresses (the L4 plane needs them).
     pub gateways: bool,
+    /// The only networks the agent may join (`allowed_networks`); `None`: all.
+    pub allowed: Option<BTreeSet<String>>,
 }
 
 /// Starts watching; the view changes as the engine's answers do. With nothing to watch the
@@ -48,7 +50,7 @@ pub fn start(snapshots: SnapshotRx, watch: NodeWatch) -> NodeRx {
         tokio::spawn(read_gateways(snapshots.clone(), tx.clone()));
     }
     if let Some(container) = watch.join_as {
-        tokio::spawn(keep_networks(snapshots, container, tx));
+        tokio::spawn(keep_networks(snapshots, container, watch.allowed, tx));
     }
     rx
 }
@@ -102,7 +104,7 @@ async fn read_gateways(mut rx: SnapshotRx, tx: Arc<NodeTx>) {
 }
 
 /// Keeps the container on the networks the snapshots name, until the channel closes.
-async fn keep_networks(mut rx: SnapshotRx, container: String, tx: Arc<NodeTx>) {
+async fn keep_networks(mut rx: SnapshotRx, container: String, allowed: Option<BTreeSet<String>>, tx: Arc<NodeTx>) {
     let mut engine = Engine::default();
     let mut joiner = Joiner {
         container,
@@ -113,6 +115,9 @@ async fn keep_networks(mut rx: SnapshotRx, container: String, tx: Arc<NodeTx>) {
     let mut tick = interval(RETRY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last: Option<Instant> = None;
+    // Services refused by the allow-list, logged once each (not retried: only a new setting,
+    // hence a new agent, changes the answer).
+    let mut refused_logged = BTreeSet::new();
     loop {
         let changed = tokio::select! {
             changed = rx.changed() => if changed.is_err() { return } else { true },
@@ -123,8 +128,28 @@ async fn keep_networks(mut rx: SnapshotRx, container: String, tx: Arc<NodeTx>) {
         }
         last = Some(Instant::now());
         let snapshot = rx.borrow_and_update().clone();
-        let wanted: BTreeSet<String> = snapshot.networks.iter().cloned().collect();
+        let (wanted, _) = allowed_networks(&snapshot, allowed.as_ref());
         engine.sync_networks(&mut joiner, &wanted, &tx).await;
+        if let (Some(allowed), Some(pinned)) = (&allowed, &joiner.pinned) {
+            // The networks the stack attached the agent to are reachable whatever the list
+            // says: the operator chose them.
+            let reachable: BTreeSet<String> = allowed.union(pinned).cloned().collect();
+            let (_, refused) = allowed_networks(&snapshot, Some(&reachable));
+            for r in &refused {
+                if !refused_logged.contains(r) {
+                    tracing::warn!("{}", r.message(allowed));
+                }
+            }
+            let lines: Vec<String> = refused.iter().map(|r| r.message(allowed)).collect();
+            tx.send_if_modified(|v| {
+                let changed = v.refused != lines;
+                if changed {
+                    Arc::make_mut(v).refused = lines;
+                }
+                changed
+            });
+            refused_logged = refused.into_iter().collect();
+        }
         tx.send_if_modified(|v| {
             let done = v.joins_for != snapshot.version;
             if done {

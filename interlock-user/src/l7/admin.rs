@@ -13,7 +13,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::metrics::BackendLabels;
 use super::proxy::Proxy;
 
 /// Whether the proxy takes traffic, as `/readyz` reports it: 200 only while `Serving`, so a
@@ -86,16 +85,7 @@ fn answer(path: &str, admin: &Admin) -> Response<Full<Bytes>> {
             (code, text.to_string())
         }
         "/metrics" => {
-            for b in proxy.backend_states() {
-                let up = i64::from(b.available());
-                proxy
-                    .metrics
-                    .backend_up
-                    .get_or_create(&BackendLabels {
-                        backend: b.addr.to_string(),
-                    })
-                    .set(up);
-            }
+            proxy.refresh_backend_up();
             let mut out = String::new();
             let registry = registry.lock().unwrap_or_else(|e| e.into_inner());
             match prometheus_client::encoding::text::encode(&mut out, &registry) {

@@ -40,6 +40,9 @@ pub struct NodeView {
     pub joined: Option<BTreeSet<String>>,
     /// The snapshot version the joins were last tried for (the first routes wait for it).
     pub joins_for: u64,
+    /// Why services are not served here because the allow-list (`allowed_networks`) leaves
+    /// their network out: one line each, as logged, for `interlock status`.
+    pub refused: Vec<String>,
 }
 
 pub type NodeRx = tokio::sync::watch::Receiver<Arc<NodeView>>;
@@ -93,6 +96,55 @@ pub fn plan(
         }
     }
     Plan { join, leave }
+}
+
+/// A service whose network the allow-list (`allowed_networks`) leaves out: the network is
+/// not joined, so the service's routes have no backends here.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refused {
+    pub service: String,
+    pub network: String,
+}
+
+impl Refused {
+    /// The one line an operator reads: which service, which network, which setting.
+    pub fn message(&self, allowed: &BTreeSet<String>) -> String {
+        let list: Vec<&str> = allowed.iter().map(String::as_str).collect();
+        format!(
+            "service {}: network {} is not in allowed_networks (--allowed-networks / \
+             INTERLOCK_ALLOWED_NETWORKS: {}): not joined, the service's routes are not served here",
+            self.service,
+            self.network,
+            list.join(",")
+        )
+    }
+}
+
+/// The networks of `snapshot` the agent joins, and the services it refuses: with an
+/// allow-list (`Some`), only the networks on it; without one, all. Refusals come once per
+/// service and network, HTTP and L4 routes alike, sorted.
+pub fn allowed_networks(snapshot: &Snapshot, allowed: Option<&BTreeSet<String>>) -> (BTreeSet<String>, Vec<Refused>) {
+    let Some(allowed) = allowed else {
+        return (snapshot.networks.iter().cloned().collect(), vec![]);
+    };
+    let wanted = snapshot
+        .networks
+        .iter()
+        .filter(|n| allowed.contains(*n))
+        .cloned()
+        .collect();
+    let refused: BTreeSet<Refused> = snapshot
+        .http
+        .iter()
+        .filter_map(|r| {
+            let network = r.network.as_ref()?;
+            (!allowed.contains(network)).then(|| Refused {
+                service: r.service.name.clone(),
+                network: network.clone(),
+            })
+        })
+        .collect();
+    (wanted, refused.into_iter().collect())
 }
 
 /// What the HTTP plane serves: `snapshot` with no backends on routes whose network the
@@ -209,6 +261,48 @@ mod tests {
         let counts: Vec<usize> = out.http.iter().map(|r| r.backends.len()).collect();
         assert_eq!(counts, vec![0, 1, 1]);
         assert_eq!(out.version, 3);
+    }
+
+    #[test]
+    fn the_allow_list_keeps_other_networks_out_and_names_their_services() {
+        use crate::model::HttpRoute;
+        let on = |service: &str, network: &str| {
+            let mut r = HttpRoute::plain(
+                ServiceRef {
+                    id: service.into(),
+                    name: service.into(),
+                },
+                vec![format!("{service}.example")],
+                "/",
+                vec![],
+            );
+            r.network = Some(network.into());
+            r
+        };
+        let snapshot = Snapshot {
+            version: 1,
+            http: vec![on("web", "front"), on("admin", "secret"), on("admin-api", "secret")],
+            networks: vec!["front".into(), "secret".into()],
+            ..Snapshot::default()
+        };
+        let (wanted, refused) = allowed_networks(&snapshot, None);
+        assert_eq!(wanted, set(&["front", "secret"]), "no list: every network");
+        assert!(refused.is_empty());
+        let allowed = set(&["front", "other"]);
+        let (wanted, refused) = allowed_networks(&snapshot, Some(&allowed));
+        assert_eq!(wanted, set(&["front"]));
+        let services: Vec<&str> = refused.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(services, vec!["admin", "admin-api"]);
+        let message = refused[0].message(&allowed);
+        for part in [
+            "service admin",
+            "network secret",
+            "allowed_networks",
+            "INTERLOCK_ALLOWED_NETWORKS",
+            "front,other",
+        ] {
+            assert!(message.contains(part), "{part} missing in {message}");
+        }
     }
 
     #[test]

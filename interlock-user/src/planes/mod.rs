@@ -50,9 +50,11 @@ pub async fn run_agent(s: Settings) -> Result<()> {
         NodeWatch {
             join_as,
             gateways: l4_on,
+            allowed: s.agent.allowed_networks.clone(),
         },
     );
     let http_rx = view::http_snapshots(rx.clone(), node.clone());
+    let status_node = node.clone();
 
     let l4_status = Arc::new(ArcSwap::from_pointee(L4Counters::default()));
     let l4_config = l4_on.then(|| s.l4.clone());
@@ -63,7 +65,8 @@ pub async fn run_agent(s: Settings) -> Result<()> {
     let status_fn: crate::l7::admin::StatusFn = Arc::new(move |proxy: &Proxy| {
         // Cloned out, so the combining task's next send does not wait for the JSON.
         let snapshot = status_rx.borrow().clone();
-        status::json(&snapshot, proxy, &l4_status.load())
+        let refused = status_node.borrow().refused.clone();
+        status::json(&snapshot, proxy, &l4_status.load(), refused)
     });
     let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
         vec![Box::new(l4::metrics::L4Collector(l4_counters))];

@@ -11,7 +11,8 @@ use crate::model::Snapshot;
 
 /// The `/status` JSON: the routes the HTTP plane serves (`snapshot`, as combined with the
 /// node view), whether each backend is up in the proxy, and the L4 plane's counters.
-pub fn json(snapshot: &Snapshot, proxy: &Proxy, l4: &L4Counters) -> String {
+/// `not_served`: services this agent does not serve by its settings (the network allow-list).
+pub fn json(snapshot: &Snapshot, proxy: &Proxy, l4: &L4Counters, not_served: Vec<String>) -> String {
     let up: HashMap<_, _> = proxy.backend_states().iter().map(|b| (b.addr, b.available())).collect();
     let status = Status {
         snapshot_version: snapshot.version,
@@ -35,6 +36,7 @@ pub fn json(snapshot: &Snapshot, proxy: &Proxy, l4: &L4Counters) -> String {
             .collect(),
         l4: l4.services.clone(),
         l4_drops: l4.drops.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        not_served,
     };
     serde_json::to_string(&status).unwrap_or_default()
 }
@@ -47,6 +49,9 @@ pub struct Status {
     /// Packets to a VIP the XDP path dropped, by reason.
     #[serde(default)]
     pub l4_drops: std::collections::BTreeMap<String, u64>,
+    /// Services not served by this agent's settings, one line each (why, naming the setting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_served: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +115,12 @@ impl Status {
             ]);
         }
         out.push_str(&columns(&rows));
+        if !self.not_served.is_empty() {
+            out.push_str("\nNOT SERVED\n");
+            for line in &self.not_served {
+                let _ = writeln!(out, "{line}");
+            }
+        }
         out.push_str("\nL4 SERVICES\n");
         let mut rows = vec![vec![
             "LISTENER".into(),
@@ -209,6 +220,7 @@ mod tests {
                 new_flows: 2,
             }],
             l4_drops: [("flow_table".to_string(), 4), ("fragment".to_string(), 0)].into(),
+            not_served: vec!["service admin: network secret is not in allowed_networks (...)".into()],
         };
         let t = status.to_table();
         assert!(
@@ -216,6 +228,10 @@ mod tests {
             "only reasons that happened: {t}"
         );
         assert!(t.starts_with("snapshot version 7\n"), "{t}");
+        assert!(
+            t.contains("\nNOT SERVED\nservice admin: network secret is not in allowed_networks (...)\n\nL4 SERVICES"),
+            "{t}"
+        );
         assert!(
             t.contains("web      app.example.org  /     10.0.1.5:80 10.0.1.6:80 (down)"),
             "{t}"

@@ -171,6 +171,8 @@ pub struct TestProxy {
     pub https: SocketAddr,
     pub proxy: Arc<Proxy>,
     pub tls: Arc<TlsFront>,
+    /// The registry the proxy's metrics are in, as the admin address encodes it.
+    pub registry: Arc<Mutex<prometheus_client::registry::Registry>>,
     stop: watch::Sender<bool>,
     pub serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -221,9 +223,28 @@ impl TestProxy {
             https: https_addr,
             proxy,
             tls,
+            registry: Arc::new(Mutex::new(registry)),
             stop,
             serving,
         }
+    }
+
+    /// Serves the admin address (`/metrics`, `/status`, ...) on a loopback port.
+    pub async fn admin(&self) -> SocketAddr {
+        use interlock::l7::admin::{self, Admin, Readiness};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_ready, readiness) = watch::channel(Readiness::Serving);
+        tokio::spawn(admin::serve(
+            listener,
+            Admin {
+                registry: self.registry.clone(),
+                proxy: self.proxy.clone(),
+                status: None,
+                readiness,
+            },
+        ));
+        addr
     }
 
     pub fn apply(&self, snapshot: &Snapshot) {

@@ -4,11 +4,10 @@
 //! Requests in flight keep the table (and backends) they started with.
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
+use std::net::SocketAddr;
 
 use super::Proxy;
-use crate::l7::metrics::{LimitLabels, RequestLabels, RouteLabels, RouteName};
+use crate::l7::metrics::{BackendSeries, LimitLabels, RouteSeries};
 use crate::l7::route::balance::Backend;
 use crate::l7::route::table::{Route, RouteTable};
 use crate::l7::upstream::tls::TlsTarget;
@@ -20,16 +19,16 @@ pub struct LiveTable {
     pub table: RouteTable,
     /// Keyed by the route's address in memory: one lookup per request.
     routes: foldhash::HashMap<usize, RouteState>,
+    /// The metric series of every backend the table routes to.
+    backend_series: foldhash::HashMap<SocketAddr, Arc<BackendSeries>>,
 }
 
 /// What the proxy keeps per route of a live table: its backends' live state and its metric
-/// handles, taken from the metric families once per swap instead of looked up (hashing the
-/// labels, locking the family) per request.
+/// series, taken once per swap instead of looked up (hashing the labels, locking the family)
+/// per request. Recording through them after the route was removed brings no series back.
 pub(super) struct RouteState {
     backends: Arc<[Arc<Backend>]>,
-    pub(super) latency: Histogram,
-    /// Requests answered 200, the usual status; others go through the family.
-    pub(super) ok: Counter,
+    pub(super) series: Arc<RouteSeries>,
     /// TLS to the backends (`ssl_backend`), when the route has it and it could be set up
     /// (else each request tries again and fails with the reason).
     pub(super) backend_tls: Option<Arc<TlsTarget>>,
@@ -40,7 +39,12 @@ impl LiveTable {
         LiveTable {
             table: RouteTable::default(),
             routes: foldhash::HashMap::default(),
+            backend_series: foldhash::HashMap::default(),
         }
+    }
+
+    pub(super) fn backend_series(&self, addr: &SocketAddr) -> Option<&Arc<BackendSeries>> {
+        self.backend_series.get(addr)
     }
 
     pub fn backends_of(&self, route: &Arc<Route>) -> Arc<[Arc<Backend>]> {
@@ -73,23 +77,17 @@ impl Proxy {
         let states = self
             .registry
             .sync(table.routes().flat_map(|r| r.backends.iter().copied()));
+        // Held across the swap: a scrape setting `interlock_backend_up` sees the old table with
+        // its series or the new one with its own, never a retired backend's series to remake.
+        let mut book = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        book.sync(&self.metrics, table.routes().map(|r| &r.name), states.keys().copied());
         let routes = table
             .routes()
-            .map(|r| {
+            .filter_map(|r| {
                 let list: Vec<Arc<Backend>> = r.backends.iter().filter_map(|a| states.get(a).cloned()).collect();
-                let route = RouteName(r.name.clone());
                 let state = RouteState {
                     backends: Arc::from(list),
-                    latency: self
-                        .metrics
-                        .latency
-                        .get_or_create(&RouteLabels { route: route.clone() })
-                        .clone(),
-                    ok: self
-                        .metrics
-                        .requests
-                        .get_or_create(&RequestLabels { route, status: 200 })
-                        .clone(),
+                    series: book.route(&r.name)?.clone(),
                     backend_tls: r.backend_tls.as_ref().and_then(|spec| match self.upstream.tls_target(spec) {
                         Ok(target) => Some(target),
                         Err(reason) => {
@@ -98,15 +96,37 @@ impl Proxy {
                         }
                     }),
                 };
-                (Arc::as_ptr(r) as usize, state)
+                Some((Arc::as_ptr(r) as usize, state))
             })
+            .collect();
+        let backend_series = states
+            .keys()
+            .filter_map(|a| Some((*a, book.backend(a)?.clone())))
             .collect();
         self.upstream.retain(|a| states.contains_key(a));
         let specs: std::collections::HashSet<&crate::model::BackendTls> =
             table.routes().filter_map(|r| r.backend_tls.as_ref()).collect();
         self.upstream.retain_tls(|spec| specs.contains(spec));
-        self.live.store(Arc::new(LiveTable { table, routes }));
+        self.live.store(Arc::new(LiveTable {
+            table,
+            routes,
+            backend_series,
+        }));
+        drop(book);
         self.metrics.route_swaps.inc();
+    }
+
+    /// Sets `interlock_backend_up` of every backend routed to, for a scrape.
+    pub fn refresh_backend_up(&self) {
+        let _book = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.live.load();
+        for state in live.routes.values() {
+            for b in state.backends.iter() {
+                if let Some(series) = live.backend_series.get(&b.addr) {
+                    series.up.set(i64::from(b.available()));
+                }
+            }
+        }
     }
 
     pub fn table(&self) -> arc_swap::Guard<Arc<LiveTable>> {

@@ -20,7 +20,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::access_log;
 use crate::l7::error::ProxyError;
 use crate::l7::headers;
-use crate::l7::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels, RouteName};
+use crate::l7::metrics::{Metrics, RequestLabels, RouteLabels, RouteName, SeriesBook};
 use crate::l7::raw_headers::RawHeaders;
 use crate::l7::route::balance::{self, Registry};
 use crate::l7::route::table::{self as routes, Lookup, Route};
@@ -81,6 +81,8 @@ pub struct Proxy {
     /// `timeout queue`, the connect timeout).
     queue_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// The metric series of the routes and backends in force (`live::apply` keeps it).
+    series: std::sync::Mutex<SeriesBook>,
     proxy_id: HeaderValue,
     /// The largest request body forwarded (`None`: no limit).
     max_request_body: Option<u64>,
@@ -116,6 +118,7 @@ impl Proxy {
             upstream: Upstream::new(connect_timeout, response_timeout),
             queue_timeout: connect_timeout,
             metrics,
+            series: Default::default(),
             proxy_id: HeaderValue::from_str(proxy_id).unwrap_or(HeaderValue::from_static("interlock")),
             max_request_body: None,
             backend_attempts: crate::config::defaults::BACKEND_ATTEMPTS,
@@ -239,20 +242,21 @@ impl Proxy {
 
     /// Counts a request and its latency under its route (`-` when none matched).
     fn record(&self, live: &LiveTable, route: Option<&Arc<Route>>, status: u16, elapsed: Duration) {
-        if let Some(state) = route.and_then(|r| live.state_of(r)) {
-            state.latency.observe(elapsed.as_secs_f64());
-            if status == 200 {
-                state.ok.inc();
-                return;
+        if let Some(route) = route {
+            // Every route of the table has its series; through them a request finishing after
+            // its route was removed brings no series back.
+            if let Some(state) = live.state_of(route) {
+                state.series.latency.observe(elapsed.as_secs_f64());
+                state.series.count(&self.metrics, status);
             }
+            return;
         }
-        let label = RouteName(route.map_or_else(|| self.no_route.clone(), |r| r.name.clone()));
-        if route.is_none() {
-            self.metrics
-                .latency
-                .get_or_create(&RouteLabels { route: label.clone() })
-                .observe(elapsed.as_secs_f64());
-        }
+        // No route matched: the `-` series, never removed.
+        let label = RouteName(self.no_route.clone());
+        self.metrics
+            .latency
+            .get_or_create(&RouteLabels { route: label.clone() })
+            .observe(elapsed.as_secs_f64());
         self.metrics
             .requests
             .get_or_create(&RequestLabels { route: label, status })
@@ -379,12 +383,9 @@ impl Proxy {
                 }
                 Err((e, unsent)) => {
                     req = attempts.failed(&backend, e, unsent).map_err(|e| (name.clone(), e))?;
-                    self.metrics
-                        .retries
-                        .get_or_create(&BackendLabels {
-                            backend: backend.addr.to_string(),
-                        })
-                        .inc();
+                    if let Some(series) = live.backend_series(&backend.addr) {
+                        series.retried(&self.metrics);
+                    }
                 }
             }
         }
