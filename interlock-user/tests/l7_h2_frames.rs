@@ -1538,7 +1538,8 @@ async fn http2_8_1_2_1_invalid_field_names_and_values(fx: Fixture) {
 async fn rfc_8_2_1_field_value_with_surrounding_whitespace(fx: Fixture) {
     for (stream, value) in [(1, " a"), (3, "a\t")] {
         let mut c = fx.open().await;
-        c.send(&[headers(stream, WHOLE, &with(fx.get("/refused/ws"), "x-ws", value))]).await;
+        c.send(&[headers(stream, WHOLE, &with(fx.get("/refused/ws"), "x-ws", value))])
+            .await;
         assert_eq!(c.response(stream).await.0, 400, "{value:?}");
     }
     fx.assert_never_forwarded("/refused").await;

@@ -299,7 +299,9 @@ async fn a_request_body_that_stops_coming_is_408_and_never_reaches_the_backend_w
         .unwrap();
     tokio::spawn(conn);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, Infallible>>(1);
-    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"x")))).await.unwrap();
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"x"))))
+        .await
+        .unwrap();
     let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let req = hyper::Request::post("http://up.test/upload")
         .header("content-length", "100")
@@ -342,7 +344,10 @@ async fn a_slow_but_steady_body_or_a_backend_not_reading_is_no_timeout() {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("got 8"), "{text:.200}");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("got 8"),
+        "{text:.200}"
+    );
     assert_eq!(*bodies.lock().unwrap(), vec![Some(8)]);
 
     // A backend that reads nothing for 2.5 s: the proxy stops asking the client for more
@@ -404,7 +409,11 @@ async fn a_request_body_over_the_limit_is_413_and_never_reaches_the_backend_whol
     let expect = "POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n";
     let a = exchange(proxy.http, expect.as_bytes(), wait).await;
     assert!(a.starts_with("HTTP/1.1 413"), "{a:.80}");
-    assert!(backend.requests().is_empty(), "the backend saw {:?}", backend.requests());
+    assert!(
+        backend.requests().is_empty(),
+        "the backend saw {:?}",
+        backend.requests()
+    );
     assert_eq!(count("request_body_size"), 3);
 
     // Chunked past the limit: the body fails where it passes it; 413, as this backend answers
@@ -440,7 +449,11 @@ async fn a_request_body_over_the_limit_is_413_and_never_reaches_the_backend_whol
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(count("request_body_size"), 5);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(backend.requests().iter().all(|r| !r.complete), "{:?}", backend.requests());
+    assert!(
+        backend.requests().iter().all(|r| !r.complete),
+        "{:?}",
+        backend.requests()
+    );
 
     // Up to the limit, announced or chunked: forwarded whole.
     backend.clear();

@@ -122,9 +122,7 @@ impl TlsBackend {
                     };
                     let conn = tls.get_ref().1;
                     let sni = conn.server_name().map(str::to_string);
-                    h.lock()
-                        .unwrap()
-                        .push((sni.clone(), conn.handshake_kind().unwrap()));
+                    h.lock().unwrap().push((sni.clone(), conn.handshake_kind().unwrap()));
                     let service = hyper::service::service_fn(move |req| {
                         tls_answer(req, name.clone(), sni.clone().unwrap_or("-".into()), s.clone())
                     });
@@ -164,7 +162,11 @@ async fn tls_answer(
         .to_string();
     let close = path == "/close";
     let body = if req.method() == hyper::Method::POST {
-        req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default()
+        req.into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default()
     } else {
         Bytes::from(format!("name={name} sni={sni} path={path} host={host}"))
     };
@@ -245,14 +247,22 @@ async fn without_verification_a_self_signed_backend_is_reached_over_tls_with_the
         &[
             (
                 "secure",
-                labels("tls.example,alias.example", backend.addr.port(), &[(SSL_BACKEND, "true")]),
+                labels(
+                    "tls.example,alias.example",
+                    backend.addr.port(),
+                    &[(SSL_BACKEND, "true")],
+                ),
             ),
             ("plain", labels("plain.example", plain.addr.port(), &[])),
         ],
         secrets.path(),
     );
     assert_eq!(
-        snap.http.iter().find(|r| r.service.name == "secure").unwrap().backend_tls,
+        snap.http
+            .iter()
+            .find(|r| r.service.name == "secure")
+            .unwrap()
+            .backend_tls,
         Some(BackendTls {
             server_name: "tls.example".into(),
             verify: BackendVerify::None
@@ -311,11 +321,11 @@ async fn with_verification_the_right_ca_passes_a_wrong_ca_or_name_is_502_and_not
     let snap = snapshot_of(
         &[
             ("good", labels("tls.example", good.addr.port(), &verified)),
-            ("wrong-issuer", labels("bad.example", wrong_issuer.addr.port(), &verified)),
             (
-                "wrong-name",
-                labels("name.example", wrong_name.addr.port(), &verified),
+                "wrong-issuer",
+                labels("bad.example", wrong_issuer.addr.port(), &verified),
             ),
+            ("wrong-name", labels("name.example", wrong_name.addr.port(), &verified)),
             (
                 "system-roots",
                 labels(
@@ -337,7 +347,10 @@ async fn with_verification_the_right_ca_passes_a_wrong_ca_or_name_is_502_and_not
     for (host, task) in [("bad.example", &wrong_issuer), ("name.example", &wrong_name)] {
         let (status, _, body) = get(&c, proxy.http, host, "/never").await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{host}: {body}");
-        assert!(task.accepted.load(Ordering::SeqCst) >= 1, "{host}: the handshake was tried");
+        assert!(
+            task.accepted.load(Ordering::SeqCst) >= 1,
+            "{host}: the handshake was tried"
+        );
         assert_eq!(task.requests(), 0, "{host}: no request reached the task");
     }
     // Without a CA secret the system's roots are used: a self-signed task is refused.
@@ -396,7 +409,11 @@ async fn connections_are_pooled_and_a_new_one_resumes_the_tls_session() {
         let (status, _, body) = get(&c, proxy.http, "tls.example", &format!("/{i}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1, "one pooled TLS connection served all five");
+    assert_eq!(
+        backend.accepted.load(Ordering::SeqCst),
+        1,
+        "one pooled TLS connection served all five"
+    );
     // The backend closes its connection: the next one resumes the session.
     let (status, _, _) = get(&c, proxy.http, "tls.example", "/close").await;
     assert_eq!(status, StatusCode::OK);
@@ -409,7 +426,10 @@ async fn connections_are_pooled_and_a_new_one_resumes_the_tls_session() {
     assert_eq!(handshakes[1].1, HandshakeKind::Resumed, "session resumption");
 
     // A new snapshot with the same setting keeps the session cache: still resumed.
-    proxy.apply(&Snapshot { version: 2, ..snap.clone() });
+    proxy.apply(&Snapshot {
+        version: 2,
+        ..snap.clone()
+    });
     let (status, _, _) = get(&c, proxy.http, "tls.example", "/close").await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -453,7 +473,11 @@ async fn a_plaintext_task_behind_ssl_backend_is_502_and_so_is_a_missing_ca_file(
     let proxy = TestProxy::start(&snapshot(1, vec![r, missing])).await;
     let c = client();
     let (status, _, _) = get(&c, proxy.http, "tls.example", "/x").await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY, "a task speaking no TLS fails the handshake");
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "a task speaking no TLS fails the handshake"
+    );
     let (status, _, _) = get(&c, proxy.http, "ca.example", "/x").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(plain.seen.lock().unwrap().is_empty(), "nothing was sent in plain text");
@@ -496,7 +520,10 @@ async fn a_failed_verification_is_a_typed_retry_safe_error_naming_the_reason() {
         };
         assert!(matches!(error, ProxyError::BackendTls { .. }), "{error:?}");
         assert!(error.to_string().contains(reason), "{error}");
-        assert!(error.retry_safe() && unsent.is_some(), "the request comes back for another task");
+        assert!(
+            error.retry_safe() && unsent.is_some(),
+            "the request comes back for another task"
+        );
         assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
     }
     let missing = BackendTls {

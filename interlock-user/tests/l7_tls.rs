@@ -299,9 +299,10 @@ async fn at_shutdown_idle_h2_connections_get_goaway_without_holding_the_drain() 
     let mut conns = Vec::new();
     // ALPN h2 on TLS, h2c with prior knowledge on the plain listener.
     for io in [Box::new(tls) as Box<dyn Io>, Box::new(plain)] {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(io))
-            .await
-            .unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .unwrap();
         let conn = tokio::spawn(conn);
         let req = Request::get("https://a.example/")
             .header("host", "a.example")
@@ -330,7 +331,11 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// A client speaking only `versions`, offering only `suites` (all when empty).
-fn limited_connector(trusted: &Cert, versions: &[&'static rustls::SupportedProtocolVersion], suites: &[&str]) -> TlsConnector {
+fn limited_connector(
+    trusted: &Cert,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suites: &[&str],
+) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trusted.der.clone()).unwrap();
     let mut provider = rustls::crypto::ring::default_provider();
@@ -362,7 +367,9 @@ async fn the_minimum_tls_version_and_the_cipher_suites_are_the_operators() {
     // The default front (TLS 1.2 and up, every suite) takes a TLS 1.2 client.
     let proxy = TestProxy::start(&snap).await;
     let tls12 = limited_connector(&cert, &[&TLS12], &[]);
-    let s = tls_connect(proxy.https, "s.example", &tls12).await.expect("TLS 1.2 by default");
+    let s = tls_connect(proxy.https, "s.example", &tls12)
+        .await
+        .expect("TLS 1.2 by default");
     assert_eq!(s.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
 
     // TLS 1.3 only, one suite.
@@ -404,7 +411,10 @@ async fn the_minimum_tls_version_and_the_cipher_suites_are_the_operators() {
         ciphers: vec!["TLS_RSA_WITH_RC4_128_MD5".into()],
     };
     let e = format!("{:#}", TlsFront::with_policy(&bad).err().unwrap());
-    assert!(e.contains("TLS_RSA_WITH_RC4_128_MD5") && e.contains("TLS13_AES_256_GCM_SHA384"), "{e}");
+    assert!(
+        e.contains("TLS_RSA_WITH_RC4_128_MD5") && e.contains("TLS13_AES_256_GCM_SHA384"),
+        "{e}"
+    );
     let none13 = TlsPolicy {
         min_version: TlsMinVersion::Tls13,
         ciphers: vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()],
@@ -419,9 +429,15 @@ async fn an_unknown_sni_gets_no_certificate_even_with_a_default_backend() {
     let dir = tempfile::tempdir().unwrap();
     let a_cert = make_cert("a.example");
     let (a_crt, a_key) = write_secret(dir.path(), "a", &a_cert);
-    let (ba, fallback) = (TestBackend::start("backend-a").await, TestBackend::start("fallback").await);
+    let (ba, fallback) = (
+        TestBackend::start("backend-a").await,
+        TestBackend::start("fallback").await,
+    );
     let mut ra = route("a", &["a.example"], "/", &[&ba]);
-    ra.tls = TlsMode::Terminate { cert: a_crt, key: a_key };
+    ra.tls = TlsMode::Terminate {
+        cert: a_crt,
+        key: a_key,
+    };
     let mut dflt = route("fallback", &[], "/", &[&fallback]);
     dflt.default_backend = true;
     let proxy = TestProxy::start(&snapshot(1, vec![ra, dflt])).await;

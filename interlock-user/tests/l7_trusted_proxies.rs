@@ -37,7 +37,11 @@ async fn proxy_trusting(trusted: &[&str], backend: &RecordingBackend) -> TestPro
 }
 
 /// Sends `bytes` on a new connection; the status, and the request the backend got.
-async fn exchange(proxy: &TestProxy, backend: &RecordingBackend, bytes: &[u8]) -> (u16, Option<common::recording::Recorded>) {
+async fn exchange(
+    proxy: &TestProxy,
+    backend: &RecordingBackend,
+    bytes: &[u8],
+) -> (u16, Option<common::recording::Recorded>) {
     backend.clear();
     let mut c = RawClient::connect(proxy.http).await;
     c.send(bytes).await;
@@ -73,10 +77,15 @@ async fn a_trusted_peers_chain_is_extended_and_its_proto_kept() {
     assert_eq!(status, 200);
     let seen = seen.unwrap();
     assert_eq!(seen.headers("x-forwarded-for"), ["203.0.113.5, 127.0.0.1"]);
-    assert_eq!(seen.headers("x-real-ip"), ["6.6.6.6"], "the trusted proxy's own X-Real-IP");
+    assert_eq!(
+        seen.headers("x-real-ip"),
+        ["6.6.6.6"],
+        "the trusted proxy's own X-Real-IP"
+    );
     assert_eq!(seen.headers("x-forwarded-proto"), ["https"]);
     // Without its X-Real-IP: the last address of its chain, the one it saw.
-    let get = b"GET /x HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 10.9.9.9, 203.0.113.5\r\nConnection: close\r\n\r\n";
+    let get =
+        b"GET /x HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 10.9.9.9, 203.0.113.5\r\nConnection: close\r\n\r\n";
     let (_, seen) = exchange(&proxy, &backend, get).await;
     assert_eq!(seen.unwrap().headers("x-real-ip"), ["203.0.113.5"]);
 }

@@ -194,7 +194,10 @@ pub fn get(host: &str, path: &str) -> Result<(u16, String)> {
 
 /// `get` on another local port.
 pub fn get_at(port: u16, host: &str, path: &str) -> Result<(u16, String)> {
-    send_at(port, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
+    send_at(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// Sends `request` to the stack's proxy as it is (it should ask for `Connection: close`);
@@ -245,7 +248,9 @@ fn send_full_at(port: u16, request: &str) -> Result<(u16, String, String)> {
 fn dechunk(mut body: &str) -> String {
     let mut data = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || rest.len() < size {
             break;
         }

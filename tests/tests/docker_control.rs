@@ -270,7 +270,10 @@ fn ssl_backend_labels_become_tls_to_the_tasks() {
     let net = setup();
     let ca_name = unique("backend-ca");
     // The control plane checks that the secret exists; the agent reads it (loopback tests).
-    let _ca = Secret::create(&ca_name, "-----BEGIN CERTIFICATE-----\n(the backends' CA)\n-----END CERTIFICATE-----\n");
+    let _ca = Secret::create(
+        &ca_name,
+        "-----BEGIN CERTIFICATE-----\n(the backends' CA)\n-----END CERTIFICATE-----\n",
+    );
     let mut agent = ControlAgent::start(&["--role", "leader", "--poll-ms", "500"]).unwrap();
     let make = |hosts: &str, extra: &[String]| {
         let mut args: Vec<String> = vec!["--network".into(), net.name.clone(), "--replicas".into(), "1".into()];
@@ -342,7 +345,11 @@ fn ssl_backend_labels_become_tls_to_the_tasks() {
         let line = agent
             .process
             .wait_for_line(&format!("service {}: label {label}=\"{value}\"", svc.name), WAIT);
-        assert!(line.is_ok(), "an error line names {} and {label}={value}: {line:?}", svc.name);
+        assert!(
+            line.is_ok(),
+            "an error line names {} and {label}={value}: {line:?}",
+            svc.name
+        );
         assert!(route(&agent.snapshots().pop().unwrap(), &svc.name).is_none());
     }
     report("docker_control: ssl_backend labels on real services become TLS to the tasks; bad ones are contained");

@@ -60,14 +60,21 @@ fn backends_get_the_request_as_routed(host: &str) {
     ] {
         assert!(env.lines().any(|l| l == line), "the task saw no {line:?}:\n{env}");
     }
-    assert!(!env.contains("HTTP_FORWARDED="), "the client's Forwarded was passed on:\n{env}");
+    assert!(
+        !env.contains("HTTP_FORWARDED="),
+        "the client's Forwarded was passed on:\n{env}"
+    );
     let dotted = format!(
         "GET /api/%2e%2e/cgi-bin/env HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade, close\r\n\
          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
     );
     let (status, env) = env_of(&dotted);
     assert_eq!(status, 200, "{env}");
-    assert_eq!(env.lines().next(), Some("web"), "/api/../ was routed to the api service:\n{env}");
+    assert_eq!(
+        env.lines().next(),
+        Some("web"),
+        "/api/../ was routed to the api service:\n{env}"
+    );
     assert!(env.lines().any(|l| l == "REQUEST_URI=/cgi-bin/env"), "{env}");
     assert!(
         !env.contains("HTTP_UPGRADE=") && !env.contains("HTTP_HTTP2_SETTINGS="),
@@ -75,7 +82,9 @@ fn backends_get_the_request_as_routed(host: &str) {
     );
     let (status, _) = env_of(&format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n"));
     assert_eq!(status, 405, "CONNECT");
-    let (status, _) = env_of(&format!("GET /a%2fb HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+    let (status, _) = env_of(&format!(
+        "GET /a%2fb HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
     assert_eq!(status, 400, "an encoded slash");
 }
 

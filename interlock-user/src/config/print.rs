@@ -82,11 +82,7 @@ impl Settings {
                 Some(h.connect_timeout.as_millis().to_string()),
             ),
             e("backend_attempts", "http", Some(h.backend_attempts.to_string())),
-            e(
-                "eject_after_failures",
-                "http",
-                Some(h.ejection.after.to_string()),
-            ),
+            e("eject_after_failures", "http", Some(h.ejection.after.to_string())),
             e("eject_base_ms", "http", Some(h.ejection.base.as_millis().to_string())),
             e("eject_max_ms", "http", Some(h.ejection.max.as_millis().to_string())),
             e(
@@ -105,7 +101,11 @@ impl Settings {
                 "http",
                 Some(format!(
                     "[{}]",
-                    h.trusted_proxies.entries().map(|n| quoted(&n)).collect::<Vec<_>>().join(", ")
+                    h.trusted_proxies
+                        .entries()
+                        .map(|n| quoted(&n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             ),
             e(

@@ -297,7 +297,11 @@ impl Assembler {
         }
         if let Some(ca) = l.http.as_ref().and_then(|h| h.ssl_backend.as_ref()?.ca_secret.as_ref()) {
             if !state.secrets.contains(ca) {
-                errors.push(LabelError::new(labels::SSL_BACKEND_CA, ca, "no Docker secret with this name"));
+                errors.push(LabelError::new(
+                    labels::SSL_BACKEND_CA,
+                    ca,
+                    "no Docker secret with this name",
+                ));
             }
         }
         if errors.is_empty() {
@@ -427,13 +431,7 @@ struct Claims {
 }
 
 /// What two routes for the same host and prefix must agree on to share traffic.
-type HttpPolicy = (
-    TlsMode,
-    Option<BackendTls>,
-    bool,
-    bool,
-    super::snapshot::Stickiness,
-);
+type HttpPolicy = (TlsMode, Option<BackendTls>, bool, bool, super::snapshot::Stickiness);
 
 impl Claims {
     fn claim_http(&mut self, r: &HttpRoute) -> Result<(), LabelError> {

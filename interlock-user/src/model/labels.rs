@@ -357,7 +357,11 @@ impl Parser<'_> {
         };
         let ca_secret = match self.get(SSL_BACKEND_CA).map(str::to_string) {
             Some(ca) if ca.is_empty() => {
-                self.error(SSL_BACKEND_CA, &ca, "must name the Docker secret holding the CA certificates");
+                self.error(
+                    SSL_BACKEND_CA,
+                    &ca,
+                    "must name the Docker secret holding the CA certificates",
+                );
                 None
             }
             ca => ca,
@@ -546,8 +550,13 @@ fn is_token(s: &str) -> bool {
 /// A redirect source: `http(s)://host[:port][/prefix]` or `/prefix`, the prefix a plain path
 /// (it is matched segment-aligned against the request's normalised path).
 fn check_redirect_source(source: &str) -> Result<(), &'static str> {
-    let Some(rest) = source.strip_prefix("http://").or_else(|| source.strip_prefix("https://")) else {
-        return normalize_prefix(source).map(drop).map_err(|_| "expected an http(s) URL or a path starting with / (no query)");
+    let Some(rest) = source
+        .strip_prefix("http://")
+        .or_else(|| source.strip_prefix("https://"))
+    else {
+        return normalize_prefix(source)
+            .map(drop)
+            .map_err(|_| "expected an http(s) URL or a path starting with / (no query)");
     };
     let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
     let host = match authority.rsplit_once(':') {
@@ -559,7 +568,9 @@ fn check_redirect_source(source: &str) -> Result<(), &'static str> {
         return Err("a wildcard host cannot be a redirect source");
     }
     normalize_host(host).map_err(|_| "not a valid host name")?;
-    normalize_prefix(path).map(drop).map_err(|_| "the path must be plain (no query, fragment, spaces or '..')")
+    normalize_prefix(path)
+        .map(drop)
+        .map_err(|_| "the path must be plain (no query, fragment, spaces or '..')")
 }
 
 /// A redirect target: an http(s) URL with a host, or a path; it becomes a Location header,
@@ -568,7 +579,10 @@ fn check_redirect_target(target: &str) -> Result<(), &'static str> {
     if !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("only visible ASCII characters (no spaces) are allowed");
     }
-    match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+    match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
         Some(rest) if rest.is_empty() || rest.starts_with(['/', '?', '#']) => Err("the URL has no host"),
         Some(_) => Ok(()),
         None if target.starts_with('/') => Ok(()),
@@ -688,7 +702,14 @@ mod tests {
             "http://old.local,/",
             "http://a.local,http://b.local;http://c.local,http://d.local/?from=c",
         ] {
-            assert!(!ok(&[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, good)]).http.unwrap().redirects.is_empty(), "{good}");
+            assert!(
+                !ok(&[(HOSTS, "a.example"), (PORT, "80"), (REDIRECTS, good)])
+                    .http
+                    .unwrap()
+                    .redirects
+                    .is_empty(),
+                "{good}"
+            );
         }
         for (bad, why) in [
             ("http://old.local", "expected `<source>,<target>`"),
@@ -924,7 +945,10 @@ mod tests {
             (SSL_BACKEND, "true"),
             (SSL_BACKEND_CA, "ca"),
         ]));
-        assert_eq!(parsed.unwrap().unwrap().http.unwrap().ssl_backend.unwrap().ca_secret, None);
+        assert_eq!(
+            parsed.unwrap().unwrap().http.unwrap().ssl_backend.unwrap().ca_secret,
+            None
+        );
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].to_string().contains("ssl_backend_tls_verify=none"));
         let e = &errs(&[

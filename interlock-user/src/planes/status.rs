@@ -189,28 +189,31 @@ mod tests {
     fn prints_routes_and_l4_counters_as_tables() {
         let status = Status {
             snapshot_version: 7,
-            routes: vec![RouteStatus {
-                service: "web".into(),
-                hosts: vec!["app.example.org".into()],
-                default_backend: false,
-                path: "/".into(),
-                backends: vec![
-                    BackendStatus {
-                        addr: "10.0.1.5:80".into(),
-                        up: true,
-                    },
-                    BackendStatus {
-                        addr: "10.0.1.6:80".into(),
-                        up: false,
-                    },
-                ],
-            }, RouteStatus {
-                service: "dflt".into(),
-                hosts: vec![],
-                default_backend: true,
-                path: "/".into(),
-                backends: vec![],
-            }],
+            routes: vec![
+                RouteStatus {
+                    service: "web".into(),
+                    hosts: vec!["app.example.org".into()],
+                    default_backend: false,
+                    path: "/".into(),
+                    backends: vec![
+                        BackendStatus {
+                            addr: "10.0.1.5:80".into(),
+                            up: true,
+                        },
+                        BackendStatus {
+                            addr: "10.0.1.6:80".into(),
+                            up: false,
+                        },
+                    ],
+                },
+                RouteStatus {
+                    service: "dflt".into(),
+                    hosts: vec![],
+                    default_backend: true,
+                    path: "/".into(),
+                    backends: vec![],
+                },
+            ],
             l4: vec![L4Status {
                 listener: "192.0.2.1:5432/tcp".into(),
                 service: "db".into(),

@@ -97,7 +97,10 @@ mod tests {
     fn body(timeout: Duration) -> (mpsc::Sender<Result<Frame<Bytes>, BoxError>>, BodyTimeout<Chunks>) {
         let (tx, rx) = mpsc::channel(4);
         let metrics = Arc::new(Metrics::new(&mut prometheus_client::registry::Registry::default()));
-        (tx, BodyTimeout::new(StreamBody::new(ReceiverStream::new(rx)), timeout, metrics))
+        (
+            tx,
+            BodyTimeout::new(StreamBody::new(ReceiverStream::new(rx)), timeout, metrics),
+        )
     }
 
     fn chunk() -> Result<Frame<Bytes>, BoxError> {

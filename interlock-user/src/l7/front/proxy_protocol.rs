@@ -30,7 +30,10 @@ pub enum Front {
     /// No PROXY header: the peer is the client.
     Plain,
     /// A header naming the client (`LOCAL` and `UNKNOWN` headers name none: the peer stays).
-    Header { client: Option<SocketAddr>, local_port: Option<u16> },
+    Header {
+        client: Option<SocketAddr>,
+        local_port: Option<u16>,
+    },
 }
 
 /// Reads the PROXY header off the front of `stream` when there is one, within `timeout`.
@@ -83,8 +86,14 @@ fn classify(bytes: &[u8]) -> Peeked {
     match header {
         HeaderResult::V1(Ok(h)) => {
             let (client, local_port) = match h.addresses {
-                V1::Tcp4(a) => (Some(SocketAddr::from((a.source_address, a.source_port))), Some(a.destination_port)),
-                V1::Tcp6(a) => (Some(SocketAddr::from((a.source_address, a.source_port))), Some(a.destination_port)),
+                V1::Tcp4(a) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(a.destination_port),
+                ),
+                V1::Tcp6(a) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(a.destination_port),
+                ),
                 V1::Unknown => (None, None),
             };
             Peeked::Header {
@@ -94,12 +103,14 @@ fn classify(bytes: &[u8]) -> Peeked {
         }
         HeaderResult::V2(Ok(h)) => {
             let (client, local_port) = match (h.command, h.addresses) {
-                (Command::Proxy, V2::IPv4(a)) => {
-                    (Some(SocketAddr::from((a.source_address, a.source_port))), Some(a.destination_port))
-                }
-                (Command::Proxy, V2::IPv6(a)) => {
-                    (Some(SocketAddr::from((a.source_address, a.source_port))), Some(a.destination_port))
-                }
+                (Command::Proxy, V2::IPv4(a)) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(a.destination_port),
+                ),
+                (Command::Proxy, V2::IPv6(a)) => (
+                    Some(SocketAddr::from((a.source_address, a.source_port))),
+                    Some(a.destination_port),
+                ),
                 _ => (None, None),
             };
             Peeked::Header {
@@ -134,7 +145,10 @@ mod tests {
             classify(b"PROXY UNKNOWN\r\nGET"),
             Peeked::Header {
                 len: 15,
-                front: Front::Header { client: None, local_port: None }
+                front: Front::Header {
+                    client: None,
+                    local_port: None
+                }
             }
         );
         assert_eq!(classify(b"PROXY TCP4 x y 1 2\r\n"), Peeked::Bad);
@@ -166,7 +180,10 @@ mod tests {
         local.extend_from_slice(&[0x20, 0x00, 0, 0]); // LOCAL: a health check of the balancer's own
         assert!(matches!(
             classify(&local),
-            Peeked::Header { front: Front::Header { client: None, .. }, .. }
+            Peeked::Header {
+                front: Front::Header { client: None, .. },
+                ..
+            }
         ));
     }
 }

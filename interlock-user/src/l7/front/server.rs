@@ -164,7 +164,10 @@ async fn peer_of(stream: &mut ClientStream, addr: SocketAddr, local_port: u16, l
     match proxy_protocol::read(stream, limits.header_read_timeout).await {
         Ok(Front::Plain) => Some(Peer::new(addr, local_port).trusted()),
         // The balancer's client is not trusted itself: its headers are replaced.
-        Ok(Front::Header { client, local_port: port }) => match client {
+        Ok(Front::Header {
+            client,
+            local_port: port,
+        }) => match client {
             Some(client) => Some(Peer::new(client, port.unwrap_or(local_port))),
             None => Some(Peer::new(addr, local_port).trusted()),
         },
@@ -291,11 +294,7 @@ where
 
 /// Runs one of hyper's connections to its end; once `closing` turns true, tells it to
 /// finish (`graceful_shutdown`: GOAWAY on h2; on HTTP/1 the response in progress, then close).
-async fn drive<C>(
-    conn: C,
-    graceful_shutdown: fn(Pin<&mut C>),
-    closing: &mut watch::Receiver<bool>,
-) -> hyper::Result<()>
+async fn drive<C>(conn: C, graceful_shutdown: fn(Pin<&mut C>), closing: &mut watch::Receiver<bool>) -> hyper::Result<()>
 where
     C: Future<Output = hyper::Result<()>>,
 {

@@ -16,9 +16,10 @@ impl TrustedProxies {
         for value in values.iter().map(|v| v.as_ref().trim()).filter(|v| !v.is_empty()) {
             let net = match value.parse::<IpNet>() {
                 Ok(net) => net,
-                Err(_) => value.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-                    format!("trusted_proxies: {value:?} is not an address or CIDR (e.g. 10.0.0.0/8)")
-                })?,
+                Err(_) => value
+                    .parse::<IpAddr>()
+                    .map(IpNet::from)
+                    .map_err(|_| format!("trusted_proxies: {value:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))?,
             };
             nets.push(net.trunc());
         }
@@ -59,6 +60,13 @@ mod tests {
         assert!(!TrustedProxies::default().contains("127.0.0.1".parse().unwrap()));
         let e = TrustedProxies::parse(&["10.0.0.0/33"]).unwrap_err();
         assert!(e.contains("\"10.0.0.0/33\""), "{e}");
-        assert_eq!(TrustedProxies::parse(&["10.1.2.3/8"]).unwrap().entries().next().unwrap(), "10.0.0.0/8");
+        assert_eq!(
+            TrustedProxies::parse(&["10.1.2.3/8"])
+                .unwrap()
+                .entries()
+                .next()
+                .unwrap(),
+            "10.0.0.0/8"
+        );
     }
 }

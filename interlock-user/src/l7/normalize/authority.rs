@@ -51,7 +51,11 @@ fn check_ipv6(authority: &[u8]) -> Result<(), Refusal> {
         .position(|b| *b == b']')
         .ok_or("an unclosed [ in Host")?;
     let address = &authority[1..close];
-    if address.is_empty() || !address.iter().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.')) {
+    if address.is_empty()
+        || !address
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+    {
         return Err("an invalid host name in Host");
     }
     match &authority[close + 1..] {

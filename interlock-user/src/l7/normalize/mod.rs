@@ -199,14 +199,18 @@ fn authority_of<B>(req: &mut Request<B>, has_host: bool) -> Result<HeaderValue, 
     let uri = req.uri();
     let h2 = req.version() >= Version::HTTP_2;
     if !h2 && uri.authority().is_some() && uri.scheme().is_none() {
-        return Err(ProxyError::BadRequest("an authority-form target (only CONNECT takes one)"));
+        return Err(ProxyError::BadRequest(
+            "an authority-form target (only CONNECT takes one)",
+        ));
     }
     if !h2 && req.version() == Version::HTTP_11 && !has_host {
         return Err(ProxyError::BadRequest("missing Host")); // RFC 9112 3.2
     }
     if let Some(scheme) = uri.scheme_str() {
         if scheme != "http" && scheme != "https" {
-            return Err(ProxyError::BadRequest("a target with a scheme other than http or https"));
+            return Err(ProxyError::BadRequest(
+                "a target with a scheme other than http or https",
+            ));
         }
     }
     let Some(target) = uri.authority() else {

@@ -47,7 +47,12 @@ fn the_target_authority_replaces_host() {
     assert_eq!(r.headers()["host"], "a.example");
     let mut r = req(Version::HTTP_2, "GET", "https://a.example/", &[("host", "A.EXAMPLE")]);
     assert!(request_(&mut r).is_ok());
-    let r = req(Version::HTTP_2, "GET", "https://a.example/", &[("host", "admin.internal")]);
+    let r = req(
+        Version::HTTP_2,
+        "GET",
+        "https://a.example/",
+        &[("host", "admin.internal")],
+    );
     assert!(refused(r).contains("other than :authority"));
 }
 
@@ -70,13 +75,19 @@ fn bad_targets_and_hosts_are_refused() {
 
 #[test]
 fn framing_that_could_be_read_two_ways_is_refused() {
-    let both = h1("/", &[("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked")]);
+    let both = h1(
+        "/",
+        &[("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked")],
+    );
     assert!(refused(both).contains("both"));
     let two = h1("/", &[("host", "a"), ("content-length", "5"), ("content-length", "6")]);
     assert!(refused(two).contains("several Content-Length"));
     for coding in ["gzip, chunked", "chunked, chunked", "identity"] {
         let mut r = h1("/", &[("host", "a"), ("transfer-encoding", coding)]);
-        assert!(matches!(request_(&mut r), Err(ProxyError::NotImplemented(_))), "{coding}");
+        assert!(
+            matches!(request_(&mut r), Err(ProxyError::NotImplemented(_))),
+            "{coding}"
+        );
     }
     let mut r = h1("/", &[("host", "a"), ("transfer-encoding", "Chunked")]);
     assert!(request_(&mut r).is_ok());
@@ -95,7 +106,11 @@ fn paths_are_normalised_before_routing() {
 
 #[test]
 fn only_websocket_upgrades_on_http11_gets() {
-    let ws = [("host", "a"), ("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")];
+    let ws = [
+        ("host", "a"),
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "WebSocket"),
+    ];
     let mut r = h1("/ws", &ws);
     assert_eq!(request_(&mut r).unwrap().upgrade.unwrap(), "WebSocket");
     for (version, method, upgrade) in [
@@ -111,10 +126,16 @@ fn only_websocket_upgrades_on_http11_gets() {
             "/ws",
             &[("host", "a"), ("connection", "upgrade"), ("upgrade", upgrade)],
         );
-        assert!(request_(&mut r).unwrap().upgrade.is_none(), "{version:?} {method} {upgrade}");
+        assert!(
+            request_(&mut r).unwrap().upgrade.is_none(),
+            "{version:?} {method} {upgrade}"
+        );
     }
     // No `upgrade` token in Connection: not an upgrade.
-    let mut r = h1("/ws", &[("host", "a"), ("connection", "keep-alive"), ("upgrade", "websocket")]);
+    let mut r = h1(
+        "/ws",
+        &[("host", "a"), ("connection", "keep-alive"), ("upgrade", "websocket")],
+    );
     assert!(request_(&mut r).unwrap().upgrade.is_none());
 }
 

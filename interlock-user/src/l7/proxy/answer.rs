@@ -95,8 +95,10 @@ mod tests {
         answer().write_added_headers(&mut lines);
         assert_eq!(
             String::from_utf8(lines).unwrap(),
-            format!("x-upstream-addr: 10.0.0.2:80\r\nx-upstream-response-time: 1.042\r\n\
-             x-request-id: 0123456789abcdef0123456789abcdef\r\nx-proxy-id: p1\r\nx-server-info: {SERVER_INFO}\r\n")
+            format!(
+                "x-upstream-addr: 10.0.0.2:80\r\nx-upstream-response-time: 1.042\r\n\
+             x-request-id: 0123456789abcdef0123456789abcdef\r\nx-proxy-id: p1\r\nx-server-info: {SERVER_INFO}\r\n"
+            )
         );
         let resp = answer().into_response();
         let h = resp.headers();

@@ -88,13 +88,16 @@ impl Proxy {
                 let state = RouteState {
                     backends: Arc::from(list),
                     series: book.route(&r.name)?.clone(),
-                    backend_tls: r.backend_tls.as_ref().and_then(|spec| match self.upstream.tls_target(spec) {
-                        Ok(target) => Some(target),
-                        Err(reason) => {
-                            tracing::error!(route = %r.name, "TLS to the backends cannot be set up: {reason}");
-                            None
-                        }
-                    }),
+                    backend_tls: r
+                        .backend_tls
+                        .as_ref()
+                        .and_then(|spec| match self.upstream.tls_target(spec) {
+                            Ok(target) => Some(target),
+                            Err(reason) => {
+                                tracing::error!(route = %r.name, "TLS to the backends cannot be set up: {reason}");
+                                None
+                            }
+                        }),
                 };
                 Some((Arc::as_ptr(r) as usize, state))
             })

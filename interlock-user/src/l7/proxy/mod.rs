@@ -21,6 +21,7 @@ use crate::access_log;
 use crate::l7::error::ProxyError;
 use crate::l7::headers;
 use crate::l7::metrics::{Metrics, RequestLabels, RouteLabels, RouteName, SeriesBook};
+use crate::l7::normalize::{self, Normalized};
 use crate::l7::raw_headers::RawHeaders;
 use crate::l7::route::balance::{self, Registry};
 use crate::l7::route::table::{self as routes, Lookup, Route};
@@ -28,7 +29,6 @@ use crate::l7::upstream::attempt::Attempts;
 use crate::l7::upstream::Upstream;
 use crate::l7::{BoxError, ProxyBody};
 use crate::model::Stickiness;
-use crate::l7::normalize::{self, Normalized};
 use answer::Answer;
 pub use live::LiveTable;
 use respond::{error_response, redirect};
@@ -449,7 +449,10 @@ mod tests {
     #[test]
     fn ssl_only_keeps_a_non_443_https_port() {
         assert_eq!(https_location("a.example", None, "/x?y"), "https://a.example/x?y");
-        assert_eq!(https_location("a.example", Some(8443), "/x?y"), "https://a.example:8443/x?y");
+        assert_eq!(
+            https_location("a.example", Some(8443), "/x?y"),
+            "https://a.example:8443/x?y"
+        );
         assert_eq!(https_location("[::1]", Some(8443), "/"), "https://[::1]:8443/");
     }
 }

@@ -122,25 +122,27 @@ impl RouteTable {
     pub fn lookup(&self, scheme: &str, host: &str, path: &str, query: Option<&str>) -> Lookup {
         let host = normalize_host(host);
         let redirects = !self.redirects.is_empty();
-        if let Some(target) = redirects.then(|| self.redirects.find(scheme, &host, path, query)).flatten() {
+        if let Some(target) = redirects
+            .then(|| self.redirects.find(scheme, &host, path, query))
+            .flatten()
+        {
             return Lookup::Redirect(target);
         }
-        let claimed = self
-            .exact
-            .get(host.as_ref())
-            .and_then(|h| h.find(path))
-            .or_else(|| {
-                self.wildcard
-                    .iter()
-                    .filter(|(suffix, _)| host.ends_with(suffix.as_str()))
-                    .find_map(|(_, h)| h.find(path))
-            });
+        let claimed = self.exact.get(host.as_ref()).and_then(|h| h.find(path)).or_else(|| {
+            self.wildcard
+                .iter()
+                .filter(|(suffix, _)| host.ends_with(suffix.as_str()))
+                .find_map(|(_, h)| h.find(path))
+        });
         if let Some(route) = claimed {
             return Lookup::Route(route.clone());
         }
         // Nothing claims this host and path: the default backend's, where its own path
         // redirects (a hostless service's) apply.
-        if let Some(target) = redirects.then(|| self.redirects.find_fallback(scheme, path, query)).flatten() {
+        if let Some(target) = redirects
+            .then(|| self.redirects.find_fallback(scheme, path, query))
+            .flatten()
+        {
             return Lookup::Redirect(target);
         }
         match &self.default {

@@ -73,8 +73,7 @@ impl<'a> Attempts<'a> {
         if matches!(
             error,
             ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::BackendTls { .. }
-        )
-            && backend.record_connect_failure()
+        ) && backend.record_connect_failure()
         {
             tracing::warn!(backend = %backend.addr, "backend ejected after consecutive connect failures");
         }

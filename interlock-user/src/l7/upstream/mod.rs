@@ -143,12 +143,10 @@ impl Upstream {
                 Ok(resp) => Ok(resp.map(|b| UpstreamBody(Client::Lean(b)))),
                 Err((e, unsent)) => Err((e, unsent.map(Outgoing::lean))),
             },
-            Client::Hyper(req) => {
-                match self.hyper.send(addr, tls.as_deref(), req).await {
-                    Ok(resp) => Ok(resp.map(|b| UpstreamBody(Client::Hyper(b)))),
-                    Err((e, unsent)) => Err((e, unsent.map(|r| Outgoing(Client::Hyper(r), tls)))),
-                }
-            }
+            Client::Hyper(req) => match self.hyper.send(addr, tls.as_deref(), req).await {
+                Ok(resp) => Ok(resp.map(|b| UpstreamBody(Client::Hyper(b)))),
+                Err((e, unsent)) => Err((e, unsent.map(|r| Outgoing(Client::Hyper(r), tls)))),
+            },
         }
     }
 

@@ -229,12 +229,20 @@ fn conflicting_claims_go_to_the_older_service() {
 fn a_hostless_default_backend_is_routed_and_a_second_one_is_named() {
     let dflt = &[(DEFAULT_BACKEND, "true"), (PORT, "8080")];
     let s = state(
-        vec![svc("late", "2", &["n1"], dflt), svc("early", "1", &["n1"], dflt), svc("w", "3", &["n1"], WEB)],
+        vec![
+            svc("late", "2", &["n1"], dflt),
+            svc("early", "1", &["n1"], dflt),
+            svc("w", "3", &["n1"], WEB),
+        ],
         vec![task("t1", "early", "n1", 5, true), task("t2", "late", "n1", 6, true)],
     );
     let out = Assembler::default().assemble(&s);
     let routed: Vec<&str> = out.http.iter().map(|r| r.service.name.as_str()).collect();
-    assert_eq!(routed, vec!["svc-early", "svc-w"], "the older default backend and the other service");
+    assert_eq!(
+        routed,
+        vec!["svc-early", "svc-w"],
+        "the older default backend and the other service"
+    );
     let early = &out.http[0];
     assert!(early.default_backend && early.hosts.is_empty());
     assert_eq!(early.backends[0].addr.to_string(), "10.0.0.5:8080");

@@ -129,7 +129,12 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use hyper::Response;
 
-    const ADDED: &str = concat!("x-request-id: r1\r\nx-proxy-id: p\r\nx-server-info: ", "interlock/", env!("CARGO_PKG_VERSION"), "\r\n");
+    const ADDED: &str = concat!(
+        "x-request-id: r1\r\nx-proxy-id: p\r\nx-server-info: ",
+        "interlock/",
+        env!("CARGO_PKG_VERSION"),
+        "\r\n"
+    );
 
     fn answer(status: u16, headers: &[(&'static str, &'static str)], body: &'static str) -> Answer {
         let mut resp = Response::new(

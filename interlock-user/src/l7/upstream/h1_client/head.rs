@@ -346,7 +346,11 @@ mod tests {
     fn special_agrees_with_the_lists() {
         for name in headers::hop_by_hop_names() {
             let upper = name.to_ascii_uppercase();
-            let want = if name == "transfer-encoding" { "TransferEncoding" } else { "HopByHop" };
+            let want = if name == "transfer-encoding" {
+                "TransferEncoding"
+            } else {
+                "HopByHop"
+            };
             assert_eq!(format!("{:?}", special(upper.as_bytes())), want, "{name}");
         }
         for name in headers::PROXY_SET_RESPONSE {
